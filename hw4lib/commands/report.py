@@ -1,0 +1,40 @@
+"""`hw4 report`: run the numbered notebooks with papermill."""
+from __future__ import annotations
+
+import sys
+
+from . import add_device, add_profile
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="run the notebooks 01-06 headlessly into reports/<profile>/")
+    add_profile(p)
+    p.add_argument("--only", default=None, help="comma-separated notebook ids, e.g. 01,03")
+    p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
+    p.add_argument("--data", default=None,
+                   help="course-layout data (hotdog/, mini/, office/); default: generated data")
+    p.add_argument("--force", action="store_true", help="retrain even if results exist")
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(a) -> int:
+    from .. import PROJECT_ROOT
+    from ..config import profile_name
+    from ..report.runner import reports_dir, run_report
+    from ..results import results_root
+
+    profile = profile_name(a.profile)
+    done, failures = run_report(profile, a.only, a.keep_going, a.data, a.device, a.force)
+    out = reports_dir(profile)
+    print(f"executed notebooks: {out}")
+    if (out / "report.html").exists():
+        print(f"report:             {out / 'report.html'}")
+    print(f"figures and tables: {PROJECT_ROOT / 'figures'}")
+    print(f"results (json):     {results_root() / profile}")
+    if failures:
+        print(f"{len(failures)} notebook(s) failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f.line()}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,202 @@
+"""Profiles: every setting of every job, in one place.
+
+Three profiles share one shape:
+
+* ``smoke`` -- seconds; what the tests and ``pytest --nbval-lax notebooks/`` run.
+* ``quick`` -- the default; the whole report on a 2-core CPU in minutes, on generated data.
+* ``full``  -- the report's exact settings, for a GPU and the course's data.
+
+A profile is chosen by ``--profile``, else ``$HW4_PROFILE``, else ``quick``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import UserError
+
+PROFILES = ("smoke", "quick", "full")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SceneGen:
+    """The procedural Blender-format scene (hw4lib.data.scene)."""
+
+    size: int = 100          # image side in pixels
+    n_train: int = 50
+    n_val: int = 50
+    n_test: int = 0
+    supersample: int = 2     # anti-aliasing: rays per pixel side
+
+
+@dataclass(frozen=True)
+class CorpusGen:
+    """The procedural image corpora (hw4lib.data.corpus)."""
+
+    mini_per_class: int = 60     # 64 classes
+    office_train_per_class: int = 12   # 65 classes
+    office_val_per_class: int = 3
+    mini_size: int = 84
+
+
+@dataclass(frozen=True)
+class DVGOStage:
+    """One DVGO stage (coarse or fine); numbers from the report and the DVGO paper."""
+
+    iters: int
+    num_voxels: int
+    alpha_init: float
+    fast_color_thres: float
+    stepsize: float = 0.5
+    n_rays: int = 8192
+    lr_grid: float = 0.1
+    lr_mlp: float = 1e-3
+    lr_decay_steps: int = 20000  # lr *= 0.1 every lr_decay_steps
+    weight_entropy: float = 0.01
+    weight_rgbper: float = 0.1
+    pg_scale: tuple[int, ...] = ()  # progressive scaling: iterations at which voxels double
+    rgbnet_width: int = 128
+    rgbnet_depth: int = 2  # hidden layers
+    feat_dim: int = 12     # fine-stage feature channels (0 = coarse, direct rgb)
+    viewbase_pe: int = 4
+
+
+@dataclass(frozen=True)
+class NerfConfig:
+    """DVGO training and evaluation settings."""
+
+    coarse: DVGOStage = field(default_factory=lambda: DVGOStage(
+        iters=5000, num_voxels=1024000, alpha_init=1e-6, fast_color_thres=1e-7, feat_dim=0,
+        weight_entropy=0.01, weight_rgbper=0.1))
+    fine: DVGOStage = field(default_factory=lambda: DVGOStage(
+        iters=20000, num_voxels=180 ** 3, alpha_init=1e-2, fast_color_thres=1e-4,
+        weight_entropy=0.001, weight_rgbper=0.01, pg_scale=(1000, 2000, 3000, 4000)))
+    max_train_size: int | None = None  # cap on the long side of training images (None = keep)
+    near: float = 2.0
+    far: float = 6.0
+    background: str = "white"
+    #: the five settings of the report's table: (stepsize, fine voxels)
+    sweep: tuple[tuple[float, int], ...] = (
+        (0.5, 180 ** 3), (2.0, 180 ** 3), (4.0, 180 ** 3), (0.5, 120 ** 3), (0.5, 80 ** 3))
+    eval_views: int | None = None  # None = every val view
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    """BYOL pre-training, supervised pre-training and the A-E fine-tuning."""
+
+    backbone: str = "resnet50"
+    image_size: int = 128
+    pretrain_epochs: int = 1000
+    pretrain_batch: int = 64
+    pretrain_lr: float = 0.05
+    pretrain_step_size: int = 100   # StepLR: lr *= gamma every step_size epochs
+    pretrain_gamma: float = 0.998
+    supervised_epochs: int = 100
+    supervised_lr: float = 0.05
+    finetune_epochs: int = 100
+    finetune_batch: int = 16
+    finetune_lr: float = 3e-4
+    finetune_gamma: float = 0.998
+    knn_every: int = 10
+    workers: int = 4
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    scene: SceneGen
+    corpus: CorpusGen
+    nerf: NerfConfig
+    ssl: SSLConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _full() -> Profile:
+    return Profile("full", SceneGen(size=800, supersample=1), CorpusGen(
+        mini_per_class=600, office_train_per_class=60, office_val_per_class=6),
+        NerfConfig(), SSLConfig())
+
+
+def _quick() -> Profile:
+    full = _full()
+    nerf = replace(
+        full.nerf,
+        coarse=replace(full.nerf.coarse, iters=600, num_voxels=60 ** 3, n_rays=2048),
+        fine=replace(full.nerf.fine, iters=1500, num_voxels=96 ** 3, n_rays=2048,
+                     pg_scale=(300, 600), rgbnet_width=64),
+        max_train_size=100,
+        sweep=((0.5, 96 ** 3), (2.0, 96 ** 3), (4.0, 96 ** 3), (0.5, 64 ** 3), (0.5, 43 ** 3)),
+        eval_views=10,
+    )
+    ssl = replace(full.ssl, backbone="resnet18", image_size=32, pretrain_epochs=30,
+                  pretrain_batch=64, supervised_epochs=15, finetune_epochs=15,
+                  finetune_batch=16, pretrain_step_size=10, knn_every=5, workers=0,
+                  finetune_lr=3e-3, finetune_gamma=0.95)
+    return Profile("quick", SceneGen(size=100), CorpusGen(), nerf, ssl)
+
+
+def _smoke() -> Profile:
+    q = _quick()
+    nerf = replace(
+        q.nerf,
+        coarse=replace(q.nerf.coarse, iters=30, num_voxels=24 ** 3, n_rays=256),
+        fine=replace(q.nerf.fine, iters=40, num_voxels=32 ** 3, n_rays=256, pg_scale=(20,),
+                     rgbnet_width=16),
+        max_train_size=32,
+        sweep=((0.5, 32 ** 3), (2.0, 32 ** 3), (4.0, 32 ** 3), (0.5, 24 ** 3), (0.5, 16 ** 3)),
+        eval_views=2,
+    )
+    ssl = replace(q.ssl, image_size=32, pretrain_epochs=1, supervised_epochs=1,
+                  finetune_epochs=1, pretrain_batch=16, knn_every=1)
+    return Profile("smoke", SceneGen(size=32, n_train=8, n_val=4, supersample=1),
+                   CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1,
+                             mini_size=32),
+                   nerf, ssl)
+
+
+_BUILDERS = {"smoke": _smoke, "quick": _quick, "full": _full}
+
+
+def profile_name(name: str | None = None) -> str:
+    """The profile to use: ``name``, else ``$HW4_PROFILE``, else ``quick``."""
+    name = name or os.environ.get("HW4_PROFILE") or "quick"
+    if name not in _BUILDERS:
+        raise UserError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
+    return name
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The settings of profile ``name`` (see :func:`profile_name`)."""
+    return _BUILDERS[profile_name(name)]()
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without one is an error."""
+    import torch
+
+    device = device or os.environ.get("HW4_DEVICE") or "auto"
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible: "
+                        "use --device cpu or auto")
+    return device
+
+
+def data_root() -> "os.PathLike[str]":
+    """Where course-layout data lives: ``$HW4_DATA``, else ``data/hw4_data`` in the project."""
+    from pathlib import Path
+
+    from . import PROJECT_ROOT
+
+    return Path(os.environ.get("HW4_DATA") or PROJECT_ROOT / "data" / "hw4_data")

@@ -1,0 +1,1 @@
+"""Data: course-format loaders (Blender scenes, csv image folders) and procedural generators."""

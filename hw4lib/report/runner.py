@@ -1,0 +1,157 @@
+"""Run the numbered notebooks headlessly with papermill (``hw4 report``).
+
+Each notebook ``notebooks/NN_name.ipynb`` runs with its ``parameters`` cell overridden
+(profile, data directory, device, force) into ``reports/<profile>/NN_name.ipynb``. A run
+writes ``NN_name.running.ipynb`` first and renames it on success, so a failure or Ctrl-C
+never replaces an earlier good copy; the partial notebook is kept as ``NN_name.failed.ipynb``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import PROJECT_ROOT
+from ..errors import UserError
+
+KERNEL_NAME = "hw4"
+_NB = re.compile(r"^(\d\d)_.+\.ipynb$")
+
+
+def notebooks_dir() -> Path:
+    return Path(os.environ.get("HW4_NOTEBOOKS") or PROJECT_ROOT / "notebooks")
+
+
+def reports_dir(profile: str) -> Path:
+    return Path(os.environ.get("HW4_REPORTS") or PROJECT_ROOT / "reports") / profile
+
+
+def discover(nb_dir: Path) -> dict[str, Path]:
+    """Numbered notebooks, id ('01') -> path, in order."""
+    if not nb_dir.is_dir():
+        raise UserError(f"{nb_dir}: notebooks folder not found")
+    found = {m.group(1): p for p in sorted(nb_dir.iterdir()) if (m := _NB.match(p.name))}
+    return dict(sorted(found.items()))
+
+
+def select(found: dict[str, Path], only: str | None) -> list[Path]:
+    if not only:
+        return list(found.values())
+    ids = [s.strip().zfill(2) for s in only.split(",") if s.strip()]
+    bad = [i for i in ids if i not in found]
+    if bad:
+        raise UserError(f"unknown notebook id(s) {', '.join(bad)}: choose from "
+                        f"{', '.join(found) or '(none found)'}")
+    return [found[i] for i in ids]
+
+
+def kernel_name() -> str:
+    """The project's kernel if installed (``make setup``), else this interpreter's python3."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    return KERNEL_NAME if KERNEL_NAME in specs else "python3"
+
+
+@dataclass
+class NotebookFailure:
+    notebook: Path
+    cell: int | None
+    error: str
+
+    def line(self) -> str:
+        where = f"cell {self.cell}" if self.cell is not None else "before any cell"
+        return f"{self.notebook}: {where} failed: {self.error}"
+
+
+def run_notebook(src: Path, out_dir: Path, parameters: dict, kernel: str,
+                 progress: bool = True) -> Path:
+    """Execute ``src`` into ``out_dir``; raises :class:`NotebookFailure`-carrying RuntimeError."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / src.name
+    running = out_dir / f"{src.stem}.running.ipynb"
+    failed = out_dir / f"{src.stem}.failed.ipynb"
+    known = pm.inspect_notebook(str(src))  # pass only what the parameters cell defines
+    params = {k: v for k, v in parameters.items() if k in known}
+    try:
+        pm.execute_notebook(str(src), str(running), parameters=params, kernel_name=kernel,
+                            cwd=str(src.parent), progress_bar=progress)
+    except PapermillExecutionError as e:
+        if running.exists():
+            os.replace(running, failed)
+        cell = _source_cell_number(failed, e.cell_index)
+        raise NotebookRunError(NotebookFailure(src, cell, f"{e.ename}: {e.evalue}")) from None
+    except BaseException:
+        if running.exists():
+            os.replace(running, failed)
+        raise
+    os.replace(running, final)
+    if failed.exists():
+        failed.unlink()
+    return final
+
+
+def _source_cell_number(executed: Path, index: int) -> int:
+    """1-based number of the failing cell in the source notebook (papermill adds one cell)."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(executed), as_version=4).cells[:index]
+    except Exception:
+        return index + 1
+    injected = sum("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
+    return index - injected + 1
+
+
+class NotebookRunError(RuntimeError):
+    def __init__(self, failure: NotebookFailure):
+        super().__init__(failure.line())
+        self.failure = failure
+
+
+def export_html(nb: Path, html: Path) -> Path:
+    """Export an executed notebook to a self-contained HTML page, code cells hidden."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    exporter.exclude_input = True
+    body, _ = exporter.from_notebook_node(nbformat.read(str(nb), as_version=4))
+    html.write_text(body)
+    return html
+
+
+def run_report(profile: str, only: str | None = None, keep_going: bool = False,
+               data_dir: str | None = None, device: str = "auto", force: bool = False,
+               progress: bool = True) -> tuple[list[Path], list[NotebookFailure]]:
+    """Run the selected notebooks in order; returns (executed notebooks, failures)."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise UserError(f"{data_dir}: data directory not found (expected the course layout "
+                        "hotdog/, mini/, office/; or leave --data out to use generated data)")
+    nbs = select(discover(notebooks_dir()), only)
+    out_dir = reports_dir(profile)
+    params = {"profile": profile, "device": device, "force": force,
+              "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
+    os.environ["HW4_PROFILE"] = profile  # the kernel inherits it
+    kernel = kernel_name()
+    done, failures = [], []
+    for nb in nbs:
+        print(f"[hw4 report] {nb.name} ({profile})", file=sys.stderr, flush=True)
+        try:
+            out = run_notebook(nb, out_dir, params, kernel, progress)
+        except NotebookRunError as e:
+            failures.append(e.failure)
+            print(f"error: {e.failure.line()} (partial notebook: "
+                  f"{out_dir / (nb.stem + '.failed.ipynb')})", file=sys.stderr, flush=True)
+            if not keep_going:
+                break
+            continue
+        done.append(out)
+        if nb.name.startswith("06_"):
+            export_html(out, out_dir / "report.html")
+    return done, failures

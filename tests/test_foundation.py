@@ -1,0 +1,162 @@
+"""The skeleton: packaging, profiles, the CLI's error contract, the results store, the runner."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hw4lib import PROJECT_ROOT
+from hw4lib.config import PROFILES, get_profile, profile_name, resolve_device
+from hw4lib.errors import UserError
+from hw4lib.results import list_results, read_result, write_result
+
+HW4 = [sys.executable, "-m", "hw4lib"]
+
+
+def _pins_from_pyproject() -> dict[str, str]:
+    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return dict(d.split("==") for d in deps)
+
+
+def _pins_from_environment_yml() -> dict[str, str]:
+    text = (PROJECT_ROOT / "environment.yml").read_text()
+    pins = re.findall(r"^\s+- ([A-Za-z0-9_.-]+)==([^\s#]+)\s*$", text, re.M)
+    return dict(pins)
+
+
+def test_environment_yml_matches_pyproject():
+    py, env = _pins_from_pyproject(), _pins_from_environment_yml()
+    assert py, "pyproject.toml lists no pinned dependencies"
+    assert py == env
+
+
+def test_every_dependency_is_pinned():
+    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert all("==" in d for d in deps), deps
+    assert {"torch", "torchvision", "byol-pytorch", "lpips", "papermill", "nbval"} <= set(
+        _pins_from_pyproject())
+
+
+def test_profiles_and_env(monkeypatch):
+    monkeypatch.delenv("HW4_PROFILE", raising=False)
+    assert profile_name() == "quick"
+    monkeypatch.setenv("HW4_PROFILE", "full")
+    assert profile_name() == "full" and get_profile().name == "full"
+    assert profile_name("smoke") == "smoke"  # the flag wins over the variable
+    for name in PROFILES:
+        assert get_profile(name).name == name
+    with pytest.raises(UserError, match="unknown profile 'fast'.*smoke, quick, full"):
+        get_profile("fast")
+
+
+def test_full_profile_keeps_the_reports_settings():
+    full = get_profile("full")
+    c, f = full.nerf.coarse, full.nerf.fine
+    assert (c.iters, c.num_voxels, c.alpha_init, c.fast_color_thres) == (5000, 1024000, 1e-6, 1e-7)
+    assert (f.iters, f.alpha_init, f.fast_color_thres, f.stepsize) == (20000, 1e-2, 1e-4, 0.5)
+    assert [s for s, _ in full.nerf.sweep] == [0.5, 2.0, 4.0, 0.5, 0.5]
+    assert [v for _, v in full.nerf.sweep] == [180**3, 180**3, 180**3, 120**3, 80**3]
+    s = full.ssl
+    assert (s.backbone, s.image_size, s.pretrain_batch, s.pretrain_lr) == ("resnet50", 128, 64, 0.05)
+    assert (s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs) == (3e-4, 0.998, 16, 100)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device("tpu")
+
+
+def test_results_store_roundtrip(tmp_path):
+    p = write_result("nerf/x", {"psnr": 31.5}, profile="smoke", data_source="generated",
+                     device="cpu", seconds=1.234, root=tmp_path)
+    assert p == tmp_path / "smoke" / "nerf" / "x.json"
+    doc = read_result("nerf/x", "smoke", root=tmp_path)
+    assert doc["data"] == {"psnr": 31.5}
+    m = doc["manifest"]
+    assert set(m) >= {"profile", "data_source", "git_commit", "device", "seconds", "date"}
+    assert m["seconds"] == 1.23 and m["profile"] == "smoke"
+    assert list_results("smoke", "nerf/", root=tmp_path) == ["nerf/x"]
+    assert read_result("nerf/missing", "smoke", root=tmp_path) is None
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def _cli(*args, env=None):
+    return subprocess.run(HW4 + list(args), capture_output=True, text=True, env=env)
+
+
+def test_cli_help_lists_every_group():
+    r = _cli("--help")
+    assert r.returncode == 0
+    for g in ("data", "nerf", "ssl", "bench", "weights", "report"):
+        assert g in r.stdout
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["report", "--profile", "fast"], r"unknown profile 'fast': choose one of smoke, quick, full"),
+    (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
+    (["report", "--data", "/nonexistent/hw4_data"], r"/nonexistent/hw4_data: data directory not found"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, pattern):
+    r = _cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(pattern, lines[0]), r.stderr
+
+
+def _notebook(path: Path, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = ""\nmarker = "default"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def tiny_notebooks(tmp_path, monkeypatch):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_ok.ipynb", ["import os\nprint('profile', profile, os.environ['HW4_PROFILE'])"])
+    _notebook(nbs / "02_fails.ipynb", ["x = 1", "raise ValueError('broken on purpose')", "print('never')"])
+    _notebook(nbs / "03_after.ipynb", ["print('third')"])
+    monkeypatch.setenv("HW4_NOTEBOOKS", str(nbs))
+    return tmp_path
+
+
+def test_report_runs_in_order_and_reports_the_failing_cell(tiny_notebooks):
+    out = tiny_notebooks / "reports" / "smoke"
+    out.mkdir(parents=True)
+    (out / "02_fails.ipynb").write_text("earlier good copy")
+    r = _cli("report", "--profile", "smoke")
+    assert r.returncode == 1
+    assert re.search(r"02_fails\.ipynb: cell 3 failed: ValueError: broken on purpose", r.stderr)
+    ok = nbformat.read(str(out / "01_ok.ipynb"), as_version=4)
+    assert "profile smoke smoke" in json.dumps(ok.cells[-1].outputs)
+    assert (out / "02_fails.ipynb").read_text() == "earlier good copy"   # not overwritten
+    assert (out / "02_fails.failed.ipynb").exists()                      # partial kept
+    assert not (out / "03_after.ipynb").exists()                         # stopped at the failure
+
+
+def test_report_keep_going_and_only(tiny_notebooks):
+    out = tiny_notebooks / "reports" / "smoke"
+    r = _cli("report", "--profile", "smoke", "--keep-going")
+    assert r.returncode == 1 and (out / "03_after.ipynb").exists()
+    (out / "03_after.ipynb").unlink()
+    r = _cli("report", "--profile", "smoke", "--only", "3")
+    assert r.returncode == 0, r.stderr
+    assert (out / "03_after.ipynb").exists() and "executed notebooks" in r.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make report" in readme
+    assert re.search(r"^make test$", ci, re.M)
