@@ -94,16 +94,23 @@ class SSLConfig:
     pretrain_epochs: int = 1000
     pretrain_batch: int = 64
     pretrain_lr: float = 0.05
-    pretrain_step_size: int = 100   # StepLR: lr *= gamma every step_size epochs
-    pretrain_gamma: float = 0.998
+    pretrain_step_size: int = 100   # StepLR: lr *= gamma every step_size optimizer steps
+    pretrain_gamma: float = 0.998   # the report: "decay 0.2% for every 100 steps"
+    byol_hidden: int = 4096         # projector/predictor hidden width (byol-pytorch default)
+    byol_projection: int = 256
+    byol_ema: float = 0.99          # target network EMA decay (byol-pytorch default)
     supervised_epochs: int = 100
     supervised_lr: float = 0.05
+    momentum: float = 0.9           # SGD momentum (the report does not state it)
     finetune_epochs: int = 100
     finetune_batch: int = 16
     finetune_lr: float = 3e-4
-    finetune_gamma: float = 0.998
-    knn_every: int = 10
-    workers: int = 4
+    finetune_gamma: float = 0.998   # StepLR every epoch
+    knn_every: int = 10             # epochs between kNN monitor evaluations (0 = never)
+    knn_k: int = 20
+    knn_per_class: int = 20         # labeled images per class in the kNN monitor
+    workers: int = 4                # DataLoader workers when images are decoded on the fly
+    cache_images: bool = False      # decode + resize every image once into memory
     seeds: tuple[int, ...] = (0,)
 
 
@@ -136,11 +143,11 @@ def _quick() -> Profile:
         sweep=((0.5, 96 ** 3), (2.0, 96 ** 3), (4.0, 96 ** 3), (0.5, 64 ** 3), (0.5, 43 ** 3)),
         eval_views=10,
     )
-    ssl = replace(full.ssl, backbone="resnet18", image_size=32, pretrain_epochs=30,
-                  pretrain_batch=64, supervised_epochs=15, finetune_epochs=15,
-                  finetune_batch=16, pretrain_step_size=10, knn_every=5, workers=0,
-                  finetune_lr=3e-3, finetune_gamma=0.95)
-    return Profile("quick", SceneGen(size=100), CorpusGen(), nerf, ssl)
+    ssl = replace(full.ssl, backbone="resnet18", image_size=32, pretrain_epochs=10,
+                  pretrain_batch=64, supervised_epochs=6, finetune_epochs=15,
+                  finetune_batch=16, knn_every=5, knn_per_class=10, workers=0,
+                  cache_images=True, byol_hidden=1024, finetune_lr=3e-3, finetune_gamma=0.95)
+    return Profile("quick", SceneGen(size=100), CorpusGen(mini_per_class=40), nerf, ssl)
 
 
 def _smoke() -> Profile:
@@ -155,8 +162,9 @@ def _smoke() -> Profile:
         eval_views=2,
     )
     ssl = replace(q.ssl, image_size=32, pretrain_epochs=1, supervised_epochs=1,
-                  finetune_epochs=1, pretrain_batch=16, knn_every=1)
-    return Profile("smoke", SceneGen(size=32, n_train=8, n_val=4, supersample=1),
+                  finetune_epochs=1, pretrain_batch=16, knn_every=1, byol_hidden=64,
+                  byol_projection=32, knn_per_class=2)
+    return Profile("smoke", SceneGen(size=32, n_train=8, n_val=4, supersample=2),
                    CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1,
                              mini_size=32),
                    nerf, ssl)

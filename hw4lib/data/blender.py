@@ -91,37 +91,63 @@ def read_transforms(path: str | Path, size: int | None = None) -> Cameras:
         poses.append(m)
         paths.append(str(fr["file_path"]))
 
+    try:
+        return _cameras(path, meta, poses, paths, size)
+    except (TypeError, ValueError) as e:  # e.g. "camera_angle_x": "wide", "w": null
+        raise _fail(path, f"intrinsics are not numbers ({e}); fix camera_angle_x / fl_x / "
+                          "fl_y / cx / cy / w / h") from None
+
+
+def _cameras(path: Path, meta: dict, poses: list, paths: list[str], size: int | None) -> Cameras:
     H = W = None
     if "w" in meta and "h" in meta:
         W, H = int(meta["w"]), int(meta["h"])
     else:
         first = resolve_image(path.parent, paths[0], must_exist=False)
         if first is not None:
-            with Image.open(first) as im:
-                W, H = im.size
+            try:
+                with Image.open(first) as im:
+                    W, H = im.size
+            except Exception as e:
+                raise _fail(first, f"cannot read image ({type(e).__name__}: {e}); replace or "
+                                   "regenerate it") from None
         elif size is not None:
             W = H = int(size)
         else:
             raise _fail(path, "no 'w'/'h' keys and the first frame's image is missing: "
                               "pass the output size (--size)")
+    if W <= 0 or H <= 0:
+        raise _fail(path, f"image size {W}x{H} is not positive")
     if "fl_x" in meta:
         fx = float(meta["fl_x"])
         fy = float(meta.get("fl_y", fx))
     elif "camera_angle_x" in meta:
-        fx = fy = 0.5 * W / math.tan(0.5 * float(meta["camera_angle_x"]))
+        angle = float(meta["camera_angle_x"])
+        if not 0 < angle < math.pi:
+            raise _fail(path, f"camera_angle_x {angle} must be in (0, pi) radians "
+                              "(the course's hotdog has 0.6911)")
+        fx = fy = 0.5 * W / math.tan(0.5 * angle)
     else:
         raise _fail(path, "missing key 'camera_angle_x' (or 'fl_x'): the focal length is unknown")
+    if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):
+        raise _fail(path, f"focal length ({fx}, {fy}) must be finite and positive; check "
+                          "camera_angle_x (radians, in (0, pi)) or fl_x / fl_y")
     cx = float(meta.get("cx", W / 2))
     cy = float(meta.get("cy", H / 2))
     return Cameras(torch.tensor(np.stack(poses), dtype=torch.float32), H, W, fx, fy, cx, cy,
                    paths, path)
 
 
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+
+
 def resolve_image(root: Path, file_path: str, must_exist: bool = True) -> Path | None:
     """The image of ``file_path`` (with or without extension) under ``root``."""
     p = (root / file_path).resolve()
-    candidates = [p] if p.suffix else [p.with_suffix(".png"), p.with_suffix(".jpg"),
-                                       p.with_suffix(".jpeg")]
+    if p.suffix.lower() in IMAGE_EXTS:
+        candidates = [p]
+    else:  # no extension, or a dot inside the name ("r_0.001"): try appending one
+        candidates = [p.with_name(p.name + ext) for ext in IMAGE_EXTS] + [p]
     for c in candidates:
         if c.is_file():
             return c
@@ -140,7 +166,13 @@ class BlenderSplit:
 
     def rgb(self, background: str | float = "white") -> torch.Tensor:
         """Float (N, H, W, 3) in [0, 1], RGBA composited on the background: rgb*a + bg*(1-a)."""
-        bg = BACKGROUNDS[background] if isinstance(background, str) else float(background)
+        if isinstance(background, str):
+            if background not in BACKGROUNDS:
+                raise UserError(f"background {background!r}: choose one of "
+                                f"{', '.join(BACKGROUNDS)} (or a number in [0, 1])")
+            bg = BACKGROUNDS[background]
+        else:
+            bg = float(background)
         return composite(self.images, bg)
 
 
@@ -154,6 +186,10 @@ def composite(images: torch.Tensor, bg: float) -> torch.Tensor:
 
 def target_size(H: int, W: int, downscale: float = 1, max_size: int | None = None) -> tuple[int, int]:
     """Training image size: divide by ``downscale``, then cap the long side at ``max_size``."""
+    if not downscale > 0:
+        raise UserError(f"downscale {downscale!r}: must be a positive factor (1 = full size)")
+    if max_size is not None and max_size < 1:
+        raise UserError(f"max_size {max_size!r}: must be at least 1 pixel (or None)")
     h, w = H / downscale, W / downscale
     if max_size is not None and max(h, w) > max_size:
         s = max_size / max(h, w)
@@ -179,9 +215,14 @@ def load_split(root: str | Path, split: str = "train", downscale: float = 1,
                 if im.size != (cams.W, cams.H):
                     raise UserError(f"{f}: image is {im.size[0]}x{im.size[1]} but the scene's "
                                     f"images are {cams.W}x{cams.H}; all frames must match")
-                im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
+                rgba = im.mode in ("RGBA", "LA", "PA") or (
+                    im.mode == "P" and "transparency" in im.info)
+                im = im.convert("RGBA") if rgba else im.convert("RGB")
                 if (H, W) != (cams.H, cams.W):
-                    im = im.resize((W, H), Image.BOX)
+                    # average premultiplied colour ("RGBa"): the black rgb under alpha 0 must
+                    # not bleed into the edges of the object
+                    im = (im.convert("RGBa").resize((W, H), Image.BOX).convert("RGBA") if rgba
+                          else im.resize((W, H), Image.BOX))
                 arr = np.asarray(im)
         except UserError:
             raise

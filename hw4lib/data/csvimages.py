@@ -28,7 +28,15 @@ def read_csv(csv_path: str | Path, image_dir: str | Path | None = None,
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise UserError(f"{csv_path}: csv file not found")
-    with open(csv_path, newline="") as f:
+    try:
+        return _read_rows(csv_path, image_dir, require_label, check_images)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{csv_path}: not a readable utf-8 csv ({type(e).__name__}: {e})") from None
+
+
+def _read_rows(csv_path: Path, image_dir: str | Path | None, require_label: bool,
+               check_images: bool) -> list[Row]:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
         reader = csv.DictReader(f)
         fields = [c.strip() for c in (reader.fieldnames or [])]
         if "filename" not in fields:
