@@ -1,0 +1,61 @@
+"""Tables and figure files: where they go and how they are written (CSV, Markdown, LaTeX)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .. import PROJECT_ROOT
+
+
+def figures_dir(profile: str) -> Path:
+    """``figures/`` for the quick profile (committed); ``reports/<profile>/figures`` otherwise.
+
+    Smoke runs (tests, nbval) and full runs never overwrite the committed quick figures.
+    ``$HW4_FIGURES`` overrides.
+    """
+    if os.environ.get("HW4_FIGURES"):
+        d = Path(os.environ["HW4_FIGURES"])
+    elif profile == "quick":
+        d = PROJECT_ROOT / "figures"
+    else:
+        d = Path(os.environ.get("HW4_REPORTS") or PROJECT_ROOT / "reports") / profile / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    """A GitHub Markdown table (no extra dependency)."""
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "—" if pd.isna(v) else floatfmt.format(v)
+        return str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def save_table(df: pd.DataFrame, name: str, out_dir: Path, floatfmt: str = "{:.3f}") -> list[Path]:
+    """Write ``name.csv``, ``name.md`` and ``name.tex``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    df.to_csv(paths[0], index=False)
+    paths[1].write_text(to_markdown(df, floatfmt))
+    fmt = {c: (lambda v: floatfmt.format(v) if pd.notna(v) else "--")
+           for c in df.columns if pd.api.types.is_float_dtype(df[c])}
+    paths[2].write_text(df.to_latex(index=False, formatters=fmt, na_rep="--", escape=True))
+    return paths
+
+
+def save_figure(fig, name: str, out_dir: Path, pdf: bool = False) -> list[Path]:
+    """Save a matplotlib figure as PNG (and PDF for the paper-like ones)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png"]
+    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
+    if pdf:
+        paths.append(out_dir / f"{name}.pdf")
+        fig.savefig(paths[1], bbox_inches="tight")
+    return paths

@@ -1,0 +1,60 @@
+"""The report layer: tables, findings, the figure catalogue, provenance."""
+from __future__ import annotations
+
+import pandas as pd
+
+from hw4lib import PROJECT_ROOT
+from hw4lib.report import assemble, catalog, ssl_report
+from hw4lib.report.tables import figures_dir, save_table, to_markdown
+from hw4lib.results import write_result
+
+
+def test_figures_readme_lists_every_catalogued_item():
+    readme = (PROJECT_ROOT / "figures" / "README.md").read_text()
+    assert readme == catalog.readme_text()
+    for it in catalog.ITEMS:
+        assert f"`{it.stem}.{it.formats[0]}`" in readme
+
+
+def test_smoke_figures_never_go_to_the_committed_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("HW4_FIGURES", raising=False)
+    assert figures_dir("smoke") == tmp_path / "reports" / "smoke" / "figures"
+    assert figures_dir("quick") == PROJECT_ROOT / "figures"
+
+
+def test_save_table_writes_three_formats(tmp_path):
+    df = pd.DataFrame({"setting": ["A", "C"], "acc": [0.25, float("nan")]})
+    csv, md, tex = save_table(df, "t", tmp_path)
+    assert pd.read_csv(csv)["setting"].tolist() == ["A", "C"]
+    assert md.read_text().splitlines() == ["| setting | acc |", "|---|---|", "| A | 0.250 |", "| C | — |"]
+    assert "A & 0.250" in tex.read_text() and "--" in tex.read_text()
+    assert to_markdown(df).count("\n") == 4
+
+
+def _study(accs):
+    return pd.DataFrame({"setting": list(accs), "pre-training": "x", "fine-tuning": "y",
+                         "val_acc": list(accs.values()), "val_acc_std": 0.0, "seeds": 1})
+
+
+def test_findings_check_each_claim_against_the_numbers():
+    lines = ssl_report.findings(_study({"A": 0.2, "B": 0.3, "C": 0.5, "D": 0.35, "E": 0.1}))
+    assert lines[0].startswith("best setting: C (0.500)")
+    assert "(C > A): holds (C 0.500 vs A 0.200)" in lines[1]
+    assert "(E > A): does NOT hold (E 0.100 vs A 0.200)" in lines[2]
+    assert "(E > D): does NOT hold" in lines[4]
+    assert ssl_report.findings(_study({"A": 0.2}))[1].endswith("not measured")
+
+
+def test_ae_table_puts_the_reports_numbers_beside_ours():
+    t = ssl_report.ae_table(_study({"A": 0.2, "C": 0.5}))
+    assert t["val acc (report)"].tolist() == [0.162, 0.585]
+    assert t["val acc (ours)"].tolist() == [0.2, 0.5]
+
+
+def test_provenance_reads_every_manifest(tmp_path):
+    write_result("ssl/finetune_A", {"x": 1}, profile="smoke", data_source="generated:smoke",
+                 device="cpu", seconds=2.0)
+    prov = assemble.provenance("smoke")
+    assert prov["result"].tolist() == ["ssl/finetune_A"]
+    assert prov.loc[0, "data"] == "generated:smoke" and prov.loc[0, "seconds"] == 2.0
+    assert "scene_hotdog" in assemble.missing(tmp_path)
