@@ -83,6 +83,9 @@ class NerfConfig:
         (0.5, 180 ** 3), (2.0, 180 ** 3), (4.0, 180 ** 3), (0.5, 120 ** 3), (0.5, 80 ** 3))
     eval_views: int | None = None  # None = every val view
     seed: int = 0
+    activation_iters: int = 1000   # the 2D pre/in/post-activation fit (notebook 01)
+    activation_size: int = 200     # its target image's long side
+    orbit_frames: int = 40         # frames of the orbit animation (notebook 02)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class SSLConfig:
     byol_hidden: int = 4096         # projector/predictor hidden width (byol-pytorch default)
     byol_projection: int = 256
     byol_ema: float = 0.99          # target network EMA decay (byol-pytorch default)
+    # BYOL views (per-sample; BYOL paper values): crop area min, hue jitter, grayscale prob.
+    byol_crop_min: float = 0.08
+    byol_hue: float = 0.1
+    byol_gray_p: float = 0.2
     supervised_epochs: int = 100
     supervised_lr: float = 0.05
     momentum: float = 0.9           # SGD momentum (the report does not state it)
@@ -136,17 +143,25 @@ def _quick() -> Profile:
     full = _full()
     nerf = replace(
         full.nerf,
-        coarse=replace(full.nerf.coarse, iters=600, num_voxels=60 ** 3, n_rays=2048),
-        fine=replace(full.nerf.fine, iters=1500, num_voxels=96 ** 3, n_rays=2048,
-                     pg_scale=(300, 600), rgbnet_width=64),
+        # alpha_init 1e-4 (not 1e-6): the coarse density must rise within hundreds of steps,
+        # yet stay below the 1e-3 free-space threshold where no view looks
+        coarse=replace(full.nerf.coarse, iters=500, num_voxels=50 ** 3, n_rays=1024,
+                       alpha_init=1e-4, fast_color_thres=1e-5),
+        fine=replace(full.nerf.fine, iters=1000, num_voxels=80 ** 3, n_rays=1024,
+                     pg_scale=(150, 300), rgbnet_width=64),
         max_train_size=100,
-        sweep=((0.5, 96 ** 3), (2.0, 96 ** 3), (4.0, 96 ** 3), (0.5, 64 ** 3), (0.5, 43 ** 3)),
+        sweep=((0.5, 80 ** 3), (2.0, 80 ** 3), (4.0, 80 ** 3), (0.5, 53 ** 3), (0.5, 36 ** 3)),
         eval_views=10,
+        orbit_frames=24,
     )
     ssl = replace(full.ssl, backbone="resnet18", image_size=32, pretrain_epochs=10,
                   pretrain_batch=64, supervised_epochs=6, finetune_epochs=15,
-                  finetune_batch=16, knn_every=5, knn_per_class=10, workers=0,
-                  cache_images=True, byol_hidden=1024, finetune_lr=3e-3, finetune_gamma=0.95)
+                  finetune_batch=16, knn_every=5, knn_per_class=20, knn_k=10, workers=0,
+                  cache_images=True, byol_hidden=1024, finetune_lr=3e-3, finetune_gamma=0.95,
+                  # the generated classes are defined partly by colour: hue jitter of +-0.1 and
+                  # grayscale views teach BYOL to discard it (measured: features worse than a
+                  # random init), so quick keeps colour (data/README.md, corpora section)
+                  byol_hue=0.02, byol_gray_p=0.0, byol_crop_min=0.2)
     return Profile("quick", SceneGen(size=100), CorpusGen(mini_per_class=40), nerf, ssl)
 
 
@@ -154,12 +169,15 @@ def _smoke() -> Profile:
     q = _quick()
     nerf = replace(
         q.nerf,
-        coarse=replace(q.nerf.coarse, iters=30, num_voxels=24 ** 3, n_rays=256),
-        fine=replace(q.nerf.fine, iters=40, num_voxels=32 ** 3, n_rays=256, pg_scale=(20,),
+        coarse=replace(q.nerf.coarse, iters=80, num_voxels=24 ** 3, n_rays=256),
+        fine=replace(q.nerf.fine, iters=50, num_voxels=32 ** 3, n_rays=256, pg_scale=(20,),
                      rgbnet_width=16),
         max_train_size=32,
         sweep=((0.5, 32 ** 3), (2.0, 32 ** 3), (4.0, 32 ** 3), (0.5, 24 ** 3), (0.5, 16 ** 3)),
         eval_views=2,
+        activation_iters=30,
+        activation_size=32,
+        orbit_frames=3,
     )
     ssl = replace(q.ssl, image_size=32, pretrain_epochs=1, supervised_epochs=1,
                   finetune_epochs=1, pretrain_batch=16, knn_every=1, byol_hidden=64,

@@ -19,9 +19,9 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from .. import PROJECT_ROOT
     from ..config import profile_name
     from ..report.runner import reports_dir, run_report
+    from ..report.tables import figures_dir
     from ..results import results_root
 
     profile = profile_name(a.profile)
@@ -30,7 +30,7 @@ def run(a) -> int:
     print(f"executed notebooks: {out}")
     if (out / "report.html").exists():
         print(f"report:             {out / 'report.html'}")
-    print(f"figures and tables: {PROJECT_ROOT / 'figures'}")
+    print(f"figures and tables: {figures_dir(profile)}")
     print(f"results (json):     {results_root() / profile}")
     if failures:
         print(f"{len(failures)} notebook(s) failed:", file=sys.stderr)

@@ -1,0 +1,183 @@
+"""DVGO's two models: the coarse grids (density + rgb) and the fine grids (density + features
+with a small rgb MLP), plus the coarse-to-fine hand-over (tight box, known-free-space mask).
+
+Both stages share :class:`VoxelModel`; the coarse one has ``feat_dim == 0`` and reads colour
+straight from a 3-channel grid (eqs 7a-b), the fine one feeds 12 interpolated features and the
+view direction to the MLP (eqs 10a-b).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import grid as G
+from . import render as R
+from .rays import sample_along
+
+
+def view_encoding(viewdirs: torch.Tensor, n_freq: int) -> torch.Tensor:
+    """Positional encoding of unit view directions: ``[d, sin(2^k d), cos(2^k d)]`` -> 3 + 6 n_freq."""
+    freq = 2.0 ** torch.arange(n_freq, device=viewdirs.device, dtype=viewdirs.dtype)
+    x = (viewdirs[..., None] * freq).flatten(-2)
+    return torch.cat([viewdirs, torch.sin(x), torch.cos(x)], -1)
+
+
+class FreeSpaceMask(nn.Module):
+    """Boolean grid over a box: True where something may be (unknown), False = known free."""
+
+    def __init__(self, occupied: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+        super().__init__()
+        self.register_buffer("occupied", occupied.bool())
+        self.register_buffer("lo", lo.float().clone())
+        self.register_buffer("hi", hi.float().clone())
+
+    def unknown(self, pts: torch.Tensor) -> torch.Tensor:
+        """Nearest-voxel lookup; points outside the mask's box count as free."""
+        n = torch.tensor(self.occupied.shape, device=pts.device)
+        u = (pts - self.lo) * ((n - 1) / (self.hi - self.lo))
+        i = u.round().long()
+        inside = ((i >= 0) & (i < n)).all(-1)
+        i = torch.minimum(i.clamp_min(0), n - 1)
+        flat = (i[:, 0] * n[1] + i[:, 1]) * n[2] + i[:, 2]
+        return self.occupied.view(-1)[flat] & inside
+
+    def fraction_free(self) -> float:
+        return float(1 - self.occupied.float().mean())
+
+
+class VoxelModel(nn.Module):
+    """Dense density grid + colour grid (+ rgb MLP when ``feat_dim > 0``) over the box [lo, hi]."""
+
+    def __init__(self, lo: torch.Tensor, hi: torch.Tensor, num_voxels: int, base_voxel: float,
+                 alpha_init: float, stepsize: float, fast_color_thres: float, feat_dim: int = 0,
+                 rgbnet_width: int = 128, rgbnet_depth: int = 2, viewbase_pe: int = 4,
+                 mask: FreeSpaceMask | None = None):
+        super().__init__()
+        self.register_buffer("lo", lo.float().clone())
+        self.register_buffer("hi", hi.float().clone())
+        self.base_voxel = float(base_voxel)
+        self.stepsize = float(stepsize)
+        self.fast_color_thres = float(fast_color_thres)
+        self.feat_dim = int(feat_dim)
+        self.viewbase_pe = int(viewbase_pe)
+        self.num_voxels = int(num_voxels)
+        shape = G.grid_shape(self.lo, self.hi, num_voxels)
+        self.density = nn.Parameter(torch.zeros(*shape, 1))
+        self.color = nn.Parameter(torch.zeros(*shape, feat_dim if feat_dim else 3))
+        # eq 9 is solved once, for the interval at construction; later rescaling keeps ``b``.
+        self.alpha_init = float(alpha_init)
+        self.shift = R.low_density_shift(alpha_init, self.interval)
+        self.rgbnet = None
+        if feat_dim:
+            dims = [feat_dim + 3 + 6 * viewbase_pe] + [rgbnet_width] * rgbnet_depth
+            layers: list[nn.Module] = []
+            for a, b in zip(dims[:-1], dims[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+            last = nn.Linear(dims[-1], 3)
+            nn.init.constant_(last.bias, 0)
+            self.rgbnet = nn.Sequential(*layers, last)
+        self.mask = mask
+
+    # -- geometry ------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.density.shape[:3])
+
+    @property
+    def voxel_size(self) -> float:
+        return G.voxel_size(self.lo, self.hi, self.num_voxels)
+
+    @property
+    def step(self) -> float:
+        """Distance between samples along a ray (world units): stepsize * voxel size."""
+        return self.stepsize * self.voxel_size
+
+    @property
+    def interval(self) -> float:
+        """The step in base-voxel units: the ``delta`` of eq 2b."""
+        return self.step / self.base_voxel
+
+    def scale_volume(self, num_voxels: int) -> None:
+        """Progressive scaling: resample the grids to ``num_voxels`` by trilinear upsampling."""
+        self.num_voxels = int(num_voxels)
+        shape = G.grid_shape(self.lo, self.hi, num_voxels)
+        with torch.no_grad():
+            self.density = nn.Parameter(G.upsample(self.density.data, shape))
+            self.color = nn.Parameter(G.upsample(self.color.data, shape))
+
+    def voxel_alpha(self, interval: float = 1.0) -> torch.Tensor:
+        """Alpha of every voxel (X, Y, Z) for a step of ``interval`` base voxels."""
+        return R.alpha(R.density(self.density.detach()[..., 0], self.shift), interval)
+
+    # -- rendering -----------------------------------------------------------------------
+    def point_rgb(self, pts: torch.Tensor, viewenc: torch.Tensor | None) -> torch.Tensor:
+        """Colour of points (M, 3): sigmoid of the rgb grid (coarse) or of the MLP (fine)."""
+        feat = G.trilinear(self.color, pts, self.lo, self.hi)
+        if self.rgbnet is None:
+            return torch.sigmoid(feat)
+        return torch.sigmoid(self.rgbnet(torch.cat([feat, viewenc], -1)))
+
+    def render(self, rays_o: torch.Tensor, rays_d: torch.Tensor, background: float,
+               near: float, far: float, target: torch.Tensor | None = None) -> dict:
+        """Render rays (R, 3) -> dict(rgb (R,3), T_last, depth, n_points, [rgbper]).
+
+        Samples every ``step`` inside the box, drops known free space, composites (eqs 2a-c)
+        and evaluates colour only where the weight exceeds ``fast_color_thres``.
+        """
+        pts, t, valid = sample_along(rays_o, rays_d, self.lo, self.hi, near, far, self.step)
+        nR, S = t.shape
+        flat = valid.view(-1).nonzero()[:, 0]
+        fpts = pts.view(-1, 3)[flat]
+        if self.mask is not None:
+            keep = self.mask.unknown(fpts)
+            flat, fpts = flat[keep], fpts[keep]
+        raw = G.trilinear(self.density, fpts, self.lo, self.hi)[:, 0]
+        sd = R.density(raw, self.shift) * self.interval
+        ray_all = torch.div(flat, S, rounding_mode="floor")
+        T, T_last = R.segment_transmittance(sd, ray_all, nR)
+        w = T * -torch.expm1(-sd)
+        sel = w.detach() > self.fast_color_thres
+        cflat, cw, cpts = flat[sel], w[sel], fpts[sel]
+        ray_id = ray_all[sel]
+        viewenc = None
+        if self.rgbnet is not None:
+            viewenc = view_encoding(rays_d, self.viewbase_pe)[ray_id]
+        rgb = self.point_rgb(cpts, viewenc)
+        acc = rgb.new_zeros(nR, 3).index_add(0, ray_id, cw[:, None] * rgb)
+        out = {"rgb": acc + T_last[:, None] * background, "T_last": T_last,
+               "n_points": int(flat.numel()), "n_color": int(cflat.numel())}
+        with torch.no_grad():
+            wt = w.detach() * t.view(-1)[flat]
+            out["depth"] = wt.new_zeros(nR).index_add(0, ray_all, wt) \
+                + T_last.detach() * far
+        if target is not None:
+            err = ((rgb - target[ray_id]) ** 2).sum(-1)
+            out["rgbper"] = (cw.detach() * err).sum() / nR
+        return out
+
+
+# -- coarse -> fine -----------------------------------------------------------------------
+def voxel_centres(lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """World positions (X, Y, Z, 3) of a grid's voxels."""
+    axes = [torch.linspace(float(lo[a]), float(hi[a]), shape[a]) for a in range(3)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
+
+
+def tight_box(coarse: VoxelModel, thres: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box of the coarse voxels whose alpha (one base voxel step) exceeds ``thres``."""
+    alpha = coarse.voxel_alpha(1.0).cpu()
+    xyz = voxel_centres(coarse.lo.cpu(), coarse.hi.cpu(), coarse.shape)[alpha > thres]
+    if xyz.shape[0] == 0:  # nothing learned: keep the whole box
+        return coarse.lo.cpu().clone(), coarse.hi.cpu().clone()
+    pad = (coarse.hi.cpu() - coarse.lo.cpu()) / torch.tensor(coarse.shape).float()
+    lo = torch.maximum(xyz.amin(0) - pad, coarse.lo.cpu())
+    hi = torch.minimum(xyz.amax(0) + pad, coarse.hi.cpu())
+    return lo, hi
+
+
+def free_space_mask(coarse: VoxelModel, thres: float = 1e-3, kernel: int = 3) -> FreeSpaceMask:
+    """Known-free space: coarse alpha max-pooled over ``kernel``^3 voxels, below ``thres``."""
+    alpha = coarse.voxel_alpha(1.0)[None, None]
+    pooled = F.max_pool3d(alpha, kernel, stride=1, padding=kernel // 2)[0, 0]
+    return FreeSpaceMask(pooled >= thres, coarse.lo, coarse.hi)

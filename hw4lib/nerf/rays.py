@@ -1,0 +1,103 @@
+"""Rays of pinhole cameras (OpenGL axes), the scene box, and point sampling along rays."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..data.blender import Cameras
+
+
+def pixel_dirs(H: int, W: int, fx: float, fy: float, cx: float, cy: float,
+               device: str | torch.device = "cpu") -> torch.Tensor:
+    """Camera-space directions (H, W, 3) through pixel centres; the camera looks down -z, y up."""
+    j, i = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=device) + 0.5,
+                          torch.arange(W, dtype=torch.float32, device=device) + 0.5, indexing="ij")
+    return torch.stack([(i - cx) / fx, -(j - cy) / fy, -torch.ones_like(i)], -1)
+
+
+def rays_of_pose(c2w: torch.Tensor, dirs_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """World origins and unit directions of the rays ``dirs_cam`` (..., 3) of camera ``c2w``."""
+    d = dirs_cam @ c2w[:3, :3].T
+    d = d / d.norm(dim=-1, keepdim=True)
+    return c2w[:3, 3].expand_as(d), d
+
+
+def camera_rays(cams: Cameras, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """All rays of all cameras: origins and unit directions, each (N, H, W, 3)."""
+    dirs = pixel_dirs(cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy, device)
+    os_, ds = zip(*(rays_of_pose(p.to(device), dirs) for p in cams.poses))
+    return torch.stack(os_), torch.stack(ds)
+
+
+def frustum_corners(cams: Cameras, near: float, far: float) -> torch.Tensor:
+    """(N, 8, 3): each camera's frustum between ``near`` and ``far`` as 8 corners.
+
+    A pinhole frustum slice is the convex hull of these points, so their box bounds every
+    ray point at a distance in [near, far].
+    """
+    corners_px = torch.tensor([[0.0, 0.0], [cams.W, 0.0], [0.0, cams.H], [cams.W, cams.H]])
+    d = torch.stack([(corners_px[:, 0] - cams.cx) / cams.fx, -(corners_px[:, 1] - cams.cy) / cams.fy,
+                     -torch.ones(4)], -1)  # z = -1: depth 1 along the optical axis
+    # near/far are distances along unit rays: every such point lies between the plane at the
+    # corner rays' near depth (the smallest) and the plane at depth far (the largest)
+    d_near = near / d.norm(dim=-1, keepdim=True)
+    out = []
+    for c2w in cams.poses:
+        rot, o = c2w[:3, :3], c2w[:3, 3]
+        out.append(torch.cat([o + (d * d_near) @ rot.T, o + (d * far) @ rot.T]))
+    return torch.stack(out)
+
+
+def scene_box(cams: Cameras, near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box holding every training ray between near and far (DVGO's coarse box)."""
+    pts = frustum_corners(cams, near, far).reshape(-1, 3)
+    return pts.min(0).values, pts.max(0).values
+
+
+def ray_box(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+            near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances of each ray in the box, clipped to [near, far] (slab method).
+
+    A ray that misses the box gets ``t_exit <= t_enter``.
+    """
+    inv = 1.0 / torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)
+    t0 = (lo - rays_o) * inv
+    t1 = (hi - rays_o) * inv
+    t_enter = torch.minimum(t0, t1).amax(-1).clamp_min(near)
+    t_exit = torch.maximum(t0, t1).amin(-1).clamp_max(far)
+    return t_enter, t_exit
+
+
+def sample_along(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                 near: float, far: float, step: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Points every ``step`` (world units) inside the box: ``pts (R, S, 3), t (R, S), valid (R, S)``.
+
+    Samples start at each ray's box entry; S is the longest ray's count in this batch.
+    """
+    t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
+    length = (t_exit - t_enter).clamp_min(0)
+    S = max(1, int(math.ceil(float(length.max()) / step)))
+    k = torch.arange(S, device=rays_o.device, dtype=rays_o.dtype) + 0.5  # midpoints of steps
+    t = t_enter[:, None] + k * step
+    valid = t < t_exit[:, None]
+    pts = rays_o[:, None, :] + rays_d[:, None, :] * t[..., None]
+    return pts, t, valid
+
+
+def orbit_poses(n: int, radius: float = 4.031, elevation_deg: float = 30.0) -> torch.Tensor:
+    """(n, 4, 4) camera-to-world poses circling the origin, looking at it (OpenGL axes, z up)."""
+    poses = []
+    el = math.radians(elevation_deg)
+    for a in torch.linspace(0, 2 * math.pi, n + 1)[:-1].tolist():
+        eye = torch.tensor([radius * math.cos(el) * math.cos(a), radius * math.cos(el) * math.sin(a),
+                            radius * math.sin(el)])
+        back = eye / eye.norm()  # camera +z points away from the target
+        right = torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]), back)
+        right = right / right.norm()
+        up = torch.linalg.cross(back, right)
+        m = torch.eye(4)
+        m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, up, back, eye
+        poses.append(m)
+    return torch.stack(poses)

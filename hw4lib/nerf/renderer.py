@@ -1,0 +1,160 @@
+"""Rendering a trained run: frames of a transforms file as PNGs, depth maps, an orbit video.
+
+The output folder carries a marker (``.hw4-nerf-render.json``) naming the run that wrote it,
+so a folder holding another run's (or anyone else's) images is never overwritten.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..data.blender import Cameras, read_transforms
+from ..errors import UserError
+from ..results import atomic_write_text
+from .dvgo import VoxelModel
+from .rays import orbit_poses, pixel_dirs, rays_of_pose
+from .train import load_model
+
+MARKER = ".hw4-nerf-render.json"
+IMAGE_EXT = (".png", ".jpg", ".jpeg")
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict]:
+    """The finished fine model of a run and its metadata (orig size, near/far, background)."""
+    run = Path(run_dir)
+    path = run / "fine.pt"
+    if not path.is_file():
+        hint = " (training is unfinished: resume it with `hw4 nerf train ... --resume`)" \
+            if (run / "checkpoint.pt").is_file() else ""
+        raise UserError(f"{run}: no trained model fine.pt in this run directory{hint}; "
+                        "train one with `hw4 nerf train --data DIR --out RUN`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"{path}: cannot read the checkpoint ({e}); retrain the run") from None
+    from .train import build_model
+
+    meta = {k: ck[k] for k in ("orig_size", "train_size", "near", "far", "background") if k in ck}
+    return build_model(ck["args"], ck["state"], device), meta
+
+
+@torch.no_grad()
+def render_view(model: VoxelModel, c2w: torch.Tensor, H: int, W: int, fx: float, fy: float,
+                cx: float, cy: float, background: float, near: float, far: float,
+                chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image: ``rgb (H, W, 3)`` in [0, 1] and ``depth (H, W)``."""
+    dev = model.lo.device
+    dirs = pixel_dirs(H, W, fx, fy, cx, cy, dev).reshape(-1, 3)
+    o, d = rays_of_pose(c2w.to(dev), dirs)
+    rgb, depth = [], []
+    for s in range(0, d.shape[0], chunk):
+        out = model.render(o[s:s + chunk], d[s:s + chunk], background, near, far)
+        rgb.append(out["rgb"].clamp(0, 1))
+        depth.append(out["depth"])
+    return torch.cat(rgb).view(H, W, 3).cpu(), torch.cat(depth).view(H, W).cpu()
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    return (img.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def depth_to_uint8(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
+    """Depth as a grey image: near = white, far = black."""
+    x = ((far - depth) / (far - near)).clamp(0, 1)
+    return (x.numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def check_out_dir(out: Path, run: Path) -> None:
+    """Refuse an output folder holding images not written by renders of ``run``."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    images = [p for p in out.iterdir() if p.suffix.lower() in IMAGE_EXT]
+    if not images:
+        return
+    marker = out / MARKER
+    try:
+        owner = json.loads(marker.read_text()).get("run")
+    except (OSError, ValueError):
+        owner = None
+    if owner != str(run.resolve()):
+        who = f"run {owner}" if owner else "something else (no render marker)"
+        raise UserError(f"{out}: already holds {len(images)} images written by {who}; "
+                        "render into an empty or new folder")
+
+
+def _save_png(arr: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    Image.fromarray(arr).save(tmp)
+    tmp.replace(path)
+
+
+def render_transforms(run_dir: str | Path, transforms: str | Path, out_dir: str | Path,
+                      size: int | None = None, depth: bool = False, video: bool = False,
+                      device: str = "cpu", progress: bool = True, chunk: int = 8192) -> list[Path]:
+    """Render every frame of ``transforms`` into ``out_dir/<basename of file_path>.png``.
+
+    Image size: ``size`` (square) if given, else the transforms' ``w``/``h`` or the frames'
+    images on disk, else the run's original training image size. ``depth`` adds
+    ``<name>_depth.png`` under ``out_dir/depth``; ``video`` adds an orbit video.
+    """
+    run, out = Path(run_dir), Path(out_dir)
+    model, meta = load_run(run, device)
+    orig = meta.get("orig_size", [800, 800])
+    cams = read_transforms(transforms, size=size or orig[0])
+    if size:
+        cams = cams.resized(int(size), int(size))
+    check_out_dir(out, run)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / MARKER, json.dumps({"run": str(run.resolve()),
+                                                "transforms": str(Path(transforms).resolve())}))
+    bg = {"white": 1.0, "black": 0.0}[meta.get("background", "white")]
+    near, far = meta.get("near", 2.0), meta.get("far", 6.0)
+    written = []
+    for i in tqdm(range(len(cams)), desc="render", disable=not progress):
+        rgb, dep = render_view(model, cams.poses[i], cams.H, cams.W, cams.fx, cams.fy, cams.cx,
+                               cams.cy, bg, near, far, chunk)
+        p = out / f"{cams.names[i]}.png"
+        _save_png(to_uint8(rgb), p)
+        written.append(p)
+        if depth:
+            (out / "depth").mkdir(exist_ok=True)
+            _save_png(depth_to_uint8(dep, near, far), out / "depth" / f"{cams.names[i]}_depth.png")
+    if video:
+        written.append(render_orbit(model, cams, out / "orbit", bg, near, far, progress=progress))
+    return written
+
+
+def orbit_cameras(cams: Cameras, n: int = 40) -> torch.Tensor:
+    """Poses circling the scene at the cameras' mean distance and elevation."""
+    pos = cams.poses[:, :3, 3]
+    radius = float(pos.norm(dim=-1).mean())
+    elev = float(torch.rad2deg(torch.asin((pos[:, 2] / pos.norm(dim=-1)).clamp(-1, 1))).mean())
+    return orbit_poses(n, radius, elev)
+
+
+def render_orbit(model: VoxelModel, cams: Cameras, stem: Path, background: float, near: float,
+                 far: float, n: int = 40, fps: int = 15, progress: bool = True) -> Path:
+    """An orbit video ``stem.mp4`` (``stem.gif`` when no mp4 writer is available)."""
+    frames = []
+    for c2w in tqdm(orbit_cameras(cams, n), desc="orbit", disable=not progress):
+        rgb, _ = render_view(model, c2w, cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy,
+                             background, near, far)
+        frames.append(to_uint8(rgb))
+    try:
+        import imageio.v2 as imageio
+
+        path = stem.with_suffix(".mp4")
+        imageio.mimwrite(path, frames, fps=fps)
+        return path
+    except Exception:  # no imageio / ffmpeg: a gif via PIL
+        path = stem.with_suffix(".gif")
+        ims = [Image.fromarray(f) for f in frames]
+        ims[0].save(path, save_all=True, append_images=ims[1:], duration=int(1000 / fps), loop=0)
+        return path

@@ -1,0 +1,235 @@
+"""DVGO maths against closed forms, hand computations and reference implementations."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hw4lib.nerf import grid as G
+from hw4lib.nerf import render as R
+from hw4lib.nerf.activation2d import fit_image
+from hw4lib.nerf.dvgo import VoxelModel, free_space_mask, tight_box, view_encoding, voxel_centres
+from hw4lib.nerf.jobs import parse_voxels
+from hw4lib.nerf.rays import frustum_corners, pixel_dirs, ray_box, rays_of_pose, scene_box
+from hw4lib.data.blender import Cameras
+
+
+def test_constant_slab_opacity_is_one_minus_exp():
+    sigma, L, K = 1.7, 2.0, 64
+    sd = torch.full((3, K), sigma * L / K)
+    c, w, T_last = R.composite(sd, torch.full((3, K, 3), 0.25), background=1.0)
+    opacity = 1 - math.exp(-sigma * L)
+    assert torch.allclose(w.sum(-1), torch.full((3,), opacity), atol=1e-6)
+    assert torch.allclose(c, torch.full((3, 3), 0.25 * opacity + (1 - opacity)), atol=1e-6)
+
+
+def test_packed_transmittance_equals_dense():
+    g = torch.Generator().manual_seed(5)
+    sd = torch.rand(6, 30, generator=g) * (torch.rand(6, 30, generator=g) > 0.4)
+    sd[2] = 0  # a ray with no kept sample
+    T, T_last = R.transmittance(sd)
+    keep = (sd > 0).view(-1).nonzero()[:, 0]
+    Tp, Tl = R.segment_transmittance(sd.view(-1)[keep], keep // 30, 6)
+    assert torch.allclose(Tp, T.view(-1)[keep], atol=1e-6)
+    assert torch.allclose(Tl, T_last, atol=1e-6) and Tl[2] == 1
+
+
+def test_weights_plus_final_transmittance_is_one_and_matches_cumprod():
+    g = torch.Generator().manual_seed(0)
+    sd = torch.rand(50, 40, generator=g) * torch.rand(50, 1, generator=g) * 0.5
+    _, w, T_last = R.composite(sd, torch.zeros(50, 40, 3), 0.0)
+    assert torch.allclose(w.sum(-1) + T_last, torch.ones(50), atol=1e-5)
+    w2, T2 = R.weights_from_alpha(R.alpha(sd, 1.0))
+    assert torch.allclose(w, w2, atol=1e-6) and torch.allclose(T_last, T2, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha_init,interval", [(1e-6, 0.5), (1e-2, 0.5), (1e-2, 0.137), (1e-4, 2)])
+def test_low_density_shift_gives_alpha_init(alpha_init, interval):
+    b = R.low_density_shift(alpha_init, interval)
+    # eq 9 by hand: b = log((1 - a)^(-1/s) - 1)
+    assert b == pytest.approx(math.log((1 - alpha_init) ** (-1 / interval) - 1), rel=1e-6)
+    a = R.alpha_post(torch.zeros(5), b, interval)
+    assert torch.allclose(a.double(), torch.full((5,), alpha_init, dtype=torch.double), rtol=1e-4)
+
+
+def test_model_starts_at_alpha_init_everywhere():
+    m = VoxelModel(-torch.ones(3), torch.ones(3), 8 ** 3, 0.3, 1e-2, 0.5, 1e-4)
+    a = m.voxel_alpha(m.interval)
+    assert torch.allclose(a, torch.full_like(a, 1e-2), rtol=1e-4)
+
+
+def _ext_or_torch():
+    return ["torch"] + (["ext"] if G.extension() is not None else [])
+
+
+def _lookup(path, grid, pts, lo, hi):
+    if path == "torch":
+        return G._TorchLookup.apply(grid, pts, lo, hi)
+    return G.trilinear(grid, pts, lo, hi)
+
+
+@pytest.mark.parametrize("path", _ext_or_torch())
+def test_trilinear_equals_hand_computation(path):
+    grid = torch.arange(8, dtype=torch.float32).view(2, 2, 2, 1) ** 2  # v(i,j,k) = (4i+2j+k)^2
+    lo, hi = torch.zeros(3), torch.ones(3)
+    x, y, z = 0.2, 0.7, 0.4
+    want = sum(((4 * i + 2 * j + k) ** 2) * (x if i else 1 - x) * (y if j else 1 - y) *
+               (z if k else 1 - z) for i in (0, 1) for j in (0, 1) for k in (0, 1))
+    got = _lookup(path, grid, torch.tensor([[x, y, z]]), lo, hi)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("path", _ext_or_torch())
+def test_trilinear_matches_grid_sample_values_and_gradients(path):
+    g = torch.Generator().manual_seed(1)
+    grid = torch.randn(5, 7, 9, 3, generator=g).requires_grad_()  # distinct axis sizes: order!
+    lo, hi = torch.tensor([-1.0, 0.0, 2.0]), torch.tensor([1.5, 1.0, 4.0])
+    pts = lo + torch.rand(300, 3, generator=g) * (hi - lo)
+    go = torch.randn(300, 3, generator=g)
+    out = _lookup(path, grid, pts, lo, hi)
+    (ga,) = torch.autograd.grad(out, grid, go)
+    ref = G.trilinear_grid_sample(grid, pts, lo, hi)
+    (gb,) = torch.autograd.grad(ref, grid, go)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(ga, gb, atol=1e-4)
+
+
+def test_sorted_lookup_equals_unsorted_and_sorts():
+    g = torch.Generator().manual_seed(2)
+    grid = torch.randn(20, 20, 20, 4, generator=g).requires_grad_()
+    lo, hi = -torch.ones(3), torch.ones(3)
+    pts = torch.rand(40000, 3, generator=g) * 2 - 1
+    perm, sb, sp = G.sort_points(pts, lo, hi, (20, 20, 20))
+    assert torch.equal(sp, pts[perm])
+    assert ((sb[1:] >> 5) >= (sb[:-1] >> 5)).all()  # sorted by buckets of 32 voxels
+    assert torch.equal(torch.sort(perm).values, torch.arange(40000))
+    assert torch.equal(sb, G.base_voxel(pts, lo, hi, (20, 20, 20))[perm])
+    go = torch.randn(40000, 4, generator=g)
+    a = G.trilinear(grid, pts, lo, hi, order=True)
+    (ga,) = torch.autograd.grad(a, grid, go)
+    b = G.trilinear(grid, pts, lo, hi)
+    (gb,) = torch.autograd.grad(b, grid, go)
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(ga, gb, atol=1e-3)
+
+
+def test_upsampling_preserves_a_linear_field():
+    lo, hi = torch.tensor([-1.0, -2.0, 0.0]), torch.tensor([1.0, 2.0, 3.0])
+    coef = torch.tensor([0.3, -1.2, 2.0])
+
+    def field(shape):
+        return (voxel_centres(lo, hi, shape) @ coef + 0.5)[..., None]
+
+    up = G.upsample(field((4, 5, 6)), (9, 11, 7))
+    assert torch.allclose(up, field((9, 11, 7)), atol=1e-5)
+
+
+def test_grid_shape_holds_about_num_voxels_of_cubes():
+    lo, hi = torch.zeros(3), torch.tensor([1.0, 2.0, 4.0])
+    shape = G.grid_shape(lo, hi, 8000)
+    assert shape == (10, 20, 40)
+    assert G.voxel_size(lo, hi, 8000) == pytest.approx(0.1)
+
+
+def test_ray_box_slab():
+    o = torch.tensor([[-5.0, 0.2, 0.3]])
+    d = torch.tensor([[1.0, 0.0, 0.0]])
+    t0, t1 = ray_box(o, d, -torch.ones(3), torch.ones(3), 0.0, 100.0)
+    assert t0.item() == pytest.approx(4.0) and t1.item() == pytest.approx(6.0)
+    t0, t1 = ray_box(o, torch.tensor([[0.0, 1.0, 0.0]]), -torch.ones(3), torch.ones(3), 0, 100)
+    assert t1.item() <= t0.item()  # misses
+
+
+def _cams(n=3, size=20):
+    from hw4lib.nerf.rays import orbit_poses
+
+    f = 0.5 * size / math.tan(0.5 * 0.6911)
+    return Cameras(orbit_poses(n, 4.0, 30.0), size, size, f, f, size / 2, size / 2,
+                   [f"r_{i}" for i in range(n)], None)
+
+
+def test_scene_box_holds_every_ray_between_near_and_far():
+    cams = _cams()
+    lo, hi = scene_box(cams, 2.0, 6.0)
+    dirs = pixel_dirs(cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy).reshape(-1, 3)
+    for p in cams.poses:
+        o, d = rays_of_pose(p, dirs)
+        for t in (2.0, 6.0):
+            x = o + t * d
+            assert (x >= lo - 1e-5).all() and (x <= hi + 1e-5).all()
+    assert frustum_corners(cams, 2.0, 6.0).shape == (3, 8, 3)
+
+
+def test_camera_looks_down_minus_z():
+    # identity pose: the centre pixel's ray goes along -z
+    d = pixel_dirs(2, 2, 1.0, 1.0, 1.0, 1.0)
+    centre = d.mean((0, 1))
+    assert centre[2] < 0 and abs(centre[0]) < 1e-6 and abs(centre[1]) < 1e-6
+    assert d[0, 0, 1] > 0  # top row looks up (+y)
+
+
+def test_view_counts_origin_seen_by_all():
+    from hw4lib.nerf.train import view_counts
+
+    cams = _cams(5)
+    lo, hi = scene_box(cams, 2.0, 6.0)
+    shape = G.grid_shape(lo, hi, 20 ** 3)
+    cnt = view_counts(cams, lo, hi, shape, 2.0, 6.0)
+    xyz = voxel_centres(lo, hi, shape)
+    centre = (xyz.norm(dim=-1) < 0.3)
+    assert (cnt[centre] == 5).all()
+    assert cnt.min() < 5
+
+
+def test_free_space_mask_and_tight_box_follow_the_density():
+    m = VoxelModel(-torch.ones(3), torch.ones(3), 21 ** 3, 0.1, 1e-6, 0.5, 1e-7)
+    xyz = voxel_centres(m.lo, m.hi, m.shape)
+    with torch.no_grad():
+        m.density[..., 0] = torch.where((xyz - torch.tensor([0.3, 0.0, 0.0])).norm(dim=-1) < 0.25,
+                                        30.0, 0.0)
+    lo, hi = tight_box(m)
+    assert torch.allclose(lo, torch.tensor([0.0, -0.3, -0.3]), atol=0.11)
+    assert torch.allclose(hi, torch.tensor([0.6, 0.3, 0.3]), atol=0.11)
+    mask = free_space_mask(m)
+    assert mask.unknown(torch.tensor([[0.3, 0.0, 0.0]])).item()
+    assert not mask.unknown(torch.tensor([[-0.7, 0.5, 0.5]])).item()
+    assert 0.9 < mask.fraction_free() < 1.0
+
+
+def test_render_skips_free_space_and_matches_reference_composite():
+    m = VoxelModel(-torch.ones(3), torch.ones(3), 16 ** 3, 0.125, 1e-2, 0.5, 0.0)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        m.density.normal_(generator=g)
+        m.color.normal_(generator=g)
+    o = torch.tensor([[0.0, 0.0, 4.0], [0.1, -0.2, 4.0]])
+    d = torch.nn.functional.normalize(torch.tensor([[0.0, 0.0, -1.0], [0.05, 0.02, -1.0]]), dim=-1)
+    out = m.render(o, d, 1.0, 2.0, 6.0)
+    # reference: every sample through grid_sample and the plain cumprod compositing
+    from hw4lib.nerf.rays import sample_along
+
+    pts, t, valid = sample_along(o, d, m.lo, m.hi, 2.0, 6.0, m.step)
+    raw = G.trilinear_grid_sample(m.density, pts.reshape(-1, 3), m.lo, m.hi).view(t.shape)
+    a = R.alpha_post(raw, m.shift, m.interval) * valid
+    w, T = R.weights_from_alpha(a)
+    rgb = torch.sigmoid(G.trilinear_grid_sample(m.color, pts.reshape(-1, 3), m.lo, m.hi)).view(
+        *t.shape, 3)
+    want = (w[..., None] * rgb).sum(1) + T[:, None]
+    assert torch.allclose(out["rgb"], want, atol=1e-5)
+
+
+def test_view_encoding_and_voxel_parsing():
+    e = view_encoding(torch.tensor([[0.0, 0.0, 1.0]]), 4)
+    assert e.shape == (1, 27) and e[0, 2] == 1.0
+    assert parse_voxels("180^3") == 180 ** 3 and parse_voxels("5832000") == 5832000
+    from hw4lib.errors import UserError
+
+    with pytest.raises(UserError):
+        parse_voxels("big")
+
+
+def test_post_activation_fits_a_sharp_edge_better():
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    img = ((xx - 20) ** 2 + (yy - 20) ** 2 < 13 ** 2).float()[..., None].repeat(1, 1, 3)
+    err = {m: float(((fit_image(img, m, iters=150) - img) ** 2).mean()) for m in ("pre", "post")}
+    assert err["post"] < err["pre"]
