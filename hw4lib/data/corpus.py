@@ -277,3 +277,34 @@ def generate_corpora(out: Path, cfg: CorpusGen, seed: int = 0, progress: bool = 
     _write_split(out / "office", "val", "val.csv", office, cfg.office_val_per_class, seed, 3,
                  office_size, _office_mode, progress, "office/val")
     return out
+
+
+def preview(data_root: str | Path, out_png: str | Path, classes: int = 8, per_class: int = 6,
+            size: int = 64) -> Path:
+    """A grid of samples: ``classes`` mini classes (rows) then as many office classes, each
+    row ``per_class`` images; written atomically as a PNG."""
+    import os
+    import tempfile
+
+    from .csvimages import load_rgb, read_csv
+
+    data_root, out_png = Path(data_root), Path(out_png)
+    tiles = []
+    for part, split in (("mini", "train"), ("office", "train")):
+        rows = read_csv(data_root / part / f"{split}.csv", data_root / part / split)
+        by_class: dict[str, list] = {}
+        for r in rows:
+            by_class.setdefault(r.label, []).append(r)
+        names = sorted(by_class)
+        for label in names[::max(1, len(names) // classes)][:classes]:
+            imgs = [np.asarray(load_rgb(data_root / part / split / r.filename)
+                               .resize((size, size))) for r in by_class[label][:per_class]]
+            imgs += [np.full((size, size, 3), 255, np.uint8)] * (per_class - len(imgs))
+            tiles.append(np.concatenate(imgs, axis=1))
+    grid = np.concatenate(tiles, axis=0)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_png.parent, suffix=".png")
+    os.close(fd)
+    Image.fromarray(grid).save(tmp)
+    os.replace(tmp, out_png)
+    return out_png

@@ -1,0 +1,94 @@
+"""``hw4 bench ssl``: what the data loader costs a BYOL training step.
+
+The same BYOL step (profile's backbone, image size and batch) is timed three ways: on a batch
+already in memory (the upper bound), fed by the profile's loader (in-memory cache on the CPU
+profiles), and fed by a loader that decodes JPEGs on the fly with DataLoader workers (the
+full profile's path). The loader's cost is ``1 - rate / in-memory rate``; the goal is <= 15%.
+"""
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _time_steps(step, batches, n: int, warmup: int = 2) -> float:
+    """Images per second over ``n`` steps after ``warmup`` (batches drawn from an iterator)."""
+    it = iter(batches)
+    for _ in range(warmup):
+        step(next(it))
+    imgs, t = 0, time.perf_counter()
+    for _ in range(n):
+        x = next(it)
+        step(x)
+        imgs += x.shape[0]
+    return imgs / (time.perf_counter() - t)
+
+
+def bench_ssl(args) -> int:
+    from byol_pytorch import BYOL
+
+    from ..config import CorpusGen, get_profile, resolve_device
+    from ..data.corpus import generate_corpora
+    from .augment import BatchAugment, byol_view, to_float
+    from .datasets import ImageSet, make_loader
+    from .models import make_backbone
+
+    prof = get_profile(getattr(args, "profile", None))
+    cfg = prof.ssl
+    device = resolve_device(getattr(args, "device", "auto"))
+    steps = int(getattr(args, "steps", 0) or (20 if device == "cuda" else 6))
+    data = getattr(args, "data", None)
+    tmp = None
+    if data is None:
+        tmp = tempfile.TemporaryDirectory(prefix="hw4-bench-ssl-")
+        n_per = max(2, -(-cfg.pretrain_batch * (steps + 3) // 64))
+        data = generate_corpora(Path(tmp.name), CorpusGen(
+            mini_per_class=n_per, office_train_per_class=1, office_val_per_class=1,
+            mini_size=prof.corpus.mini_size), progress=False)
+    csv_path, img_dir = Path(data) / "mini" / "train.csv", Path(data) / "mini" / "train"
+
+    torch.manual_seed(0)
+    net = make_backbone(cfg.backbone).to(device)
+    byol = BYOL(net, image_size=cfg.image_size, hidden_layer=-1,
+                projection_size=cfg.byol_projection, projection_hidden_size=cfg.byol_hidden,
+                augment_fn=BatchAugment(byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p)), use_simplicial_embeddings=False)
+    opt = torch.optim.SGD(byol.parameters(), lr=cfg.pretrain_lr, momentum=cfg.momentum)
+
+    def step(x: torch.Tensor) -> None:
+        loss = byol(to_float(x.to(device, non_blocking=True)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        byol.update_moving_average()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def batches(cache: bool, workers: int):
+        ds = ImageSet(csv_path, img_dir, cfg.image_size, cache=cache)
+        loader = make_loader(ds, cfg.pretrain_batch, shuffle=True, drop_last=True,
+                             workers=workers, device=device)
+        return (x for x, _ in itertools.chain.from_iterable(itertools.repeat(loader)))
+
+    fixed = torch.randint(0, 256, (cfg.pretrain_batch, 3, cfg.image_size, cfg.image_size),
+                          dtype=torch.uint8)
+    mem = _time_steps(step, itertools.repeat(fixed), steps)
+    rows = [("in-memory tensors", mem)]
+    rows.append((f"profile loader (cache={cfg.cache_images}, workers="
+                 f"{0 if cfg.cache_images else cfg.workers})",
+                 _time_steps(step, batches(cfg.cache_images, cfg.workers), steps)))
+    w = max(cfg.workers, 1)
+    rows.append((f"decode on the fly (workers={w})", _time_steps(step, batches(False, w), steps)))
+    print(f"BYOL step, {cfg.backbone} {cfg.image_size}px batch {cfg.pretrain_batch} on {device} "
+          f"(profile {prof.name}, {steps} steps each):")
+    for name, rate in rows:
+        cost = 100.0 * (1.0 - rate / mem)
+        print(f"  {name:<40} {rate:8.1f} images/s   loader cost {max(cost, 0.0):5.1f}%"
+              + ("" if name.startswith("in-memory") else
+                 ("   (goal <= 15%: met)" if cost <= 15 else "   (goal <= 15%: NOT met)")))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0

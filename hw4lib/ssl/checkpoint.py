@@ -1,0 +1,103 @@
+"""Run folders: atomic checkpoint files and the settings a run was started with.
+
+A run folder holds ``settings.json`` (what the run was asked to do), ``last.pt`` (everything
+needed to continue after a kill: model, optimiser, scheduler, epoch, history, RNG) and the
+products (``backbone.pt`` for pre-training, ``best.pt`` for fine-tuning) plus ``run.json``
+(the finished run's numbers). Every file is written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..results import atomic_write_text
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str | Path) -> dict:
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"{path}: checkpoint is unreadable ({type(e).__name__}); delete the run "
+                        "folder and start again without --resume") from None
+
+
+def _diff(a: dict, b: dict) -> list[str]:
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+def _normal(settings: dict) -> dict:
+    return json.loads(json.dumps(settings, default=str))
+
+
+def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False) -> dict | None:
+    """Check ``run_dir`` against ``settings``; return the checkpoint to resume from, or None.
+
+    * fresh folder: records the settings;
+    * ``resume``: the folder's settings must equal ``settings`` (else a one-line error, nothing
+      touched) and ``last.pt`` is returned;
+    * a folder holding another run, without ``resume`` or ``force``: a one-line error.
+    """
+    run_dir = Path(run_dir)
+    settings = _normal(settings)
+    sfile = run_dir / "settings.json"
+    if sfile.is_file():
+        try:
+            old = json.loads(sfile.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{sfile}: not valid JSON; delete the run folder or pick another "
+                            "--out") from None
+        if resume:
+            d = _diff(old, settings)
+            if d:
+                raise UserError(f"{sfile}: cannot resume with different settings ({'; '.join(d[:3])}); "
+                                "rerun with the original settings or use a new --out folder")
+            last = run_dir / "last.pt"
+            return load(last) if last.is_file() else None
+        if not force and (run_dir / "last.pt").is_file():
+            raise UserError(f"{run_dir}: already holds a run; add --resume to continue it, or "
+                            "choose another --out (or delete the folder)")
+    elif resume and (run_dir / "last.pt").is_file():
+        raise UserError(f"{sfile}: missing, so the run cannot be checked; start afresh "
+                        "in a new --out folder")
+    atomic_write_text(sfile, json.dumps(settings, indent=2, sort_keys=True))
+    return None
+
+
+def finished(run_dir: Path, settings: dict) -> dict | None:
+    """The ``run.json`` of a finished run with exactly these settings, else None."""
+    run_dir = Path(run_dir)
+    sfile, rfile = run_dir / "settings.json", run_dir / "run.json"
+    if not (sfile.is_file() and rfile.is_file()):
+        return None
+    try:
+        if json.loads(sfile.read_text()) != _normal(settings):
+            return None
+        return json.loads(rfile.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def write_run(run_dir: Path, data: dict) -> None:
+    atomic_write_text(Path(run_dir) / "run.json", json.dumps(data, indent=2, default=str))

@@ -1,0 +1,260 @@
+"""Fine-tuning on ``office``: the report's settings A-E, and prediction (the hw4_2 contract).
+
+| setting | backbone from | trained |
+|---|---|---|
+| A | nothing (random init) | full model |
+| B | supervised pre-training | full model |
+| C | BYOL pre-training | full model |
+| D | supervised pre-training | classifier only (backbone frozen, BatchNorm statistics too) |
+| E | BYOL pre-training | classifier only |
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import SSLConfig
+from ..errors import UserError
+from ..results import atomic_write_text
+from . import checkpoint as ckpt
+from .augment import LIGHT, BatchAugment, normalize, to_float
+from .datasets import ImageSet, make_loader
+from .models import load_backbone_file, make_classifier
+
+#: setting -> (pre-training method of its backbone or None, backbone frozen?)
+SETTINGS: dict[str, tuple[str | None, bool]] = {
+    "A": (None, False), "B": ("supervised", False), "C": ("byol", False),
+    "D": ("supervised", True), "E": ("byol", True)}
+DESCRIPTIONS = {
+    "A": ("-", "full model (backbone + classifier)"),
+    "B": ("supervised (labels)", "full model (backbone + classifier)"),
+    "C": ("SSL (BYOL, no labels)", "full model (backbone + classifier)"),
+    "D": ("supervised (labels)", "classifier only, backbone frozen"),
+    "E": ("SSL (BYOL, no labels)", "classifier only, backbone frozen"),
+}
+
+
+def office_paths(data_root: Path) -> dict[str, Path]:
+    root = Path(data_root) / "office"
+    p = {"train_csv": root / "train.csv", "train_dir": root / "train",
+         "val_csv": root / "val.csv", "val_dir": root / "val"}
+    for k in ("train_csv", "val_csv"):
+        if not p[k].is_file():
+            raise UserError(f"{p[k]}: not found; --data must hold office/train.csv, office/train/, "
+                            "office/val.csv and office/val/ (make one with `hw4 data images`)")
+    return p
+
+
+def resolve_backbone(backbone: str | Path | None) -> Path | None:
+    """A pre-training run folder (its ``backbone.pt``) or a state-dict file."""
+    if backbone is None:
+        return None
+    b = Path(backbone)
+    if b.is_dir():
+        f = b / "backbone.pt"
+        if not f.is_file():
+            raise UserError(f"{b}: no backbone.pt in this folder; finish its pre-training "
+                            "(`hw4 ssl pretrain --out ...`) or pass a state-dict file")
+        return f
+    return b
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def set_train_mode(model: nn.Module, frozen: bool) -> None:
+    """Train mode, except a frozen backbone stays in eval mode (BatchNorm statistics fixed)."""
+    model.train()
+    if frozen:
+        for name, m in model.named_children():
+            if name != "fc":
+                m.eval()
+
+
+def build_model(setting: str, arch: str, n_classes: int,
+                backbone_state: dict | None) -> nn.Module:
+    """The setting's classifier with ``requires_grad`` set as the table says."""
+    method, frozen = SETTINGS[setting]
+    if (method is None) != (backbone_state is None):
+        raise ValueError(f"setting {setting} {'takes no' if method is None else 'needs a'} backbone")
+    model = make_classifier(arch, n_classes, backbone_state)
+    for name, p in model.named_parameters():
+        p.requires_grad = not frozen or name.startswith("fc.")
+    return model
+
+
+def finetune_settings(setting: str, data_root: Path, backbone_file: Path | None,
+                      cfg: SSLConfig, profile: str, epochs: int | None = None,
+                      seed: int = 0) -> dict:
+    if setting not in SETTINGS:
+        raise UserError(f"unknown setting {setting!r}: choose one of A, B, C, D, E")
+    method, frozen = SETTINGS[setting]
+    if method is None and backbone_file is not None:
+        raise UserError(f"setting A trains from scratch: drop --backbone {backbone_file}")
+    if method is not None and backbone_file is None:
+        raise UserError(f"setting {setting} needs --backbone: the {method} pre-training run "
+                        "folder (or a ResNet state-dict file)")
+    ep = cfg.finetune_epochs if epochs is None else epochs
+    if ep < 1:
+        raise UserError(f"--epochs {ep}: must be at least 1")
+    s = {"setting": setting, "data": str(Path(data_root).resolve()), "profile": profile,
+         "frozen": frozen, "image_size": cfg.image_size, "epochs": ep,
+         "batch": cfg.finetune_batch, "lr": cfg.finetune_lr, "gamma": cfg.finetune_gamma,
+         "momentum": cfg.momentum, "seed": seed, "augment": asdict(LIGHT),
+         "backbone": None, "backbone_sha1": None, "arch": cfg.backbone}
+    if backbone_file is not None:
+        arch, _ = load_backbone_file(backbone_file)
+        s.update(backbone=str(Path(backbone_file).resolve()),
+                 backbone_sha1=_sha1(Path(backbone_file)), arch=arch)
+    return s
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: str) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a labeled loader."""
+    model.eval()
+    tot, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(normalize(to_float(x)))
+        tot += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+    return tot / max(n, 1), correct / max(n, 1)
+
+
+def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
+                 backbone: str | Path | None = None, device: str = "cpu",
+                 epochs: int | None = None, resume: bool = False, force: bool = False,
+                 seed: int = 0, progress: bool = True) -> dict:
+    """Fine-tune one setting; writes ``best.pt`` (best val accuracy, with the class names),
+    ``last.pt`` and ``run.json``; returns the summary with the per-epoch history."""
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    bfile = resolve_backbone(backbone)
+    settings = finetune_settings(setting, data_root, bfile, cfg, profile, epochs, seed)
+    if not force and not resume and (done := ckpt.finished(run_dir, settings)):
+        return done
+    paths = office_paths(data_root)
+    size = settings["image_size"]
+    # read (and so validate) the data before the run folder is touched
+    train = ImageSet(paths["train_csv"], paths["train_dir"], size, require_label=True,
+                     cache=cfg.cache_images, progress=progress)
+    val = ImageSet(paths["val_csv"], paths["val_dir"], size, classes=train.classes,
+                   require_label=True, cache=cfg.cache_images, progress=progress)
+    state = ckpt.prepare_run(run_dir, settings, resume, force)
+    torch.manual_seed(seed)
+    bstate = load_backbone_file(bfile)[1] if bfile is not None else None
+    model = build_model(setting, settings["arch"], len(train.classes), bstate).to(device)
+    frozen = settings["frozen"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"])
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=settings["gamma"])
+    batch = settings["batch"]
+    train_loader = make_loader(train, batch, shuffle=True, drop_last=len(train) > batch,
+                               workers=cfg.workers, device=device, seed=seed)
+    val_loader = make_loader(val, 4 * batch, shuffle=False, drop_last=False,
+                             workers=cfg.workers, device=device)
+    start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, history, best = state["epoch"], state["history"], state["best"]
+        torch.set_rng_state(state["rng"])
+    aug = BatchAugment(LIGHT)
+    t_all = time.perf_counter()
+    bar = tqdm(range(start, settings["epochs"]), desc=f"setting {setting}", disable=not progress,
+               initial=start, total=settings["epochs"])
+    for epoch in bar:
+        set_train_mode(model, frozen)
+        tot, n = 0.0, 0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(aug(to_float(x))), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(y)
+            n += len(y)
+        sched.step()
+        train_loss = tot / max(n, 1)
+        if not math.isfinite(train_loss):
+            raise RuntimeError(f"setting {setting} diverged at epoch {epoch + 1}; lower the "
+                               "learning rate")
+        val_loss, val_acc = evaluate(model, val_loader, device)
+        e = epoch + 1
+        history.append({"epoch": e, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_acc": val_acc, "lr": sched.get_last_lr()[0]})
+        if val_acc > best["val_acc"]:
+            best = {"val_acc": val_acc, "epoch": e}
+            ckpt.atomic_save({"setting": setting, "arch": settings["arch"], "image_size": size,
+                              "classes": train.classes, "model": model.state_dict(),
+                              "epoch": e, "val_acc": val_acc}, run_dir / "best.pt")
+        ckpt.atomic_save({"epoch": e, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "history": history, "best": best,
+                          "rng": torch.get_rng_state()}, run_dir / "last.pt")
+        bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
+    n_train = sum(p.numel() for p in params)
+    n_all = sum(p.numel() for p in model.parameters())
+    summary = {"kind": "finetune", "setting": setting, "run_dir": str(run_dir),
+               "pretraining": DESCRIPTIONS[setting][0], "finetuning": DESCRIPTIONS[setting][1],
+               "arch": settings["arch"], "best_val_acc": best["val_acc"],
+               "best_epoch": best["epoch"], "final_val_acc": history[-1]["val_acc"],
+               "history": history, "trainable_params": n_train, "frozen_params": n_all - n_train,
+               "n_train": len(train), "n_val": len(val), "n_classes": len(train.classes),
+               "seconds": round(time.perf_counter() - t_all, 2), "device": device,
+               "settings": settings}
+    ckpt.write_run(run_dir, summary)
+    return summary
+
+
+def predict(run: str | Path, csv_path: str | Path, image_dir: str | Path, out_csv: str | Path,
+            device: str = "cpu", workers: int = 0) -> dict:
+    """Classify every row of ``csv_path`` with a fine-tuned run's best model; write
+    ``id,filename,label`` (class names) in the input's row order. Returns counts (and the
+    accuracy when the csv has labels)."""
+    run = Path(run)
+    best = run / "best.pt" if run.is_dir() else run
+    if not best.is_file():
+        raise UserError(f"{best}: no fine-tuned model here; run `hw4 ssl finetune --out {run}` "
+                        "first or point --run (or $HW4_SSL_RUN) at a fine-tuning run folder")
+    state = ckpt.load(best)
+    if not {"model", "classes", "arch", "image_size"} <= set(state):
+        raise UserError(f"{best}: not a fine-tuned model checkpoint (from `hw4 ssl finetune`)")
+    ds = ImageSet(csv_path, image_dir, state["image_size"], classes=state["classes"])
+    model = make_classifier(state["arch"], len(state["classes"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    # decode everything first so a broken image fails before anything is written
+    loader = make_loader(ds, 64, shuffle=False, drop_last=False, workers=workers, device=device)
+    preds = []
+    with torch.no_grad():
+        for x, _ in loader:
+            preds.append(model(normalize(to_float(x.to(device)))).argmax(1).cpu())
+    pred = torch.cat(preds)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "filename", "label"])
+    for r, p in zip(ds.rows, pred.tolist()):
+        w.writerow([r.id, r.filename, state["classes"][p]])
+    atomic_write_text(out_csv, buf.getvalue())
+    out = {"rows": len(ds), "out": str(out_csv)}
+    if (ds.labels >= 0).all():
+        out["accuracy"] = float((pred == ds.labels).float().mean())
+    return out

@@ -1,0 +1,131 @@
+"""The high-level API the notebooks and the CLI call: pre-train, fine-tune, the A-E study, the table.
+
+Run folders (default ``runs/<profile>/ssl``)::
+
+    <runs>/pretrain_byol  <runs>/pretrain_supervised  <runs>/finetune_{A..E}     (seed 0)
+    <runs>/seed<k>/...                                                           (seed k > 0)
+
+Every finished job also lands in the results store as ``ssl/pretrain_<method>[_s<k>]`` and
+``ssl/finetune_<X>[_s<k>]``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import PROJECT_ROOT
+from ..config import get_profile, resolve_device
+from ..results import write_result
+from .finetune import DESCRIPTIONS, SETTINGS, run_finetune  # noqa: F401 (SETTINGS re-exported)
+from .pretrain import run_pretrain
+
+#: the report's Office-Home validation accuracies (for comparison columns only)
+REPORT_ACC = {"A": 0.162, "B": 0.229, "C": 0.585, "D": 0.201, "E": 0.445}
+
+
+def default_runs_root(profile: str) -> Path:
+    return PROJECT_ROOT / "runs" / profile / "ssl"
+
+
+def seed_dir(runs_root: Path, seed: int) -> Path:
+    return Path(runs_root) if seed == 0 else Path(runs_root) / f"seed{seed}"
+
+
+def _suffix(seed: int) -> str:
+    return "" if seed == 0 else f"_s{seed}"
+
+
+def _store(name: str, summary: dict, profile: str, data_root: Path, device: str) -> None:
+    write_result(name, summary, profile=profile, data_source=str(data_root), device=device,
+                 seconds=summary.get("seconds") or 0.0, settings=summary.get("settings"))
+
+
+def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: str | None = None,
+             device: str = "auto", force: bool = False, progress: bool = True,
+             epochs: int | None = None, resume: bool = False, seed: int = 0) -> dict:
+    """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
+    settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path)."""
+    prof = get_profile(profile)
+    dev = resolve_device(device)
+    s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
+                     device=dev, epochs=epochs, resume=resume, force=force, seed=seed,
+                     progress=progress)
+    _store(f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
+    return s
+
+
+def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
+             backbone_run: str | Path | None = None, profile: str | None = None,
+             device: str = "auto", force: bool = False, progress: bool = True,
+             epochs: int | None = None, resume: bool = False, seed: int = 0) -> dict:
+    """Fine-tune setting A-E on ``data_root/office``; ``backbone_run`` is a pre-training run
+    folder or a ResNet state-dict file (none for A)."""
+    prof = get_profile(profile)
+    dev = resolve_device(device)
+    s = run_finetune(setting, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
+                     backbone=backbone_run, device=dev, epochs=epochs, resume=resume,
+                     force=force, seed=seed, progress=progress)
+    _store(f"ssl/finetune_{setting}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
+    return s
+
+
+def run_study(data_root: str | Path, runs_root: str | Path | None = None,
+              profile: str | None = None, seeds: tuple[int, ...] | None = None,
+              device: str = "auto", force: bool = False, progress: bool = True):
+    """Both pre-trainings and A-E for each seed (finished runs are reused); returns :func:`table`."""
+    prof = get_profile(profile)
+    runs_root = Path(runs_root) if runs_root else default_runs_root(prof.name)
+    for seed in (seeds if seeds is not None else prof.ssl.seeds):
+        d = seed_dir(runs_root, seed)
+        kw = dict(profile=prof.name, device=device, force=force, progress=progress, seed=seed)
+        runs = {m: d / f"pretrain_{m}" for m in ("byol", "supervised")}
+        for m, r in runs.items():
+            pretrain(m, data_root, r, **kw)
+        for setting, (method, _) in SETTINGS.items():
+            finetune(setting, data_root, d / f"finetune_{setting}",
+                     backbone_run=runs[method] if method else None, **kw)
+    return table(runs_root)
+
+
+def finetune_runs(runs_root: str | Path) -> list[dict]:
+    """Every finished fine-tuning ``run.json`` under ``runs_root``."""
+    out = []
+    for f in sorted(Path(runs_root).rglob("run.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if d.get("kind") == "finetune":
+            out.append(d)
+    return out
+
+
+def table(runs_root: str | Path):
+    """The A-E table: one row per setting (mean over seeds of the best val accuracy)."""
+    import pandas as pd
+
+    runs = finetune_runs(runs_root)
+    rows = []
+    for setting in SETTINGS:
+        rs = [r for r in runs if r["setting"] == setting]
+        if not rs:
+            continue
+        acc = pd.Series([r["best_val_acc"] for r in rs], dtype=float)
+        rows.append({"setting": setting, "pre-training": DESCRIPTIONS[setting][0],
+                     "fine-tuning": DESCRIPTIONS[setting][1], "val_acc": acc.mean(),
+                     "val_acc_std": acc.std(ddof=0) if len(rs) > 1 else 0.0,
+                     "final_val_acc": float(pd.Series([r["final_val_acc"] for r in rs]).mean()),
+                     "seeds": len(rs), "report": REPORT_ACC[setting]})
+    return pd.DataFrame(rows, columns=["setting", "pre-training", "fine-tuning", "val_acc",
+                                       "val_acc_std", "final_val_acc", "seeds", "report"])
+
+
+def format_table(df) -> str:
+    """Plain-text table, one line per setting beginning with its letter."""
+    lines = [f"{'setting':<8}{'pre-training':<24}{'fine-tuning':<36}{'val acc':>14}"
+             f"{'seeds':>7}{'report':>8}"]
+    for _, r in df.iterrows():
+        acc = f"{r['val_acc']:.3f}" + (f"±{r['val_acc_std']:.3f}" if r["seeds"] > 1 else "")
+        lines.append(f"{r['setting']:<8}{r['pre-training']:<24}{r['fine-tuning']:<36}"
+                     f"{acc:>14}{int(r['seeds']):>7}{r['report']:>8.3f}")
+    return "\n".join(lines)

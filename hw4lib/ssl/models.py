@@ -1,0 +1,100 @@
+"""torchvision ResNets (no pretrained weights), and backbone files.
+
+A *backbone* is a torchvision ResNet whose ``fc`` is ``Identity``: it maps an image to its
+pooled feature vector. Backbone files are plain torchvision ResNet state dicts (an ``fc.*``
+entry, if any, is ignored), so a user's own ResNet50 checkpoint works as ``--backbone``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# blocks per stage of each architecture, and whether it uses bottleneck blocks
+_LAYOUT = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
+           "resnet50": ((3, 4, 6, 3), True), "resnet101": ((3, 4, 23, 3), True),
+           "resnet152": ((3, 8, 36, 3), True)}
+
+
+def make_backbone(arch: str) -> nn.Module:
+    """A randomly initialised torchvision ResNet with ``fc = Identity``."""
+    import torchvision
+
+    if arch not in ARCHS:
+        raise UserError(f"unknown backbone {arch!r}: choose one of {', '.join(ARCHS)}")
+    net = getattr(torchvision.models, arch)(weights=None)
+    net.fc = nn.Identity()
+    return net
+
+
+def feature_dim(arch: str) -> int:
+    return 2048 if _LAYOUT[arch][1] else 512
+
+
+def make_classifier(arch: str, n_classes: int, backbone_state: dict | None = None) -> nn.Module:
+    """Backbone (optionally loaded) + a linear classifier as ``fc`` (torchvision key names)."""
+    net = make_backbone(arch)
+    if backbone_state is not None:
+        net.load_state_dict(backbone_state)
+    net.fc = nn.Linear(feature_dim(arch), n_classes)
+    return net
+
+
+def backbone_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """The backbone part of a ResNet's state dict (no ``fc.*``), on the CPU."""
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()
+            if not k.startswith("fc.")}
+
+
+def infer_arch(state: dict) -> str | None:
+    """Which torchvision ResNet a state dict belongs to, from its keys; None if not a ResNet."""
+    keys = set(state)
+    if not {"conv1.weight", "bn1.weight"} <= keys:
+        return None
+    for arch, (blocks, bottleneck) in _LAYOUT.items():
+        stage_ok = all(f"layer{i + 1}.{n - 1}.conv1.weight" in keys
+                       and f"layer{i + 1}.{n}.conv1.weight" not in keys
+                       for i, n in enumerate(blocks))
+        if stage_ok and (("layer1.0.conv3.weight" in keys) == bottleneck):
+            return arch
+    return None
+
+
+def load_backbone_file(path: str | Path) -> tuple[str, dict[str, torch.Tensor]]:
+    """(arch, backbone state dict) from a file: a torchvision ResNet state dict, or one of our
+    checkpoints holding it under ``backbone``/``state_dict``/``model``. One-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: backbone file not found; pass a pre-training run folder or a "
+                        "ResNet state dict (.pt)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: cannot be read as a PyTorch file ({type(e).__name__}); pass a "
+                        "torchvision ResNet state dict saved with torch.save") from None
+    if isinstance(obj, dict):
+        for key in ("backbone", "state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path}: not a state dict of tensors; pass a torchvision ResNet "
+                        "state dict (torch.save(model.state_dict(), ...))")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    arch = infer_arch(state)
+    if arch is None:
+        raise UserError(f"{path}: not a torchvision ResNet state dict (keys such as "
+                        f"{sorted(state)[:3]}); pass a resnet18/34/50/101/152 state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        make_backbone(arch).load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise UserError(f"{path}: looks like a {arch} but does not load "
+                        f"({first[1].strip() if len(first) > 1 else first[0]}); pass an "
+                        "unmodified torchvision ResNet state dict") from None
+    return arch, state

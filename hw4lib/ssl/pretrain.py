@@ -1,0 +1,221 @@
+"""Pre-training a ResNet backbone on ``mini``: BYOL (no labels) or supervised (labels).
+
+The loop is written against ``accelerate`` so the same code runs as one CPU/GPU process or,
+unchanged, on N GPUs under ``accelerate launch --multi_gpu --num_processes N -m hw4lib ssl
+pretrain ...`` (DDP, SyncBatchNorm, sharded batches; only the main process writes files).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import SSLConfig
+from ..errors import UserError
+from . import checkpoint as ckpt
+from .augment import LIGHT, AugmentSpec, BatchAugment, byol_view, to_float
+from .datasets import ImageSet, make_loader
+from .knn import extract_features, knn_loo_accuracy, monitor_subset
+from .models import backbone_state, make_backbone, make_classifier
+
+METHODS = ("byol", "supervised")
+
+
+def mini_paths(data_root: Path) -> tuple[Path, Path]:
+    """``mini/train.csv`` and ``mini/train/`` under a course-layout data folder (checked)."""
+    data_root = Path(data_root)
+    csv_path, img_dir = data_root / "mini" / "train.csv", data_root / "mini" / "train"
+    if not csv_path.is_file():
+        raise UserError(f"{csv_path}: not found; --data must hold mini/train.csv and mini/train/ "
+                        "(make one with `hw4 data images --out DIR`)")
+    return csv_path, img_dir
+
+
+def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str,
+                      epochs: int | None = None, seed: int = 0) -> dict:
+    """Everything that defines a pre-training run (a resume must match it exactly)."""
+    if method not in METHODS:
+        raise UserError(f"unknown pre-training method {method!r}: choose byol or supervised")
+    ep = epochs if epochs is not None else (
+        cfg.pretrain_epochs if method == "byol" else cfg.supervised_epochs)
+    if ep < 1:
+        raise UserError(f"--epochs {ep}: must be at least 1")
+    s = {"method": method, "data": str(Path(data_root).resolve()), "profile": profile,
+         "arch": cfg.backbone, "image_size": cfg.image_size, "epochs": ep,
+         "batch": cfg.pretrain_batch, "momentum": cfg.momentum,
+         "lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,
+         "step_size": cfg.pretrain_step_size, "gamma": cfg.pretrain_gamma, "seed": seed}
+    if method == "byol":
+        s.update(byol_hidden=cfg.byol_hidden, byol_projection=cfg.byol_projection,
+                 byol_ema=cfg.byol_ema,
+                 augment=asdict(byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p)))
+    else:
+        s.update(augment=asdict(LIGHT))
+    return s
+
+
+def _spec(d: dict) -> AugmentSpec:
+    return AugmentSpec(**{**d, "crop_scale": tuple(d["crop_scale"])})
+
+
+def _build(method: str, s: dict, n_classes: int, acc) -> tuple[nn.Module, nn.Module]:
+    """(trainable model, backbone inside it)."""
+    if method == "byol":
+        from byol_pytorch import BYOL
+
+        net = make_backbone(s["arch"])
+        if acc.num_processes > 1:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net.to(acc.device)
+        # hidden_layer=-1: the backbone's fc is Identity, so its output is the pooled feature
+        model = BYOL(net, image_size=s["image_size"], hidden_layer=-1,
+                     projection_size=s["byol_projection"],
+                     projection_hidden_size=s["byol_hidden"],
+                     augment_fn=BatchAugment(_spec(s["augment"])),
+                     moving_average_decay=s["byol_ema"],
+                     use_simplicial_embeddings=False)
+        return model, net
+    model = make_classifier(s["arch"], n_classes)
+    if acc.num_processes > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model.to(acc.device), model
+
+
+def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
+                 device: str = "cpu", epochs: int | None = None, resume: bool = False,
+                 force: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
+
+    A finished run with the same settings is reused unless ``force``.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed)
+    if not force and not resume and (done := ckpt.finished(run_dir, settings)):
+        return done
+    csv_path, img_dir = mini_paths(data_root)
+    acc = Accelerator(cpu=device == "cpu")
+    main = acc.is_main_process
+    # read (and so validate) the data before the run folder is touched
+    ds = ImageSet(csv_path, img_dir, settings["image_size"], require_label=method == "supervised",
+                  cache=cfg.cache_images, progress=progress and main)
+    batch = min(settings["batch"], len(ds))
+    if batch < 2:
+        raise UserError(f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
+                        "(BatchNorm cannot train on a batch of one)")
+    state = ckpt.prepare_run(run_dir, settings, resume, force) if main else None
+    acc.wait_for_everyone()
+    if not main and resume:
+        last = run_dir / "last.pt"
+        state = ckpt.load(last) if last.is_file() else None
+    torch.manual_seed(seed)
+    loader = make_loader(ds, batch, shuffle=True, drop_last=True, workers=cfg.workers,
+                         device=acc.device.type, seed=seed)
+    model, net = _build(method, settings, len(ds.classes), acc)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings["lr"],
+                          momentum=settings["momentum"])
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings["step_size"],
+                                            gamma=settings["gamma"])
+    start, history = 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, history = state["epoch"], state["history"]
+        torch.set_rng_state(state["rng"])
+    model, opt, loader = acc.prepare(model, opt, loader)
+    aug = BatchAugment(LIGHT)
+
+    # kNN monitor on a fixed labeled subset of mini (labels are read only for monitoring)
+    probe = monitor_subset(ds.labels, cfg.knn_per_class) if (ds.labels >= 0).all() else None
+    probe_imgs = torch.stack([ds[int(i)][0] for i in probe]) if probe is not None else None
+
+    def knn() -> float | None:
+        if probe is None or not main:
+            return None
+        f = extract_features(acc.unwrap_model(model).net if method == "byol" else _backbone_view(net),
+                             probe_imgs, acc.device)
+        return knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
+
+    if start == 0 and cfg.knn_every:
+        history.append({"epoch": 0, "loss": None, "lr": settings["lr"], "knn": knn(),
+                        "seconds": 0.0})
+    t_all = time.perf_counter()
+    n_imgs = 0
+    bar = tqdm(range(start, settings["epochs"]), desc=f"{method} pre-training",
+               disable=not (progress and main), initial=start, total=settings["epochs"])
+    for epoch in bar:
+        model.train()
+        t0, tot, cnt = time.perf_counter(), torch.zeros((), device=acc.device), 0
+        for x, y in loader:
+            x = to_float(x)
+            with acc.autocast():
+                if method == "byol":
+                    loss = model(x)
+                else:
+                    loss = F.cross_entropy(model(aug(x)), y)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            sched.step()
+            if method == "byol":
+                acc.unwrap_model(model).update_moving_average()
+            tot += loss.detach()
+            cnt += 1
+            n_imgs += x.shape[0] * acc.num_processes
+        mean_loss = float(acc.reduce(tot / max(cnt, 1), reduction="mean"))
+        if not math.isfinite(mean_loss):
+            raise RuntimeError(f"{method} pre-training diverged at epoch {epoch + 1} "
+                               f"(loss {mean_loss}); lower the learning rate")
+        e = epoch + 1
+        do_knn = cfg.knn_every and (e % cfg.knn_every == 0 or e == settings["epochs"])
+        history.append({"epoch": e, "loss": mean_loss, "lr": sched.get_last_lr()[0],
+                        "knn": knn() if do_knn else None,
+                        "seconds": round(time.perf_counter() - t0, 3)})
+        bar.set_postfix(loss=f"{mean_loss:.3f}",
+                        knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-")
+        if main:
+            ckpt.atomic_save({"epoch": e, "model": acc.unwrap_model(model).state_dict(),
+                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                              "history": history, "rng": torch.get_rng_state()},
+                             run_dir / "last.pt")
+        acc.wait_for_everyone()
+    seconds = time.perf_counter() - t_all
+    backbone = backbone_state(acc.unwrap_model(model).net if method == "byol" else net)
+    knns = [h["knn"] for h in history if h["knn"] is not None]
+    summary = {"kind": "pretrain", "method": method, "run_dir": str(run_dir),
+               "backbone": str(run_dir / "backbone.pt"), "arch": settings["arch"],
+               "epochs": settings["epochs"], "history": history,
+               "knn_initial": knns[0] if knns else None, "knn_final": knns[-1] if knns else None,
+               "classes": ds.classes, "seconds": round(seconds, 2),
+               "images_per_s": round(n_imgs / seconds, 1) if seconds > 0 and n_imgs else None,
+               "device": acc.device.type, "processes": acc.num_processes, "settings": settings}
+    if main:
+        ckpt.atomic_save({"arch": settings["arch"], "method": method,
+                          "backbone": backbone}, run_dir / "backbone.pt")
+        ckpt.write_run(run_dir, summary)
+    acc.wait_for_everyone()
+    return summary
+
+
+def _backbone_view(classifier: nn.Module) -> nn.Module:
+    """The classifier's network up to the pooled features (its ``fc`` bypassed)."""
+    class _Features(nn.Module):
+        def __init__(self, m: nn.Module):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            m = self.m
+            x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+            x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+            return torch.flatten(m.avgpool(x), 1)
+
+    return _Features(classifier)

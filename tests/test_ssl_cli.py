@@ -1,0 +1,142 @@
+"""`hw4 ssl ...` and hw4_2.sh: predict's csv contract, the table, and bad input (exit 2,
+one line, nothing overwritten)."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from hw4lib import PROJECT_ROOT
+from hw4lib.cli import main
+from hw4lib.config import CorpusGen, get_profile
+from hw4lib.data.corpus import generate_corpora
+from hw4lib.ssl import finetune as FT
+from hw4lib.ssl.models import backbone_state, make_backbone
+
+CFG = replace(get_profile("smoke").ssl, image_size=16, cache_images=True, workers=0,
+              finetune_batch=8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return generate_corpora(tmp_path_factory.mktemp("cli") / "data",
+                            CorpusGen(mini_per_class=1, office_train_per_class=1,
+                                      office_val_per_class=1, mini_size=16), progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("cli") / "runs" / "finetune_A"
+    FT.run_finetune("A", data, d, CFG, profile="smoke", epochs=1, progress=False)
+    return d
+
+
+def _read(p: Path) -> list[list[str]]:
+    with open(p, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _write(p: Path, rows: list[list[str]]) -> Path:
+    with open(p, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return p
+
+
+def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
+    val = _read(data / "office" / "val.csv")
+    body = list(reversed(val[1:]))[:20]
+    # the grader's csv: id,filename and an empty label column, rows in any order
+    inp = _write(tmp_path / "in.csv", [["id", "filename", "label"]] + [[r[0], r[1], ""] for r in body])
+    out = tmp_path / "out.csv"
+    assert main(["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images",
+                 str(data / "office" / "val"), "--out", str(out)]) == 0
+    got = _read(out)
+    assert got[0] == ["id", "filename", "label"]
+    assert [r[:2] for r in got[1:]] == [r[:2] for r in body]
+    classes = torch.load(run / "best.pt", weights_only=False)["classes"]
+    assert all(r[2] in classes for r in got[1:])
+    # without a label column at all, and agreeing with the model's own argmax
+    inp2 = _write(tmp_path / "in2.csv", [["id", "filename"]] + [r[:2] for r in body])
+    r = FT.predict(run, inp2, data / "office" / "val", tmp_path / "out2.csv")
+    assert _read(tmp_path / "out2.csv") == got and "accuracy" not in r
+    # with true labels, predict reports the accuracy
+    r = FT.predict(run, data / "office" / "val.csv", data / "office" / "val", tmp_path / "o3.csv")
+    assert 0.0 <= r["accuracy"] <= 1.0 and r["rows"] == 65
+
+
+def test_hw4_2_script(data, run, tmp_path):
+    out = tmp_path / "pred.csv"
+    env = dict(os.environ, HW4_SSL_RUN=str(run))
+    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), str(data / "office" / "val.csv"),
+                        str(data / "office" / "val"), str(out)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert len(_read(out)) == 66
+    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), "only-one"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "usage" in p.stderr
+
+
+def _bad(capsys, argv: list[str], out: Path, must_name: str) -> None:
+    out.write_text("previous\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and must_name in err, err
+    assert out.read_text() == "previous\n"
+
+
+@pytest.mark.parametrize("case", ["no_filename", "missing_image", "corrupt_image",
+                                  "unknown_label", "empty"])
+def test_predict_bad_input(case, data, run, tmp_path, capsys):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "a.jpg").write_bytes((data / "office" / "val" / _read(data / "office" / "val.csv")[1][1]).read_bytes())
+    rows = {"no_filename": [["id", "file"], ["0", "a.jpg"]],
+            "missing_image": [["id", "filename"], ["0", "a.jpg"], ["1", "gone.jpg"]],
+            "corrupt_image": [["id", "filename"], ["0", "a.jpg"], ["1", "bad.jpg"]],
+            "unknown_label": [["id", "filename", "label"], ["0", "a.jpg", "a_class_never_seen"]],
+            "empty": [["id", "filename", "label"]]}[case]
+    (images / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    inp = _write(tmp_path / "in.csv", rows)
+    name = {"missing_image": "gone.jpg", "corrupt_image": "bad.jpg"}.get(case, str(inp))
+    _bad(capsys, ["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images", str(images),
+                  "--out", str(tmp_path / "out.csv")], tmp_path / "out.csv", name)
+
+
+def test_finetune_rejects_a_non_resnet_backbone(data, tmp_path, capsys):
+    bad = tmp_path / "vit.pt"
+    torch.save({"encoder.layers.0.weight": torch.zeros(2, 2)}, bad)
+    assert main(["ssl", "finetune", "--setting", "C", "--data", str(data), "--out",
+                 str(tmp_path / "C"), "--backbone", str(bad), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(bad) in err and "ResNet" in err and "\n" not in err
+    assert not (tmp_path / "C").exists()
+
+
+def test_finetune_resume_with_other_settings_is_refused(data, tmp_path, capsys):
+    good = tmp_path / "r18.pt"
+    torch.save(backbone_state(make_backbone("resnet18")), good)
+    out = tmp_path / "D"
+    base = ["ssl", "finetune", "--setting", "D", "--data", str(data), "--out", str(out),
+            "--backbone", str(good), "--profile", "smoke"]
+    assert main(base) == 0
+    assert "setting D: best val accuracy" in capsys.readouterr().out
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(base + ["--resume", "--epochs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume with different settings" in err and "settings.json" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_table(run, capsys, tmp_path):
+    assert main(["ssl", "table", "--runs", str(run.parent)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("A ") and len(lines) == 2
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert main(["ssl", "table", "--runs", str(empty)]) == 2

@@ -1,0 +1,112 @@
+"""SSL building blocks: augmentation, kNN monitor, ResNet backbone files."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+
+from hw4lib.errors import UserError
+from hw4lib.ssl import augment as A
+from hw4lib.ssl.knn import knn_loo_accuracy, monitor_subset
+from hw4lib.ssl.models import backbone_state, infer_arch, load_backbone_file, make_backbone
+
+
+def test_normalize_matches_torchvision():
+    x = torch.rand(2, 3, 5, 5)
+    ref = torchvision.transforms.Normalize(A.IMAGENET_MEAN, A.IMAGENET_STD)(x)
+    assert torch.allclose(A.normalize(x), ref, atol=1e-6)
+
+
+def test_crop_is_drawn_per_sample_and_full_crop_is_identity():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16).expand(8, 3, 16, 16).contiguous()
+    out = A.random_resized_crop(x, (0.2, 0.5), flip=True)
+    # byol-pytorch's default draws one crop per batch; ours differ between samples
+    assert not torch.allclose(out[0], out[1])
+    # scale 1 with ratio 1 (w = h = 1, centre 0) reproduces the image exactly
+    theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])
+    grid = torch.nn.functional.affine_grid(theta, [1, 3, 16, 16], align_corners=False)
+    same = torch.nn.functional.grid_sample(x[:1], grid, align_corners=False)
+    assert torch.allclose(same, x[:1], atol=1e-5)
+
+
+def test_hue_rotation_preserves_gray_and_a_full_turn():
+    spec = A.AugmentSpec(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5)
+    gray = torch.full((4, 3, 4, 4), 0.4)
+    torch.manual_seed(1)
+    assert torch.allclose(A.color_jitter(gray, spec), gray, atol=1e-5)  # no chroma to rotate
+    # off (jitter_p=0): identity on coloured images
+    x = torch.rand(4, 3, 4, 4)
+    off = A.AugmentSpec(jitter_p=0.0)
+    assert torch.allclose(A.color_jitter(x, off), x, atol=1e-5)
+
+
+def test_brightness_factor_is_per_sample():
+    spec = A.AugmentSpec(jitter_p=1.0, brightness=0.4, contrast=0.0, saturation=0.0, hue=0.0)
+    x = torch.full((64, 3, 2, 2), 0.5)
+    torch.manual_seed(0)
+    y = A.color_jitter(x, spec)
+    f = y[:, 0, 0, 0] / 0.5
+    assert f.min() >= 0.6 - 1e-6 and f.max() <= 1.4 + 1e-6 and f.std() > 0.1
+
+
+def test_batch_augment_output():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 16, 16)
+    y = A.BatchAugment(A.BYOL_VIEW)(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    # normalised range: (0 - mean) / std .. (1 - mean) / std
+    assert y.min() >= -0.485 / 0.229 - 1e-4 and y.max() <= (1 - 0.406) / 0.225 + 1e-4
+
+
+def test_knn_by_hand():
+    # class 0 at 0/2/4 degrees, class 1 at 86/88/90 degrees, one class-1 stray at 30 degrees
+    ang = torch.tensor([0.0, 2.0, 4.0, 86.0, 88.0, 90.0, 30.0]) * math.pi / 180
+    feats = torch.stack([torch.cos(ang), torch.sin(ang)], 1) * torch.arange(1, 8)[:, None]
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    # k=1 and k=3: only the stray is wrong (its neighbours are class 0)
+    assert knn_loo_accuracy(feats, labels, k=1) == pytest.approx(6 / 7)
+    assert knn_loo_accuracy(feats, labels, k=3) == pytest.approx(6 / 7)
+    # k=5: class-0 points see 2 class-0 + stray + 2 class-1 -> outvoted 2:3
+    assert knn_loo_accuracy(feats, labels, k=5) == pytest.approx(3 / 7)
+    assert monitor_subset(torch.tensor([2, 0, 2, 1, 0, 2]), 2).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_infer_arch():
+    for arch in ("resnet18", "resnet34", "resnet50", "resnet101"):
+        with torch.device("meta"):   # keys and shapes only: no weight initialisation
+            sd = getattr(torchvision.models, arch)(weights=None).state_dict()
+        assert infer_arch(sd) == arch
+    assert infer_arch({"weight": torch.zeros(1)}) is None
+
+
+def test_backbone_file_roundtrip_and_user_resnet50(tmp_path):
+    net = make_backbone("resnet18")
+    torch.save(backbone_state(net), tmp_path / "b.pt")
+    arch, state = load_backbone_file(tmp_path / "b.pt")
+    assert arch == "resnet18" and torch.equal(state["conv1.weight"], net.conv1.weight)
+    # a user's plain torchvision ResNet50 state dict, with its 1000-class fc and DDP prefixes
+    with torch.device("meta"):
+        r50 = torchvision.models.resnet50(weights=None)
+    sd = r50.to_empty(device="cpu").state_dict()
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "r50.pt")
+    arch, state = load_backbone_file(tmp_path / "r50.pt")
+    assert arch == "resnet50" and not any(k.startswith("fc.") for k in state)
+
+
+@pytest.mark.parametrize("content", ["notatorch", "dict", "wrongshape"])
+def test_backbone_file_rejected(tmp_path, content):
+    f = tmp_path / "bad.pt"
+    if content == "notatorch":
+        f.write_text("hello")
+    elif content == "dict":
+        torch.save({"encoder.weight": torch.zeros(3)}, f)
+    else:
+        sd = backbone_state(make_backbone("resnet18"))
+        sd["conv1.weight"] = torch.zeros(1, 1, 1, 1)
+        torch.save(sd, f)
+    with pytest.raises(UserError) as e:
+        load_backbone_file(f)
+    assert str(f) in str(e.value) and "\n" not in str(e.value)
