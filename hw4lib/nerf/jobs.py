@@ -64,13 +64,15 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
               stepsize: float | None = None, fine_voxels: int | str | None = None,
               device: str = "auto", force: bool = False, progress: bool = True,
               background: str | None = None, downscale: float = 1, resume: bool = False,
-              coarse_from: str | Path | None = None) -> dict:
+              coarse_from: str | Path | None = None, replace_stale: bool = False) -> dict:
     """Train DVGO (coarse + fine) into ``run_dir``, or reuse a finished run with identical settings.
 
     Returns ``{"history": {"loss","psnr","seconds","points"} (coarse iterations first, then
     fine), "coarse_iters", "timings": {"coarse_s","fine_s"}, "val_psnr", "rays_kept",
     "free_fraction", "fine_box", "settings", "reused"}``. A run directory holding a run with
-    other settings is refused unless ``force`` (which starts it over).
+    other settings is refused unless ``force`` (which starts it over). With ``replace_stale``
+    (the notebooks, whose ``runs/<profile>/`` folders are their cache) such a run is replaced,
+    and an interrupted run with the same settings is resumed.
     """
     profile = profile_name(profile)
     cfg = get_profile(profile).nerf
@@ -86,6 +88,11 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
             and (run / "fine.pt").is_file():
         return {**done, "reused": True}
     has_state = any((run / f).exists() for f in ("checkpoint.pt", "fine.pt", "coarse.pt"))
+    if replace_stale and not force:
+        if has_state and not _same(old, settings):
+            force = True
+        elif (run / "checkpoint.pt").is_file():
+            resume = True
     if has_state and not _same(old, settings):
         if not force:
             raise UserError(f"{run}: holds a DVGO run with other settings; choose a new --out "
@@ -160,11 +167,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, profile: str | None 
 
 
 def sweep(data_dir: str | Path, runs_root: str | Path, profile: str | None = None,
-          device: str = "auto", force: bool = False, progress: bool = True):
+          device: str = "auto", force: bool = False, progress: bool = True,
+          base_run: str | Path | None = None):
     """Train + evaluate the profile's five (stepsize, fine voxels) settings -> ``pandas.DataFrame``.
 
-    The runs share one coarse stage (the settings only change the fine stage). Each row is
-    stored with ``write_result("nerf/sweep_s{S}_v{N}", ...)``.
+    The runs share one coarse stage (the settings only change the fine stage). ``base_run``, a
+    run with the profile's default settings (notebook 02's), serves the setting it matches and
+    lends its coarse stage to the others. Runs made with other settings are replaced. Each row
+    is stored with ``write_result("nerf/sweep_s{S}_v{N}", ...)``.
     """
     import pandas as pd
 
@@ -174,11 +184,17 @@ def sweep(data_dir: str | Path, runs_root: str | Path, profile: str | None = Non
     root = Path(runs_root)
     rows = []
     coarse_from = None
+    default = (cfg.fine.stepsize, cfg.fine.num_voxels)
+    if base_run is not None:  # train (or reuse) it first so its coarse stage can be shared
+        train_run(data_dir, base_run, profile, device=dev, force=force, progress=progress,
+                  replace_stale=True)
+        coarse_from = Path(base_run) / "coarse.pt"
     for S, N in cfg.sweep:
-        run = root / f"s{S}_v{N}"
+        run = Path(base_run) if base_run is not None and (S, N) == default else root / f"s{S}_v{N}"
         t0 = time.perf_counter()
         res = train_run(data_dir, run, profile, stepsize=S, fine_voxels=N, device=dev,
-                        force=force, progress=progress, coarse_from=coarse_from)
+                        force=force and run != Path(base_run or ""), progress=progress,
+                        coarse_from=coarse_from, replace_stale=True)
         coarse_from = coarse_from or run / "coarse.pt"
         ev = evaluate_run(run, data_dir, profile, dev)
         row = {"stepsize": S, "fine_voxels": N, "fine_side": round(N ** (1 / 3)),

@@ -101,3 +101,22 @@ def finished(run_dir: Path, settings: dict) -> dict | None:
 
 def write_run(run_dir: Path, data: dict) -> None:
     atomic_write_text(Path(run_dir) / "run.json", json.dumps(data, indent=2, default=str))
+
+
+def stale_policy(run_dir: Path, settings: dict) -> tuple[bool, bool]:
+    """``(force, resume)`` for a run folder used as a cache (the notebooks' ``runs/``).
+
+    A run made with other settings is started over; an interrupted run with the same settings
+    is resumed; a finished one is left for :func:`finished` to reuse.
+    """
+    sfile = Path(run_dir) / "settings.json"
+    if not sfile.is_file():
+        return False, False
+    try:
+        same = json.loads(sfile.read_text()) == _normal(settings)
+    except json.JSONDecodeError:
+        return True, False
+    if not same:
+        return True, False
+    unfinished = (Path(run_dir) / "last.pt").is_file() and not (Path(run_dir) / "run.json").is_file()
+    return False, unfinished
