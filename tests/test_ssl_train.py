@@ -18,7 +18,8 @@ from hw4lib.ssl.pretrain import run_pretrain
 
 CFG = replace(get_profile("smoke").ssl, image_size=16, pretrain_batch=16, byol_hidden=64,
               byol_projection=32, knn_per_class=1, knn_every=3, cache_images=True, workers=0,
-              finetune_batch=8, finetune_epochs=2, pretrain_epochs=2, supervised_epochs=1)
+              finetune_batch=8, finetune_epochs=2, pretrain_epochs=2, supervised_epochs=1,
+              checkpoint_every_s=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,11 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def byol_run(data, tmp_path_factory) -> dict:
-    # 64 images, batch 16: 4 steps an epoch, 6 epochs
-    return run_pretrain("byol", data, tmp_path_factory.mktemp("runs") / "byol", CFG,
-                        profile="smoke", epochs=6, progress=False)
+    # 64 images, batch 16: 4 steps an epoch, 6 epochs; resume checkpoints only after the
+    # last epoch (checkpoint_every_s is not a run setting, so the reuse test still matches)
+    return run_pretrain("byol", data, tmp_path_factory.mktemp("runs") / "byol",
+                        replace(CFG, checkpoint_every_s=1e9), profile="smoke", epochs=6,
+                        progress=False)
 
 
 def test_byol_loss_falls_and_backbone_is_saved(byol_run):
@@ -66,10 +69,15 @@ def test_supervised_pretraining(data, tmp_path):
     assert (tmp_path / "sup" / "backbone.pt").is_file()
 
 
+@pytest.fixture(scope="module")
+def r18_state() -> dict:
+    return backbone_state(make_backbone("resnet18"))
+
+
 @pytest.mark.parametrize("setting", list("ABCDE"))
-def test_setting_trainable_parameters(setting):
+def test_setting_trainable_parameters(setting, r18_state):
     method, frozen = FT.SETTINGS[setting]
-    bstate = None if method is None else backbone_state(make_backbone("resnet18"))
+    bstate = None if method is None else r18_state
     m = FT.build_model(setting, "resnet18", 5, bstate)
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     if frozen:
@@ -82,7 +90,7 @@ def test_setting_trainable_parameters(setting):
     before = {k: v.clone() for k, v in m.state_dict().items()}
     FT.set_train_mode(m, frozen)
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
-    loss = torch.nn.functional.cross_entropy(m(torch.randn(4, 3, 32, 32)), torch.arange(4))
+    loss = torch.nn.functional.cross_entropy(m(torch.randn(4, 3, 16, 16)), torch.arange(4))
     loss.backward()
     opt.step()
     after = m.state_dict()
@@ -134,3 +142,15 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     assert s["trainable_params"] == 512 * 65 + 65 and s["frozen_params"] > 1e7
     best = ckpt.load(run / "best.pt")
     assert best["val_acc"] == s["best_val_acc"] and len(best["classes"]) == 65
+
+
+def test_frozen_settings_use_the_head_learning_rate(tmp_path, r18_state):
+    f = tmp_path / "b.pt"
+    torch.save(r18_state, f)
+    cfg = replace(CFG, finetune_lr=1e-3, finetune_head_lr=0.02)
+    lr = {s: FT.finetune_settings(s, tmp_path, None if s == "A" else f, cfg, "smoke")["lr"]
+          for s in "ABCDE"}
+    assert lr == {"A": 1e-3, "B": 1e-3, "C": 1e-3, "D": 0.02, "E": 0.02}
+    # unset (the full profile, the report): one learning rate for every setting
+    none = replace(cfg, finetune_head_lr=None)
+    assert FT.finetune_settings("E", tmp_path, f, none, "full")["lr"] == 1e-3

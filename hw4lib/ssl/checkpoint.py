@@ -4,6 +4,9 @@ A run folder holds ``settings.json`` (what the run was asked to do), ``last.pt``
 needed to continue after a kill: model, optimiser, scheduler, epoch, history, RNG) and the
 products (``backbone.pt`` for pre-training, ``best.pt`` for fine-tuning) plus ``run.json``
 (the finished run's numbers). Every file is written to a temporary name and renamed.
+``last.pt`` (and a better ``best.pt``) is written at most every
+``SSLConfig.checkpoint_every_s`` seconds (0: every epoch) and after the last epoch, so a
+resume after a kill repeats at most that much work.
 """
 from __future__ import annotations
 

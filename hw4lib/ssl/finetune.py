@@ -113,7 +113,8 @@ def finetune_settings(setting: str, data_root: Path, backbone_file: Path | None,
         raise UserError(f"--epochs {ep}: must be at least 1")
     s = {"setting": setting, "data": str(Path(data_root).resolve()), "profile": profile,
          "frozen": frozen, "image_size": cfg.image_size, "epochs": ep,
-         "batch": cfg.finetune_batch, "lr": cfg.finetune_lr, "gamma": cfg.finetune_gamma,
+         "batch": cfg.finetune_batch, "gamma": cfg.finetune_gamma,
+         "lr": cfg.finetune_head_lr if frozen and cfg.finetune_head_lr else cfg.finetune_lr,
          "momentum": cfg.momentum, "seed": seed, "augment": asdict(LIGHT),
          "backbone": None, "backbone_sha1": None, "arch": cfg.backbone}
     if backbone_file is not None:
@@ -179,6 +180,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         torch.set_rng_state(state["rng"])
     aug = BatchAugment(LIGHT)
     t_all = time.perf_counter()
+    last_save, best_state = t_all, None   # best_state: a better model not yet on disk
     bar = tqdm(range(start, settings["epochs"]), desc=f"setting {setting}", disable=not progress,
                initial=start, total=settings["epochs"])
     for epoch in bar:
@@ -203,12 +205,21 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
                         "val_acc": val_acc, "lr": sched.get_last_lr()[0]})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": e}
-            ckpt.atomic_save({"setting": setting, "arch": settings["arch"], "image_size": size,
-                              "classes": train.classes, "model": model.state_dict(),
-                              "epoch": e, "val_acc": val_acc}, run_dir / "best.pt")
-        ckpt.atomic_save({"epoch": e, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "history": history, "best": best,
-                          "rng": torch.get_rng_state()}, run_dir / "last.pt")
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        # best.pt then last.pt (so last.pt's "best" is always on disk), at most every
+        # checkpoint_every_s seconds and after the last epoch: each write is ~2x the model
+        if e == settings["epochs"] or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+            if best_state is not None:
+                ckpt.atomic_save({"setting": setting, "arch": settings["arch"],
+                                  "image_size": size, "classes": train.classes,
+                                  "model": best_state, "epoch": best["epoch"],
+                                  "val_acc": best["val_acc"]}, run_dir / "best.pt")
+                best_state = None
+            ckpt.atomic_save({"epoch": e, "model": model.state_dict(),
+                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                              "history": history, "best": best, "rng": torch.get_rng_state()},
+                             run_dir / "last.pt")
+            last_save = time.perf_counter()
         bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
     n_train = sum(p.numel() for p in params)
     n_all = sum(p.numel() for p in model.parameters())

@@ -16,8 +16,10 @@ from pathlib import Path
 from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
 from ..results import write_result
-from .finetune import DESCRIPTIONS, SETTINGS, run_finetune  # noqa: F401 (SETTINGS re-exported)
-from .pretrain import run_pretrain
+from .checkpoint import stale_policy
+from .finetune import (DESCRIPTIONS, SETTINGS, finetune_settings,  # noqa: F401 (SETTINGS re-exported)
+                       resolve_backbone, run_finetune)
+from .pretrain import pretrain_settings, run_pretrain
 
 #: the report's Office-Home validation accuracies (for comparison columns only)
 REPORT_ACC = {"A": 0.162, "B": 0.229, "C": 0.585, "D": 0.201, "E": 0.445}
@@ -42,11 +44,18 @@ def _store(name: str, summary: dict, profile: str, data_root: Path, device: str)
 
 def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: str | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
-             epochs: int | None = None, resume: bool = False, seed: int = 0) -> dict:
+             epochs: int | None = None, resume: bool = False, seed: int = 0,
+             replace_stale: bool = False) -> dict:
     """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
-    settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path)."""
+    settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path).
+
+    ``replace_stale`` treats ``run_dir`` as a cache (the notebooks): a run made with other
+    settings is started over and an interrupted one with the same settings resumed."""
     prof = get_profile(profile)
     dev = resolve_device(device)
+    if replace_stale and not force and not resume:
+        want = pretrain_settings(method, Path(data_root), prof.ssl, prof.name, epochs, seed)
+        force, resume = stale_policy(Path(run_dir), want)
     s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      device=dev, epochs=epochs, resume=resume, force=force, seed=seed,
                      progress=progress)
@@ -57,11 +66,16 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
 def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
              backbone_run: str | Path | None = None, profile: str | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
-             epochs: int | None = None, resume: bool = False, seed: int = 0) -> dict:
+             epochs: int | None = None, resume: bool = False, seed: int = 0,
+             replace_stale: bool = False) -> dict:
     """Fine-tune setting A-E on ``data_root/office``; ``backbone_run`` is a pre-training run
-    folder or a ResNet state-dict file (none for A)."""
+    folder or a ResNet state-dict file (none for A). ``replace_stale`` as in :func:`pretrain`."""
     prof = get_profile(profile)
     dev = resolve_device(device)
+    if replace_stale and not force and not resume:
+        want = finetune_settings(setting, Path(data_root), resolve_backbone(backbone_run),
+                                 prof.ssl, prof.name, epochs, seed)
+        force, resume = stale_policy(Path(run_dir), want)
     s = run_finetune(setting, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      backbone=backbone_run, device=dev, epochs=epochs, resume=resume,
                      force=force, seed=seed, progress=progress)
@@ -71,13 +85,16 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
 
 def run_study(data_root: str | Path, runs_root: str | Path | None = None,
               profile: str | None = None, seeds: tuple[int, ...] | None = None,
-              device: str = "auto", force: bool = False, progress: bool = True):
-    """Both pre-trainings and A-E for each seed (finished runs are reused); returns :func:`table`."""
+              device: str = "auto", force: bool = False, progress: bool = True,
+              replace_stale: bool = True):
+    """Both pre-trainings and A-E for each seed (finished runs are reused, runs made with other
+    settings replaced); returns :func:`table`."""
     prof = get_profile(profile)
     runs_root = Path(runs_root) if runs_root else default_runs_root(prof.name)
     for seed in (seeds if seeds is not None else prof.ssl.seeds):
         d = seed_dir(runs_root, seed)
-        kw = dict(profile=prof.name, device=device, force=force, progress=progress, seed=seed)
+        kw = dict(profile=prof.name, device=device, force=force, progress=progress, seed=seed,
+                  replace_stale=replace_stale)
         runs = {m: d / f"pretrain_{m}" for m in ("byol", "supervised")}
         for m, r in runs.items():
             pretrain(m, data_root, r, **kw)

@@ -90,11 +90,14 @@ def load_backbone_file(path: str | Path) -> tuple[str, dict[str, torch.Tensor]]:
         raise UserError(f"{path}: not a torchvision ResNet state dict (keys such as "
                         f"{sorted(state)[:3]}); pass a resnet18/34/50/101/152 state dict")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    try:
-        make_backbone(arch).load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise UserError(f"{path}: looks like a {arch} but does not load "
-                        f"({first[1].strip() if len(first) > 1 else first[0]}); pass an "
-                        "unmodified torchvision ResNet state dict") from None
+    # the same check as load_state_dict (names and shapes), on a weightless meta-device model
+    with torch.device("meta"):
+        want = {k: v.shape for k, v in make_backbone(arch).state_dict().items()}
+    problems = ([f"missing {k}" for k in want if k not in state]
+                + [f"unexpected {k}" for k in state if k not in want]
+                + [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(want[k])}"
+                   for k in want if k in state and state[k].shape != want[k]])
+    if problems:
+        raise UserError(f"{path}: looks like a {arch} but does not load ({problems[0]}); pass "
+                        "an unmodified torchvision ResNet state dict")
     return arch, state

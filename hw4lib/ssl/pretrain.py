@@ -148,6 +148,7 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
         history.append({"epoch": 0, "loss": None, "lr": settings["lr"], "knn": knn(),
                         "seconds": 0.0})
     t_all = time.perf_counter()
+    last_save = t_all
     n_imgs = 0
     bar = tqdm(range(start, settings["epochs"]), desc=f"{method} pre-training",
                disable=not (progress and main), initial=start, total=settings["epochs"])
@@ -181,11 +182,15 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
                         "seconds": round(time.perf_counter() - t0, 3)})
         bar.set_postfix(loss=f"{mean_loss:.3f}",
                         knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-")
-        if main:
+        # resume checkpoint (online + target network + optimiser: ~3x the backbone's size),
+        # at most every checkpoint_every_s seconds, and always after the last epoch
+        due = e == settings["epochs"] or time.perf_counter() - last_save >= cfg.checkpoint_every_s
+        if main and due:
             ckpt.atomic_save({"epoch": e, "model": acc.unwrap_model(model).state_dict(),
                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                               "history": history, "rng": torch.get_rng_state()},
                              run_dir / "last.pt")
+            last_save = time.perf_counter()
         acc.wait_for_everyone()
     seconds = time.perf_counter() - t_all
     backbone = backbone_state(acc.unwrap_model(model).net if method == "byol" else net)
