@@ -50,6 +50,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``: never a torn checkpoint."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def manifest(profile: str, data_source: str, device: str, seconds: float,
              settings: dict[str, Any] | None = None) -> dict[str, Any]:
     return {

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +20,7 @@ from tqdm.auto import tqdm
 from ..config import DVGOStage, NerfConfig
 from ..data.blender import load_split
 from ..errors import UserError
-from ..results import atomic_write_text
+from ..results import atomic_save, atomic_write_text
 from . import grid as G
 from . import render as R
 from .dvgo import FreeSpaceMask, VoxelModel, free_space_mask, tight_box
@@ -33,20 +31,6 @@ CKPT_SECONDS = 120.0   # ... or seconds, whichever comes first
 
 
 # -- checkpoints -------------------------------------------------------------------------
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``: never a torn checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def model_args(m: VoxelModel) -> dict[str, Any]:
     return dict(lo=m.lo.cpu().tolist(), hi=m.hi.cpu().tolist(), num_voxels=m.num_voxels,
                 base_voxel=m.base_voxel, alpha_init=m.alpha_init, stepsize=m.stepsize,
