@@ -177,8 +177,8 @@ class BlenderSplit:
 
 
 def composite(images: torch.Tensor, bg: float) -> torch.Tensor:
-    """uint8 (..., 3|4) -> float (..., 3) in [0, 1] on a constant background."""
-    x = images.float() / 255.0
+    """(..., 3|4) uint8 or float in [0, 1] -> float (..., 3) on a constant background."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     if x.shape[-1] == 4:
         return x[..., :3] * x[..., 3:] + bg * (1.0 - x[..., 3:])
     return x[..., :3]

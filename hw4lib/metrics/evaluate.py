@@ -11,13 +11,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.blender import BACKGROUNDS
+from ..data.blender import composite as _composite
 from ..errors import UserError
 from ..results import atomic_write_text
 from .image import psnr, ssim, to_float_image
 from .lpips_vgg import load_lpips
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-BACKGROUNDS = {"white": 1.0, "black": 0.0}
 METRICS = ("psnr", "ssim", "lpips")
 #: NeRF-synthetic's test folders also hold per-view depth/normal maps: not views, ignored
 _AUX_MAP = re.compile(r"_(depth|normal)_\d+\.png$", re.IGNORECASE)
@@ -30,10 +31,7 @@ def composite(img: np.ndarray | torch.Tensor, background: str = "white") -> torc
     t = to_float_image(img)
     if t.ndim != 3 or t.shape[2] not in (3, 4):
         raise ValueError(f"expected an HxWx3 or HxWx4 image, got shape {tuple(t.shape)}")
-    if t.shape[2] == 4:
-        alpha = t[..., 3:]
-        t = t[..., :3] * alpha + BACKGROUNDS[background] * (1.0 - alpha)
-    return t
+    return _composite(t, BACKGROUNDS[background])
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..data.blender import BACKGROUNDS
 from ..config import get_profile, profile_name, resolve_device
 from ..errors import UserError
 from ..results import atomic_write_text, write_result
@@ -125,7 +126,7 @@ def render_split(run_dir: str | Path, data_dir: str | Path, split: str = "val",
     gts = split_.rgb(bg_name)
     cams = split_.cameras
     n = len(cams) if n_views is None else min(n_views, len(cams))
-    bg = {"white": 1.0, "black": 0.0}[bg_name]
+    bg = BACKGROUNDS[bg_name]
     preds = []
     from tqdm.auto import tqdm
 
@@ -250,7 +251,7 @@ def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, spli
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     s = load_split(data_dir, split, max_size=meta.get("train_size", [None])[0])
-    bg = {"white": 1.0, "black": 0.0}[meta.get("background", "white")]
+    bg = BACKGROUNDS[meta.get("background", "white")]
     cams = s.cameras
     return [render_view(model, cams.poses[i], cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy,
                         bg, meta.get("near", 2.0), meta.get("far", 6.0))
@@ -266,7 +267,7 @@ def orbit(run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     cams = load_split(data_dir, "train", max_size=meta.get("train_size", [None])[0]).cameras
-    bg = {"white": 1.0, "black": 0.0}[meta.get("background", "white")]
+    bg = BACKGROUNDS[meta.get("background", "white")]
     return [render_view(model, p, cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy, bg,
                         meta.get("near", 2.0), meta.get("far", 6.0))[0]
             for p in orbit_cameras(cams, n)]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data.blender import Cameras, read_transforms
+from ..data.blender import BACKGROUNDS, Cameras, read_transforms
 from ..errors import UserError
 from ..results import atomic_write_text
 from .dvgo import VoxelModel
@@ -114,7 +114,7 @@ def render_transforms(run_dir: str | Path, transforms: str | Path, out_dir: str 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / MARKER, json.dumps({"run": str(run.resolve()),
                                                 "transforms": str(Path(transforms).resolve())}))
-    bg = {"white": 1.0, "black": 0.0}[meta.get("background", "white")]
+    bg = BACKGROUNDS[meta.get("background", "white")]
     near, far = meta.get("near", 2.0), meta.get("far", 6.0)
     written = []
     for i in tqdm(range(len(cams)), desc="render", disable=not progress):

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import DVGOStage, NerfConfig
-from ..data.blender import load_split
+from ..data.blender import BACKGROUNDS, load_split
 from ..errors import UserError
 from ..results import atomic_save, atomic_write_text
 from . import grid as G
@@ -236,7 +236,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
     """
     data_dir, run = Path(data_dir), Path(run_dir)
     bg_name = background or cfg.background
-    bg = {"white": 1.0, "black": 0.0}[bg_name]
+    bg = BACKGROUNDS[bg_name]
     ck_path = run / "checkpoint.pt"
     if resume and not ck_path.is_file() and not (run / "done.json").is_file():
         raise UserError(f"{run}: no checkpoint.pt to resume from; drop --resume to start a new run")

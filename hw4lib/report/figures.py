@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list, list]:

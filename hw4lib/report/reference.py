@@ -1,7 +1,8 @@
 """The report's own numbers (the spec we compare against), typed once here.
 
 These are the published values of the report and papers, shown beside ours; they are never
-used as our results.
+used as our results. The A-E accuracies live with the SSL code, ``hw4lib.ssl.jobs.REPORT_ACC``,
+whose ``hw4 ssl table`` prints them too.
 """
 from __future__ import annotations
 
@@ -19,15 +20,6 @@ DVGO_PUBLISHED = {
     "DVGO (paper, 15.5 min on a 2080Ti)": (36.74, 0.980, 0.034),
     "NeRF (1-2 days)": (36.18, 0.974, 0.121),
 }
-
-#: Report, Problem 2.2: Office-Home val accuracy of the settings A-E.
-AE_TABLE = [
-    {"setting": "A", "pretraining": "-", "finetuning": "full model", "accuracy": 0.162},
-    {"setting": "B", "pretraining": "supervised (labels)", "finetuning": "full model", "accuracy": 0.229},
-    {"setting": "C", "pretraining": "SSL (BYOL, no labels)", "finetuning": "full model", "accuracy": 0.585},
-    {"setting": "D", "pretraining": "supervised (labels)", "finetuning": "classifier only (backbone frozen)", "accuracy": 0.201},
-    {"setting": "E", "pretraining": "SSL (BYOL, no labels)", "finetuning": "classifier only (backbone frozen)", "accuracy": 0.445},
-]
 
 #: Report, Problem 1.2: DVGO training settings (coarse, fine).
 DVGO_SETTINGS = {
