@@ -164,3 +164,19 @@ def test_eval_command_reports_metrics_and_rejects_mismatch(run, scene, tmp_path,
     os.remove(dst / "r_2.png")
     capsys.readouterr()
     assert main(["nerf", "eval", "--pred", str(dst), "--gt", str(scene / "val")]) == 2
+
+
+def test_benchmarks_print_their_ratios(capsys):
+    """`hw4 bench grid` ends with `speed-up <x>x`; `bench nerf` times both stages (smoke sizes)."""
+    import argparse
+    import re
+
+    from hw4lib.nerf.bench import bench_grid, bench_nerf
+
+    assert bench_grid(argparse.Namespace(res=16, channels=4, points=2000, repeats=1,
+                                         device="cpu")) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"speed-up \d+\.\dx", last)
+    assert bench_nerf(argparse.Namespace(profile="smoke", repeats=1, device="cpu")) == 0
+    out = capsys.readouterr().out
+    assert out.count("speed-up") == 2 and "coarse" in out and "fine" in out

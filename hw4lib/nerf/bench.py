@@ -2,12 +2,13 @@
 
 * ``bench_grid``: our trilinear lookup, forward + backward, against ``F.grid_sample`` on the
   same grid and points; the last line is ``speed-up <x>x``.
-* ``bench_nerf``: rays/s and points/s of a coarse and a fine DVGO training step, ours against
-  a straightforward ``grid_sample`` implementation of the same step (every sample looked up,
-  no free-space skipping, no colour skipping).
+* ``bench_nerf``: rays/s and points/s of a coarse and a fine DVGO training step (forward,
+  backward, optimiser step), ours against a straightforward implementation of the same step
+  (``grid_sample`` at every sample, no free-space or colour skipping).
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -19,6 +20,7 @@ from . import grid as G
 from . import render as R
 from .dvgo import VoxelModel, free_space_mask, view_encoding
 from .rays import orbit_poses, pixel_dirs, rays_of_pose, sample_along
+from .train import make_optimizer
 
 
 def _sync(dev: str) -> None:
@@ -119,8 +121,12 @@ def bench_nerf(args) -> int:
     tgt = torch.rand(n_rays, 3, generator=g).to(dev)
     print(f"DVGO training step (fwd+bwd), {n_rays} rays, profile grids: coarse "
           f"{coarse.shape}, fine {fine.shape}, device {dev}, {torch.get_num_threads()} threads")
-    for name, m in (("coarse", coarse), ("fine", fine)):
+    for name, m, st in (("coarse", coarse, cfg.coarse), ("fine", fine, cfg.fine)):
         npts = {}
+        # the optimiser step is part of a training step (lr 0: the grids stay as they are)
+        st = dataclasses.replace(st, lr_grid=0.0, lr_mlp=0.0)
+        opt_ours = make_optimizer(m, st)
+        opt_ref = torch.optim.Adam(m.parameters(), lr=0.0, betas=(0.9, 0.99))
 
         def ours():
             m.zero_grad(set_to_none=True)
@@ -129,10 +135,12 @@ def bench_nerf(args) -> int:
             loss = R.photometric_loss(out["rgb"], tgt) + 0.01 * R.entropy_loss(out["T_last"]) \
                 + 0.1 * out["rgbper"]
             loss.backward()
+            opt_ours.step()
 
         def ref():
             m.zero_grad(set_to_none=True)
             _reference_step(m, ro, rd, tgt, 1.0, cfg.near, cfg.far).backward()
+            opt_ref.step()
 
         _, t_all, valid = sample_along(ro, rd, m.lo, m.hi, cfg.near, cfg.far, m.step)
         n_all = int(valid.sum())

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import grid as G
 from . import render as R
-from .rays import sample_along
+from .rays import march, nearest_occupied
 
 
 def view_encoding(viewdirs: torch.Tensor, n_freq: int) -> torch.Tensor:
@@ -34,13 +34,7 @@ class FreeSpaceMask(nn.Module):
 
     def unknown(self, pts: torch.Tensor) -> torch.Tensor:
         """Nearest-voxel lookup; points outside the mask's box count as free."""
-        n = torch.tensor(self.occupied.shape, device=pts.device)
-        u = (pts - self.lo) * ((n - 1) / (self.hi - self.lo))
-        i = u.round().long()
-        inside = ((i >= 0) & (i < n)).all(-1)
-        i = torch.minimum(i.clamp_min(0), n - 1)
-        flat = (i[:, 0] * n[1] + i[:, 1]) * n[2] + i[:, 2]
-        return self.occupied.view(-1)[flat] & inside
+        return nearest_occupied(self.occupied, self.lo, self.hi, pts)
 
     def fraction_free(self) -> float:
         return float(1 - self.occupied.float().mean())
@@ -125,20 +119,16 @@ class VoxelModel(nn.Module):
         Samples every ``step`` inside the box, drops known free space, composites (eqs 2a-c)
         and evaluates colour only where the weight exceeds ``fast_color_thres``.
         """
-        pts, t, valid = sample_along(rays_o, rays_d, self.lo, self.hi, near, far, self.step)
-        nR, S = t.shape
-        flat = valid.view(-1).nonzero()[:, 0]
-        fpts = pts.view(-1, 3)[flat]
-        if self.mask is not None:
-            keep = self.mask.unknown(fpts)
-            flat, fpts = flat[keep], fpts[keep]
+        mk = self.mask
+        fpts, ft, ray_all, _ = march(rays_o, rays_d, self.lo, self.hi, near, far, self.step,
+                                     *((mk.occupied, mk.lo, mk.hi) if mk is not None else ()))
+        nR = rays_o.shape[0]
         raw = G.trilinear(self.density, fpts, self.lo, self.hi)[:, 0]
         sd = R.density(raw, self.shift) * self.interval
-        ray_all = torch.div(flat, S, rounding_mode="floor")
         T, T_last = R.segment_transmittance(sd, ray_all, nR)
         w = T * -torch.expm1(-sd)
         sel = w.detach() > self.fast_color_thres
-        cflat, cw, cpts = flat[sel], w[sel], fpts[sel]
+        cw, cpts = w[sel], fpts[sel]
         ray_id = ray_all[sel]
         viewenc = None
         if self.rgbnet is not None:
@@ -146,9 +136,9 @@ class VoxelModel(nn.Module):
         rgb = self.point_rgb(cpts, viewenc)
         acc = rgb.new_zeros(nR, 3).index_add(0, ray_id, cw[:, None] * rgb)
         out = {"rgb": acc + T_last[:, None] * background, "T_last": T_last,
-               "n_points": int(flat.numel()), "n_color": int(cflat.numel())}
+               "n_points": int(fpts.shape[0]), "n_color": int(cpts.shape[0])}
         with torch.no_grad():
-            wt = w.detach() * t.view(-1)[flat]
+            wt = w.detach() * ft
             out["depth"] = wt.new_zeros(nR).index_add(0, ray_all, wt) \
                 + T_last.detach() * far
         if target is not None:

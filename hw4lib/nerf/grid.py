@@ -46,7 +46,7 @@ def extension():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _EXT = load(name="hw4_trilinear", sources=[str(src)],
-                            extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                            extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"], extra_ldflags=["-fopenmp"],
                             verbose=False)
         except Exception as e:  # no compiler / ninja: fall back, but say so once
             warnings.warn(f"hw4lib.nerf.grid: C++ trilinear kernel unavailable ({e}); "

@@ -86,6 +86,64 @@ def sample_along(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, h
     return pts, t, valid
 
 
+def nearest_occupied(occupied: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                     pts: torch.Tensor) -> torch.Tensor:
+    """Nearest-voxel lookup of a boolean grid (X, Y, Z) over [lo, hi]; points outside -> False."""
+    n = torch.tensor(occupied.shape, device=pts.device)
+    u = (pts - lo) * ((n - 1) / (hi - lo))
+    i = u.round().long()
+    inside = ((i >= 0) & (i < n)).all(-1)
+    i = torch.minimum(i.clamp_min(0), n - 1)
+    flat = (i[:, 0] * n[1] + i[:, 1]) * n[2] + i[:, 2]
+    return occupied.reshape(-1)[flat] & inside
+
+
+def march(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+          near: float, far: float, step: float, occupied: torch.Tensor | None = None,
+          mask_lo: torch.Tensor | None = None, mask_hi: torch.Tensor | None = None,
+          count_only: bool = False
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The samples of :func:`sample_along` that are not known free space, packed.
+
+    ``occupied`` (X, Y, Z) bool over ``[mask_lo, mask_hi]`` marks where something may be (None:
+    keep every sample). Returns ``pts (M, 3), t (M,), ray (M,), count (R,)``: the kept samples
+    ray by ray, in order along each ray, with their ray index, and each ray's number of them.
+    On the CPU a compiled kernel marches each ray once without the dense ``(R, S)`` samples;
+    elsewhere (or without a compiler) the same samples come from :func:`sample_along`.
+    """
+    from .grid import extension
+
+    t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
+    ext = extension() if rays_o.device.type == "cpu" and rays_o.dtype == torch.float32 else None
+    if ext is not None:
+        occ = occupied.to(torch.uint8).contiguous() if occupied is not None \
+            else torch.empty(0, 0, 0, dtype=torch.uint8)
+        z = torch.zeros(3)
+        mlo = mask_lo.float().cpu() if occupied is not None else z
+        mhi = mask_hi.float().cpu() if occupied is not None else z
+        pts, t, ray, count = ext.march(rays_o.contiguous(), rays_d.contiguous(),
+                                       t_enter.contiguous(), t_exit.contiguous(), float(step),
+                                       occ, mlo, mhi, count_only)
+        return pts, t, ray, count
+    return march_torch(rays_o, rays_d, lo, hi, near, far, step, occupied, mask_lo, mask_hi)
+
+
+def march_torch(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                near: float, far: float, step: float, occupied: torch.Tensor | None = None,
+                mask_lo: torch.Tensor | None = None, mask_hi: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`march` in tensor ops (any device): dense samples, then the valid and unknown ones."""
+    pts, t, valid = sample_along(rays_o, rays_d, lo, hi, near, far, step)
+    R, S = t.shape
+    flat = valid.view(-1).nonzero()[:, 0]
+    fpts = pts.view(-1, 3)[flat]
+    if occupied is not None:
+        keep = nearest_occupied(occupied, mask_lo, mask_hi, fpts)
+        flat, fpts = flat[keep], fpts[keep]
+    ray = torch.div(flat, S, rounding_mode="floor")
+    return fpts, t.view(-1)[flat], ray, torch.bincount(ray, minlength=R)
+
+
 def orbit_poses(n: int, radius: float = 4.031, elevation_deg: float = 30.0) -> torch.Tensor:
     """(n, 4, 4) camera-to-world poses circling the origin, looking at it (OpenGL axes, z up)."""
     poses = []

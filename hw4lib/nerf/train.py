@@ -24,7 +24,7 @@ from ..results import atomic_save, atomic_write_text
 from . import grid as G
 from . import render as R
 from .dvgo import FreeSpaceMask, VoxelModel, free_space_mask, tight_box
-from .rays import camera_rays, sample_along, scene_box
+from .rays import camera_rays, march, scene_box
 
 CKPT_EVERY = 500       # iterations between checkpoints
 CKPT_SECONDS = 120.0   # ... or seconds, whichever comes first
@@ -122,16 +122,12 @@ def view_counts(cams, lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int,
 def rays_through_unknown(data: RayData, mask: FreeSpaceMask, lo: torch.Tensor, hi: torch.Tensor,
                          near: float, far: float, step: float, chunk: int = 65536) -> torch.Tensor:
     """Indices of the training rays that pass some not-known-free space (the others are dropped).
-
-    Large chunks: each chunk costs a dozen tensor ops, and per-op latency dominates on a busy CPU.
     """
     keep = []
     for s in range(0, data.rays_o.shape[0], chunk):
-        pts, _, valid = sample_along(data.rays_o[s:s + chunk], data.rays_d[s:s + chunk], lo, hi,
-                                     near, far, step)
-        hit = torch.zeros_like(valid)
-        hit[valid] = mask.unknown(pts[valid])
-        keep.append(hit.any(-1).nonzero()[:, 0] + s)
+        *_, count = march(data.rays_o[s:s + chunk], data.rays_d[s:s + chunk], lo, hi, near, far,
+                          step, mask.occupied, mask.lo, mask.hi, count_only=True)
+        keep.append((count > 0).nonzero()[:, 0] + s)
     return torch.cat(keep)
 
 
