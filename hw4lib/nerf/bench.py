@@ -119,7 +119,7 @@ def bench_nerf(args) -> int:
     ro = torch.stack([rays_of_pose(poses[a], dirs[b:b + 1])[0][0] for a, b in zip(k, p)]).to(dev)
     rd = torch.stack([rays_of_pose(poses[a], dirs[b:b + 1])[1][0] for a, b in zip(k, p)]).to(dev)
     tgt = torch.rand(n_rays, 3, generator=g).to(dev)
-    print(f"DVGO training step (fwd+bwd), {n_rays} rays, profile grids: coarse "
+    print(f"DVGO training step (forward, backward, Adam step), {n_rays} rays, profile grids: coarse "
           f"{coarse.shape}, fine {fine.shape}, device {dev}, {torch.get_num_threads()} threads")
     for name, m, st in (("coarse", coarse, cfg.coarse), ("fine", fine, cfg.fine)):
         npts = {}
