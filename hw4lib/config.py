@@ -179,8 +179,9 @@ def _quick() -> Profile:
                   byol_hue=0.02, byol_gray_p=0.0,
                   # crops of >= half the image (not 0.2): the object covers a small part of the
                   # frame and small crops often miss it, leaving two views with no object in
-                  # common. Measured (seed 0, 8 epochs): mini kNN 0.132 -> 0.109 with 0.2,
-                  # 0.136 -> 0.190 with 0.5 (above the random init); C 0.344 > A 0.303
+                  # common. Measured (8 epochs): mini kNN 0.132 -> 0.109 with 0.2; with 0.5
+                  # 0.136 -> 0.190, 0.110 -> 0.189 and 0.136 -> 0.126 in three runs; C > A in all
+                  # three, E > A in none (data/README.md)
                   byol_crop_min=0.5,
                   # ~90-190 MB a checkpoint: writing one every epoch cost ~10% of the study
                   checkpoint_every_s=60.0)

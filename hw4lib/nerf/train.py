@@ -121,8 +121,7 @@ def view_counts(cams, lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int,
 
 def rays_through_unknown(data: RayData, mask: FreeSpaceMask, lo: torch.Tensor, hi: torch.Tensor,
                          near: float, far: float, step: float, chunk: int = 65536) -> torch.Tensor:
-    """Indices of the training rays that pass some not-known-free space (the others are dropped).
-    """
+    """Indices of the training rays that pass some not-known-free space (the others are dropped)."""
     keep = []
     for s in range(0, data.rays_o.shape[0], chunk):
         *_, count = march(data.rays_o[s:s + chunk], data.rays_d[s:s + chunk], lo, hi, near, far,
