@@ -6,6 +6,7 @@ import math
 import torch
 
 from ..data.blender import Cameras
+from .grid import extension
 
 
 def pixel_dirs(H: int, W: int, fx: float, fy: float, cx: float, cy: float,
@@ -111,11 +112,9 @@ def march(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torc
     On the CPU a compiled kernel marches each ray once without the dense ``(R, S)`` samples;
     elsewhere (or without a compiler) the same samples come from :func:`sample_along`.
     """
-    from .grid import extension
-
-    t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
     ext = extension() if rays_o.device.type == "cpu" and rays_o.dtype == torch.float32 else None
     if ext is not None:
+        t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
         occ = occupied.to(torch.uint8).contiguous() if occupied is not None \
             else torch.empty(0, 0, 0, dtype=torch.uint8)
         z = torch.zeros(3)
