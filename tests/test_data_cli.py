@@ -253,6 +253,18 @@ def test_prepare_command(tmp_path, monkeypatch, capsys):
     _one_line_error(capsys)
 
 
+def test_prepare_makes_parts_side_by_side(tmp_path, monkeypatch):
+    from hw4lib.data.generated import IMAGES_MARKER, prepare_generated
+
+    monkeypatch.setenv("HW4_GENERATED", str(tmp_path / "gen"))  # inherited by the workers
+    prepare_generated("smoke", ("hotdog", "images"), workers=2)
+    root = tmp_path / "gen" / "smoke"
+    assert load_split(root / "hotdog", "train").images.shape[0] == 8
+    assert json.loads((root / "mini" / IMAGES_MARKER).read_text())["mini_per_class"] == 2
+    assert (root / "office" / "val.csv").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["hotdog", "mini", "office"]  # no leftovers
+
+
 def test_stale_generated_scene_is_regenerated(tmp_path, monkeypatch):
     monkeypatch.setenv("HW4_GENERATED", str(tmp_path / "gen"))
     s = scene_dir("smoke", "hotdog", progress=False)

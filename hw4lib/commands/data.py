@@ -96,7 +96,7 @@ def _images(a) -> int:
 
 def _prepare(a) -> int:
     from ..config import profile_name
-    from ..data.generated import images_dir, scene_dir
+    from ..data.generated import images_dir, prepare_generated, scene_dir
     from ..errors import UserError
 
     profile = profile_name(a.profile)
@@ -105,9 +105,10 @@ def _prepare(a) -> int:
     if bad:
         raise UserError(f"--only {a.only!r}: unknown part(s) {bad}; choose among "
                         f"{', '.join((*SCENE_NAMES, 'images'))}")
+    print(f"making {', '.join(parts)} ({profile} profile) side by side...", flush=True)
+    prepare_generated(profile, tuple(parts))
     for part in parts:
-        path = images_dir(profile) if part == "images" else scene_dir(profile, part)
-        print(f"{part}: {path}")
+        print(f"{part}: {images_dir(profile) if part == 'images' else scene_dir(profile, part)}")
     return 0
 
 

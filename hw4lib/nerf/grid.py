@@ -57,6 +57,11 @@ def extension():
     return _EXT
 
 
+def build_extension() -> bool:
+    """Build (or load) the C++ kernels now; True if they are usable. For a worker process."""
+    return extension() is not None
+
+
 def corner_weights(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                    shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat indices ``(N, 8)`` of the 8 surrounding voxels and their trilinear weights.

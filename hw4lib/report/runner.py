@@ -126,6 +126,22 @@ def export_html(nb: Path, html: Path) -> Path:
     return html
 
 
+def _prepare_inputs(profile: str, data_dir: str | None) -> None:
+    """Before a whole report: make the generated data the notebooks will need, and build the
+    DVGO kernels, all at once in worker processes (the notebooks would otherwise make them one
+    after another). Nothing to do for the user's own data or what is already made."""
+    from ..data.generated import COURSE_PARTS, missing_parts, prepare_generated
+    from ..config import data_root
+    from ..nerf.grid import build_extension
+
+    own = data_dir or os.environ.get("HW4_DATA") or not missing_parts(Path(data_root()),
+                                                                      COURSE_PARTS)
+    parts: tuple[str, ...] = () if own else ("hotdog", "images")
+    print(f"[hw4 report] preparing {', '.join(parts + ('the DVGO kernels',))}",
+          file=sys.stderr, flush=True)
+    prepare_generated(profile, parts, extra=(build_extension,))
+
+
 def run_report(profile: str, only: str | None = None, keep_going: bool = False,
                data_dir: str | None = None, device: str = "auto", force: bool = False,
                progress: bool = True) -> tuple[list[Path], list[NotebookFailure]]:
@@ -139,6 +155,8 @@ def run_report(profile: str, only: str | None = None, keep_going: bool = False,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
     os.environ["HW4_PROFILE"] = profile  # the kernel inherits it
     kernel = kernel_name()
+    if only is None:
+        _prepare_inputs(profile, data_dir)
     done, failures = [], []
     for nb in nbs:
         print(f"[hw4 report] {nb.name} ({profile})", file=sys.stderr, flush=True)
