@@ -115,6 +115,9 @@ class SSLConfig:
     finetune_gamma: float = 0.998   # StepLR every epoch
     # lr for settings D/E (frozen backbone, linear head only); None = finetune_lr (the report)
     finetune_head_lr: float | None = None
+    # settings D/E: standardise the frozen features before the linear head (a BatchNorm with no
+    # affine parameters, MAE's linear probe); False = the report's plain linear head
+    probe_head_norm: bool = False
     knn_every: int = 10             # epochs between kNN monitor evaluations (0 = never)
     knn_k: int = 20
     knn_per_class: int = 20         # labeled images per class in the kNN monitor

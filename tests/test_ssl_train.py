@@ -154,3 +154,38 @@ def test_frozen_settings_use_the_head_learning_rate(tmp_path, r18_state):
     # unset (the full profile, the report): one learning rate for every setting
     none = replace(cfg, finetune_head_lr=None)
     assert FT.finetune_settings("E", tmp_path, f, none, "full")["lr"] == 1e-3
+
+
+def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(r18_state):
+    m = FT.build_model("E", "resnet18", 5, r18_state, head_norm=True)
+    assert {n for n, p in m.named_parameters() if p.requires_grad} == {"fc.1.weight", "fc.1.bias"}
+    FT.set_train_mode(m, frozen=True)
+    feats = 7.0 * torch.randn(64, 512) + 3.0            # any scale and offset
+    z = m.fc[0](feats)
+    assert torch.allclose(z.mean(0), torch.zeros(512), atol=1e-5)
+    assert torch.allclose(z.var(0, unbiased=False), torch.ones(512), atol=1e-3)
+    # a training step moves the head's statistics and weights, never the backbone's
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
+    torch.nn.functional.cross_entropy(m(torch.randn(4, 3, 16, 16)), torch.arange(4)).backward()
+    opt.step()
+    after = m.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {"fc.0.running_mean", "fc.1.weight"} <= moved
+    assert all(k.startswith("fc.") for k in moved)
+    with pytest.raises(ValueError, match="head_norm is for D and E"):
+        FT.build_model("C", "resnet18", 5, r18_state, head_norm=True)
+
+
+def test_head_norm_run_predicts_what_it_validated(data, tmp_path, byol_run):
+    cfg = replace(CFG, probe_head_norm=True)
+    s = FT.run_finetune("D", data, tmp_path / "D", cfg, profile="smoke",
+                        backbone=byol_run["run_dir"], epochs=2, progress=False)
+    assert s["settings"]["head_norm"] is True
+    assert FT.finetune_settings("B", data, Path(byol_run["backbone"]), cfg,
+                                "smoke")["head_norm"] is False  # full fine-tuning: plain head
+    best = ckpt.load(tmp_path / "D" / "best.pt")
+    assert best["head_norm"] is True and "fc.0.running_var" in best["model"]
+    r = FT.predict(tmp_path / "D", data / "office" / "val.csv", data / "office" / "val",
+                   tmp_path / "pred.csv")
+    assert r["accuracy"] == pytest.approx(s["best_val_acc"])

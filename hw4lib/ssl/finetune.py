@@ -85,13 +85,16 @@ def set_train_mode(model: nn.Module, frozen: bool) -> None:
                 m.eval()
 
 
-def build_model(setting: str, arch: str, n_classes: int,
-                backbone_state: dict | None) -> nn.Module:
-    """The setting's classifier with ``requires_grad`` set as the table says."""
+def build_model(setting: str, arch: str, n_classes: int, backbone_state: dict | None,
+                head_norm: bool = False) -> nn.Module:
+    """The setting's classifier with ``requires_grad`` set as the table says; ``head_norm``
+    (frozen settings only) standardises the features before the linear head."""
     method, frozen = SETTINGS[setting]
     if (method is None) != (backbone_state is None):
         raise ValueError(f"setting {setting} {'takes no' if method is None else 'needs a'} backbone")
-    model = make_classifier(arch, n_classes, backbone_state)
+    if head_norm and not frozen:
+        raise ValueError(f"setting {setting} trains its backbone: head_norm is for D and E")
+    model = make_classifier(arch, n_classes, backbone_state, head_norm)
     for name, p in model.named_parameters():
         p.requires_grad = not frozen or name.startswith("fc.")
     return model
@@ -116,7 +119,8 @@ def finetune_settings(setting: str, data_root: Path, backbone_file: Path | None,
          "batch": cfg.finetune_batch, "gamma": cfg.finetune_gamma,
          "lr": cfg.finetune_head_lr if frozen and cfg.finetune_head_lr else cfg.finetune_lr,
          "momentum": cfg.momentum, "seed": seed, "augment": asdict(LIGHT),
-         "backbone": None, "backbone_sha1": None, "arch": cfg.backbone}
+         "backbone": None, "backbone_sha1": None, "arch": cfg.backbone,
+         "head_norm": bool(frozen and cfg.probe_head_norm)}
     if backbone_file is not None:
         arch, _ = load_backbone_file(backbone_file)
         s.update(backbone=str(Path(backbone_file).resolve()),
@@ -161,7 +165,8 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
     state = ckpt.prepare_run(run_dir, settings, resume, force)
     torch.manual_seed(seed)
     bstate = load_backbone_file(bfile)[1] if bfile is not None else None
-    model = build_model(setting, settings["arch"], len(train.classes), bstate).to(device)
+    model = build_model(setting, settings["arch"], len(train.classes), bstate,
+                        settings["head_norm"]).to(device)
     frozen = settings["frozen"]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"])
@@ -211,6 +216,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         if e == settings["epochs"] or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
             if best_state is not None:
                 ckpt.atomic_save({"setting": setting, "arch": settings["arch"],
+                                  "head_norm": settings["head_norm"],
                                   "image_size": size, "classes": train.classes,
                                   "model": best_state, "epoch": best["epoch"],
                                   "val_acc": best["val_acc"]}, run_dir / "best.pt")
@@ -249,7 +255,8 @@ def predict(run: str | Path, csv_path: str | Path, image_dir: str | Path, out_cs
     if not {"model", "classes", "arch", "image_size"} <= set(state):
         raise UserError(f"{best}: not a fine-tuned model checkpoint (from `hw4 ssl finetune`)")
     ds = ImageSet(csv_path, image_dir, state["image_size"], classes=state["classes"])
-    model = make_classifier(state["arch"], len(state["classes"]))
+    model = make_classifier(state["arch"], len(state["classes"]),
+                            head_norm=state.get("head_norm", False))
     model.load_state_dict(state["model"])
     model.to(device).eval()
     # decode everything first so a broken image fails before anything is written

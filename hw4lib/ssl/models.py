@@ -35,12 +35,21 @@ def feature_dim(arch: str) -> int:
     return 2048 if _LAYOUT[arch][1] else 512
 
 
-def make_classifier(arch: str, n_classes: int, backbone_state: dict | None = None) -> nn.Module:
-    """Backbone (optionally loaded) + a linear classifier as ``fc`` (torchvision key names)."""
+def make_classifier(arch: str, n_classes: int, backbone_state: dict | None = None,
+                    head_norm: bool = False) -> nn.Module:
+    """Backbone (optionally loaded) + a linear classifier as ``fc`` (torchvision key names).
+
+    ``head_norm`` puts a BatchNorm without affine parameters before the linear layer (``fc.0``,
+    ``fc.1``): MAE's linear probe. It standardises the frozen features, so one learning rate
+    suits backbones whose features differ in scale (BYOL's are ~5x a supervised net's), and,
+    with no trainable parameters, the model is still linear in the features.
+    """
     net = make_backbone(arch)
     if backbone_state is not None:
         net.load_state_dict(backbone_state)
-    net.fc = nn.Linear(feature_dim(arch), n_classes)
+    dim = feature_dim(arch)
+    linear = nn.Linear(dim, n_classes)
+    net.fc = nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear) if head_norm else linear
     return net
 
 
