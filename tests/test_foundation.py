@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -160,3 +161,64 @@ def test_ci_runs_the_readme_test_command():
     ci = (PROJECT_ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make report" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+@pytest.fixture
+def chained_notebooks(tmp_path, monkeypatch):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    show = "import os, time\nprint('threads', os.environ.get('OMP_NUM_THREADS'))\nprint('t', time.time())"
+    for name in ("01_a", "02_b", "04_c", "05_d", "06_report"):
+        _notebook(nbs / f"{name}.ipynb", [show])
+    monkeypatch.setenv("HW4_NOTEBOOKS", str(nbs))
+    return tmp_path
+
+
+def _cell_text(path) -> str:
+    return json.dumps(nbformat.read(str(path), as_version=4).cells[-1].outputs)
+
+
+def test_report_runs_the_two_chains_side_by_side_then_the_rest(chained_notebooks):
+    from hw4lib.report.runner import plan
+
+    out = chained_notebooks / "reports" / "smoke"
+    nbs = sorted((chained_notebooks / "notebooks").glob("*.ipynb"))
+    chains, rest = plan(nbs, 2)
+    assert [[p.name[:2] for p in c] for c in chains] == [["01", "02"], ["04", "05"]]
+    assert [p.name[:2] for p in rest] == ["06"]
+    assert plan(nbs, 1) == ([], nbs)
+    r = _cli("report", "--profile", "smoke", "--jobs", "2")
+    assert r.returncode == 0, r.stderr
+    assert "2 chains side by side" in r.stderr
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    t = {}
+    for p in nbs:
+        text = _cell_text(out / p.name)
+        assert f"threads {threads}" in text or p.name.startswith("06"), (p.name, text)
+        t[p.name[:2]] = float(re.search(r"t (\d+\.\d+)", text).group(1))
+    assert t["06"] > max(v for k, v in t.items() if k != "06")  # the report comes last
+    assert t["01"] < t["02"] and t["04"] < t["05"]          # each chain in order
+
+
+def test_a_failing_chain_stops_the_report_but_not_the_other_chain(chained_notebooks):
+    nbs = chained_notebooks / "notebooks"
+    _notebook(nbs / "02_b.ipynb", ["raise ValueError('broken on purpose')"])
+    r = _cli("report", "--profile", "smoke", "--jobs", "2")
+    out = chained_notebooks / "reports" / "smoke"
+    assert r.returncode == 1 and "02_b.ipynb: cell 2 failed: ValueError" in r.stderr
+    assert (out / "05_d.ipynb").exists() and not (out / "06_report.ipynb").exists()
+    assert _cli("report", "--jobs", "0").returncode == 2
+
+
+def test_report_prepares_generated_data_only_without_the_users_own(monkeypatch, tmp_path):
+    from hw4lib.report import runner
+
+    calls = []
+    monkeypatch.setattr("hw4lib.data.generated.prepare_generated",
+                        lambda profile, parts, extra=(): calls.append((profile, parts, extra)))
+    monkeypatch.setattr("hw4lib.config.data_root", lambda: tmp_path / "absent")
+    runner._prepare_inputs("smoke", None)
+    runner._prepare_inputs("smoke", str(tmp_path))
+    (p1, parts1, extra1), (_, parts2, extra2) = calls
+    assert p1 == "smoke" and parts1 == ("hotdog", "images") and parts2 == ()
+    assert [f.__name__ for f in extra1 + extra2] == ["build_extension"] * 2

@@ -14,18 +14,25 @@ def register(sub) -> None:
     p.add_argument("--data", default=None,
                    help="course-layout data (hotdog/, mini/, office/); default: generated data")
     p.add_argument("--force", action="store_true", help="retrain even if results exist")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebook chains at once (01-03 DVGO, 04-05 SSL; then 06): default 2 "
+                        "on a machine with 2+ cores, 1 = every notebook in order")
     add_device(p)
     p.set_defaults(func=run)
 
 
 def run(a) -> int:
     from ..config import profile_name
+    from ..errors import UserError
     from ..report.runner import reports_dir, run_report
     from ..report.tables import figures_dir
     from ..results import results_root
 
     profile = profile_name(a.profile)
-    done, failures = run_report(profile, a.only, a.keep_going, a.data, a.device, a.force)
+    if a.jobs is not None and a.jobs < 1:
+        raise UserError(f"--jobs {a.jobs}: must be at least 1")
+    done, failures = run_report(profile, a.only, a.keep_going, a.data, a.device, a.force,
+                                jobs=a.jobs)
     out = reports_dir(profile)
     print(f"executed notebooks: {out}")
     if (out / "report.html").exists():
