@@ -257,8 +257,9 @@ def test_prepare_makes_parts_side_by_side(tmp_path, monkeypatch):
     from hw4lib.data.generated import IMAGES_MARKER, prepare_generated
 
     monkeypatch.setenv("HW4_GENERATED", str(tmp_path / "gen"))  # inherited by the workers
-    prepare_generated("smoke", ("hotdog", "images"), workers=2)
+    paths = prepare_generated("smoke", ("hotdog", "images"), workers=2)
     root = tmp_path / "gen" / "smoke"
+    assert paths == {"hotdog": root / "hotdog", "images": root}
     assert load_split(root / "hotdog", "train").images.shape[0] == 8
     assert json.loads((root / "mini" / IMAGES_MARKER).read_text())["mini_per_class"] == 2
     assert (root / "office" / "val.csv").is_file()

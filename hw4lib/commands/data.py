@@ -96,7 +96,7 @@ def _images(a) -> int:
 
 def _prepare(a) -> int:
     from ..config import profile_name
-    from ..data.generated import images_dir, prepare_generated, scene_dir
+    from ..data.generated import prepare_generated
     from ..errors import UserError
 
     profile = profile_name(a.profile)
@@ -106,9 +106,8 @@ def _prepare(a) -> int:
         raise UserError(f"--only {a.only!r}: unknown part(s) {bad}; choose among "
                         f"{', '.join((*SCENE_NAMES, 'images'))}")
     print(f"making {', '.join(parts)} ({profile} profile) side by side...", flush=True)
-    prepare_generated(profile, tuple(parts))
-    for part in parts:
-        print(f"{part}: {images_dir(profile) if part == 'images' else scene_dir(profile, part)}")
+    for part, path in prepare_generated(profile, tuple(parts)).items():
+        print(f"{part}: {path}")
     return 0
 
 

@@ -99,8 +99,9 @@ def _make_part(profile: str, part: str) -> str:
 
 
 def prepare_generated(profile: str, parts: tuple[str, ...] = ("hotdog", "ficus", "images"),
-                      extra: tuple = (), workers: int | None = None) -> None:
-    """Make the missing or stale generated ``parts`` side by side in worker processes.
+                      extra: tuple = (), workers: int | None = None) -> dict[str, Path]:
+    """Make the missing or stale generated ``parts`` side by side in worker processes; returns
+    each part's folder (``images``: the one holding ``mini/`` and ``office/``).
 
     Each generator is single-threaded numpy, so on 2 cores two of them at once take about half
     the time. ``extra`` holds more zero-argument picklable callables to run in the same pool
@@ -113,10 +114,11 @@ def prepare_generated(profile: str, parts: tuple[str, ...] = ("hotdog", "ficus",
     workers = workers or min(len(parts) + len(extra), os.cpu_count() or 1)
     # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_make_part, profile, p) for p in parts]
-        futures += [pool.submit(f) for f in extra]
-        for f in futures:
+        made = {p: pool.submit(_make_part, profile, p) for p in parts}
+        others = [pool.submit(f) for f in extra]
+        for f in others:
             f.result()  # re-raises a worker's error (a UserError keeps its one-line message)
+        return {p: Path(f.result()) for p, f in made.items()}
 
 
 def missing_parts(root: Path, need: tuple[str, ...]) -> list[str]:
