@@ -106,6 +106,7 @@ class SSLConfig:
     byol_crop_min: float = 0.08
     byol_hue: float = 0.1
     byol_gray_p: float = 0.2
+    byol_rotate: float = 0.0        # max view rotation, degrees (the paper: none)
     supervised_epochs: int = 100
     supervised_lr: float = 0.05
     momentum: float = 0.9           # SGD momentum (the report does not state it)

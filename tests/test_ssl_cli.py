@@ -140,3 +140,18 @@ def test_table(run, capsys, tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
     assert main(["ssl", "table", "--runs", str(empty)]) == 2
+
+
+def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--profile", "smoke",
+                 "--jobs", "2"]) == 0
+    out, log = capsys.readouterr()
+    assert [line.split()[0] for line in out.strip().splitlines()[1:]] == list("ABCDE")
+    events = [line.split("s  ", 1)[1] for line in log.splitlines() if "[hw4 ssl study]" in line]
+    # both pre-trainings start before any job ends; C and E wait for BYOL, B and D for supervised
+    assert events[:2] == ["start pretrain byol", "start pretrain supervised"]
+    for setting, method in (("C", "byol"), ("E", "byol"), ("B", "supervised"),
+                            ("D", "supervised")):
+        assert events.index(f"done pretrain {method}") < events.index(f"start finetune {setting}")
+    assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--jobs", "0"]) == 2

@@ -75,9 +75,9 @@ def test_knn_by_hand():
 
 
 def test_infer_arch():
-    for arch in ("resnet18", "resnet34", "resnet50", "resnet101"):
+    for arch in ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101"):
         with torch.device("meta"):   # keys and shapes only: no weight initialisation
-            sd = getattr(torchvision.models, arch)(weights=None).state_dict()
+            sd = make_backbone(arch).state_dict()
         assert infer_arch(sd) == arch
     assert infer_arch({"weight": torch.zeros(1)}) is None
 
@@ -110,3 +110,32 @@ def test_backbone_file_rejected(tmp_path, content):
     with pytest.raises(UserError) as e:
         load_backbone_file(f)
     assert str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_crop_affine_turns_a_full_crop_by_exact_quarter_turns():
+    x = torch.rand(2, 3, 16, 16)
+    one, zero = torch.ones(2), torch.zeros(2)
+
+    def warp(sign, angle):
+        theta = A.crop_affine(one, one, zero, zero, sign * one, angle * one)
+        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        return torch.nn.functional.grid_sample(x, grid, align_corners=False)
+
+    assert torch.allclose(warp(1.0, 0.0), x, atol=1e-5)
+    assert torch.allclose(warp(-1.0, 0.0), x.flip(3), atol=1e-5)
+    assert torch.allclose(warp(1.0, math.pi / 2), torch.rot90(x, 1, (2, 3)), atol=1e-5)
+    assert torch.allclose(warp(1.0, math.pi), x.flip(2, 3), atol=1e-5)
+    # a half-size crop at the top-left quarter, unturned, is that quarter magnified 2x
+    theta = A.crop_affine(0.5 * one, 0.5 * one, -0.5 * one, -0.5 * one, one, zero)
+    grid = torch.nn.functional.affine_grid(theta, [2, 3, 8, 8], align_corners=False)
+    quarter = torch.nn.functional.grid_sample(x, grid, align_corners=False)
+    assert torch.allclose(quarter, x[:, :, :8, :8], atol=1e-5)
+
+
+def test_rotated_views_differ_from_unrotated_ones_with_the_same_draws():
+    x = torch.rand(4, 3, 16, 16)
+    torch.manual_seed(1)
+    plain = A.random_resized_crop(x, (1.0, 1.0), flip=False)
+    torch.manual_seed(1)
+    turned = A.random_resized_crop(x, (1.0, 1.0), flip=False, rotate=90.0)
+    assert plain.shape == turned.shape == x.shape and not torch.allclose(plain, turned)

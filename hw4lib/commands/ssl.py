@@ -41,6 +41,9 @@ def register(sub) -> None:
     st.add_argument("--runs", default=None, help="runs folder (default runs/<profile>/ssl)")
     st.add_argument("--seeds", default=None, help="comma-separated seeds (default: profile's)")
     st.add_argument("--force", action="store_true")
+    st.add_argument("--jobs", type=int, default=None,
+                    help="worker processes running independent jobs side by side (default: 2 "
+                         "on a CPU with 2+ cores, each with half of them; 1 = one at a time)")
     add_profile(st)
     add_device(st)
     st.set_defaults(func=_study)
@@ -93,7 +96,7 @@ def _study(a) -> int:
         except ValueError:
             raise UserError(f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
     df = jobs.run_study(a.data, a.runs, profile=a.profile, seeds=seeds, device=a.device,
-                        force=a.force)
+                        force=a.force, workers=a.jobs)
     print(jobs.format_table(df))
     return 0
 

@@ -31,6 +31,7 @@ class AugmentSpec:
     hue: float = 0.1
     gray_p: float = 0.2
     blur_p: float = 0.0
+    rotate: float = 0.0      # max rotation of a view, degrees (uniform in +-rotate)
 
 
 #: BYOL/SimCLR's view distribution; supervised pre-training and fine-tuning: crop + flip only
@@ -38,17 +39,33 @@ BYOL_VIEW = AugmentSpec(blur_p=0.2)
 LIGHT = AugmentSpec(crop_scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0)
 
 
-def byol_view(crop_min: float, hue: float, gray_p: float) -> AugmentSpec:
-    """BYOL's views with the profile's crop, hue and grayscale strengths (``SSLConfig``)."""
-    return AugmentSpec(crop_scale=(crop_min, 1.0), hue=hue, gray_p=gray_p, blur_p=0.2)
+def byol_view(crop_min: float, hue: float, gray_p: float, rotate: float = 0.0) -> AugmentSpec:
+    """BYOL's views with the profile's crop, hue, grayscale and rotation strengths
+    (``SSLConfig``)."""
+    return AugmentSpec(crop_scale=(crop_min, 1.0), hue=hue, gray_p=gray_p, blur_p=0.2,
+                       rotate=rotate)
 
 
 def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
     return torch.empty(n, device=device).uniform_(lo, hi)
 
 
-def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], flip: bool) -> torch.Tensor:
-    """Per-sample RandomResizedCrop (ratio 3/4..4/3) + horizontal flip, output the input size."""
+def crop_affine(w: torch.Tensor, h: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                sign: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """(n, 2, 3) ``affine_grid`` matrices of crops: width/height ``w``/``h`` and centre ``cx``/``cy``
+    in [-1, 1] image coordinates, mirrored where ``sign`` is -1, turned by ``angle`` (radians)
+    about the centre: input = R(angle) @ diag(sign * w, h) @ output + centre."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(w.shape[0], 2, 3, device=w.device, dtype=w.dtype)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = c * sign * w, -s * h, cx
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = s * sign * w, c * h, cy
+    return theta
+
+
+def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], flip: bool,
+                        rotate: float = 0.0) -> torch.Tensor:
+    """Per-sample RandomResizedCrop (ratio 3/4..4/3) + horizontal flip, output the input size;
+    ``rotate`` > 0 also turns each crop about its centre by up to +-rotate degrees."""
     n, dev = x.shape[0], x.device
     area = _uniform(n, *scale, dev)
     logr = _uniform(n, math.log(3 / 4), math.log(4 / 3), dev)
@@ -56,9 +73,9 @@ def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], flip: bool)
     h = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
     cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)
     cy = (torch.rand(n, device=dev) * 2 - 1) * (1 - h)
-    sx = w * (torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0) if flip else 1.0)
-    theta = torch.zeros(n, 2, 3, device=dev, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
+    sign = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=dev)
+    angle = _uniform(n, -rotate, rotate, dev) * (math.pi / 180) if rotate > 0 else torch.zeros(n, device=dev)
+    theta = crop_affine(w, h, cx, cy, sign, angle).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -120,7 +137,7 @@ class BatchAugment(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.spec
         x = x.clamp(0, 1)
-        x = random_resized_crop(x, s.crop_scale, s.flip)
+        x = random_resized_crop(x, s.crop_scale, s.flip, s.rotate)
         if s.jitter_p > 0:
             x = color_jitter(x, s)
         n = x.shape[0]

@@ -53,9 +53,10 @@ def bench_ssl(args) -> int:
 
     torch.manual_seed(0)
     net = make_backbone(cfg.backbone).to(device)
+    view = byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p, cfg.byol_rotate)
     byol = BYOL(net, image_size=cfg.image_size, hidden_layer=-1,
                 projection_size=cfg.byol_projection, projection_hidden_size=cfg.byol_hidden,
-                augment_fn=BatchAugment(byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p)), use_simplicial_embeddings=False)
+                augment_fn=BatchAugment(view), use_simplicial_embeddings=False)
     opt = torch.optim.SGD(byol.parameters(), lr=cfg.pretrain_lr, momentum=cfg.momentum)
 
     def step(x: torch.Tensor) -> None:

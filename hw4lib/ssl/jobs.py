@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
+from ..errors import UserError
+from ..parallel import Job, run_jobs
 from ..results import write_result
 from .checkpoint import stale_policy
 from .finetune import (DESCRIPTIONS, SETTINGS, finetune_settings,  # noqa: F401 (SETTINGS re-exported)
@@ -23,6 +25,12 @@ from .pretrain import pretrain_settings, run_pretrain
 
 #: the report's Office-Home validation accuracies (for comparison columns only)
 REPORT_ACC = {"A": 0.162, "B": 0.229, "C": 0.585, "D": 0.201, "E": 0.445}
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def default_runs_root(profile: str) -> Path:
@@ -83,24 +91,63 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
     return s
 
 
+def study_jobs(data_root: str | Path, runs_root: Path, profile: str, seeds: tuple[int, ...],
+               device: str = "auto", force: bool = False, progress: bool = True,
+               replace_stale: bool = True) -> list[Job]:
+    """The study as a job graph, in priority order: each seed's BYOL first (with C after it, the
+    longest chain), then the supervised backbone, then the fine-tunings that wait on nothing
+    or on it."""
+    out = []
+    for seed in seeds:
+        d = seed_dir(runs_root, seed)
+        kw = dict(profile=profile, device=device, force=force, progress=progress, seed=seed,
+                  replace_stale=replace_stale)
+        runs = {m: d / f"pretrain_{m}" for m in ("byol", "supervised")}
+        tag = f" (seed {seed})" if len(seeds) > 1 else ""
+        for m in ("byol", "supervised"):
+            out.append(Job(f"pretrain {m}{tag}", pretrain,
+                           dict(method=m, data_root=data_root, run_dir=runs[m], **kw)))
+        for setting in ("C", "A", "B", "E", "D"):
+            method = SETTINGS[setting][0]
+            out.append(Job(f"finetune {setting}{tag}", finetune,
+                           dict(setting=setting, data_root=data_root,
+                                run_dir=d / f"finetune_{setting}",
+                                backbone_run=runs[method] if method else None, **kw),
+                           after=(f"pretrain {method}{tag}",) if method else ()))
+    return out
+
+
+def study_workers(device: str = "auto") -> tuple[int, int]:
+    """(worker processes, threads each) for the study: on a CPU with 2+ threads, two workers
+    sharing this process's threads (BYOL's chain and the supervised one's); else one."""
+    threads = torch_threads()
+    if resolve_device(device) != "cpu" or threads < 2:
+        return 1, threads
+    return 2, threads // 2
+
+
 def run_study(data_root: str | Path, runs_root: str | Path | None = None,
               profile: str | None = None, seeds: tuple[int, ...] | None = None,
               device: str = "auto", force: bool = False, progress: bool = True,
-              replace_stale: bool = True):
+              replace_stale: bool = True, workers: int | None = None):
     """Both pre-trainings and A-E for each seed (finished runs are reused, runs made with other
-    settings replaced); returns :func:`table`."""
+    settings replaced); returns :func:`table`.
+
+    ``workers`` processes run independent jobs side by side (default :func:`study_workers`;
+    1 runs them here one after another). A failed job skips only the jobs that need it; the
+    first failure is raised after the others finish."""
     prof = get_profile(profile)
     runs_root = Path(runs_root) if runs_root else default_runs_root(prof.name)
-    for seed in (seeds if seeds is not None else prof.ssl.seeds):
-        d = seed_dir(runs_root, seed)
-        kw = dict(profile=prof.name, device=device, force=force, progress=progress, seed=seed,
-                  replace_stale=replace_stale)
-        runs = {m: d / f"pretrain_{m}" for m in ("byol", "supervised")}
-        for m, r in runs.items():
-            pretrain(m, data_root, r, **kw)
-        for setting, (method, _) in SETTINGS.items():
-            finetune(setting, data_root, d / f"finetune_{setting}",
-                     backbone_run=runs[method] if method else None, **kw)
+    seeds = tuple(seeds if seeds is not None else prof.ssl.seeds)
+    n, threads = study_workers(device)
+    if workers is not None:
+        if workers < 1:
+            raise UserError(f"--jobs {workers}: must be at least 1")
+        n, threads = workers, max(1, torch_threads() // workers)
+    side_by_side = n > 1
+    jobs = study_jobs(data_root, runs_root, prof.name, seeds, device, force,
+                      progress and not side_by_side, replace_stale)
+    run_jobs(jobs, workers=n, threads=threads if side_by_side else None, label="hw4 ssl study")
     return table(runs_root)
 
 

@@ -13,11 +13,11 @@ from torch import nn
 
 from ..errors import UserError
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 # blocks per stage of each architecture, and whether it uses bottleneck blocks
-_LAYOUT = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
-           "resnet50": ((3, 4, 6, 3), True), "resnet101": ((3, 4, 23, 3), True),
-           "resnet152": ((3, 8, 36, 3), True)}
+_LAYOUT = {"resnet10": ((1, 1, 1, 1), False), "resnet18": ((2, 2, 2, 2), False),
+           "resnet34": ((3, 4, 6, 3), False), "resnet50": ((3, 4, 6, 3), True),
+           "resnet101": ((3, 4, 23, 3), True), "resnet152": ((3, 8, 36, 3), True)}
 
 
 def make_backbone(arch: str) -> nn.Module:
@@ -26,7 +26,12 @@ def make_backbone(arch: str) -> nn.Module:
 
     if arch not in ARCHS:
         raise UserError(f"unknown backbone {arch!r}: choose one of {', '.join(ARCHS)}")
-    net = getattr(torchvision.models, arch)(weights=None)
+    if arch == "resnet10":  # torchvision's ResNet with one basic block a stage (half ResNet18)
+        from torchvision.models.resnet import BasicBlock, ResNet
+
+        net = ResNet(BasicBlock, [1, 1, 1, 1])
+    else:
+        net = getattr(torchvision.models, arch)(weights=None)
     net.fc = nn.Identity()
     return net
 
@@ -97,7 +102,7 @@ def load_backbone_file(path: str | Path) -> tuple[str, dict[str, torch.Tensor]]:
     arch = infer_arch(state)
     if arch is None:
         raise UserError(f"{path}: not a torchvision ResNet state dict (keys such as "
-                        f"{sorted(state)[:3]}); pass a resnet18/34/50/101/152 state dict")
+                        f"{sorted(state)[:3]}); pass a resnet10/18/34/50/101/152 state dict")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     # the same check as load_state_dict (names and shapes), on a weightless meta-device model
     with torch.device("meta"):

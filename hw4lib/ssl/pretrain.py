@@ -53,7 +53,8 @@ def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str
     if method == "byol":
         s.update(byol_hidden=cfg.byol_hidden, byol_projection=cfg.byol_projection,
                  byol_ema=cfg.byol_ema,
-                 augment=asdict(byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p)))
+                 augment=asdict(byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p,
+                                      cfg.byol_rotate)))
     else:
         s.update(augment=asdict(LIGHT))
     return s
