@@ -46,7 +46,7 @@ def test_byol_loss_falls_and_backbone_is_saved(byol_run):
     # the kNN monitor ran before training and every 3 epochs (and at the end)
     assert [h["epoch"] for h in byol_run["history"] if h["knn"] is not None] == [0, 3, 6]
     arch, state = FT.load_backbone_file(Path(byol_run["run_dir"]) / "backbone.pt")
-    assert arch == "resnet18" and not any(k.startswith("fc.") for k in state)
+    assert arch == CFG.backbone and not any(k.startswith("fc.") for k in state)
     # the saved backbone is BYOL's online network (the last checkpoint's net.*)
     last = ckpt.load(Path(byol_run["run_dir"]) / "last.pt")
     assert torch.equal(last["model"]["net.conv1.weight"], state["conv1.weight"])
@@ -139,7 +139,8 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
                         epochs=3, resume=True, progress=False)
     assert [h["epoch"] for h in s["history"]] == [1, 2, 3]
     assert s["history"][0] == first["history"][0]
-    assert s["trainable_params"] == 512 * 65 + 65 and s["frozen_params"] > 1e7
+    backbone_params = sum(p.numel() for p in make_backbone(CFG.backbone).parameters())
+    assert s["trainable_params"] == 512 * 65 + 65 and s["frozen_params"] == backbone_params
     best = ckpt.load(run / "best.pt")
     assert best["val_acc"] == s["best_val_acc"] and len(best["classes"]) == 65
 
