@@ -52,9 +52,10 @@ def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
 
 def crop_affine(w: torch.Tensor, h: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
                 sign: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """(n, 2, 3) ``affine_grid`` matrices of crops: width/height ``w``/``h`` and centre ``cx``/``cy``
-    in [-1, 1] image coordinates, mirrored where ``sign`` is -1, turned by ``angle`` (radians)
-    about the centre: input = R(angle) @ diag(sign * w, h) @ output + centre."""
+    """(n, 2, 3) ``affine_grid`` matrices of crops: width/height ``w``/``h`` and centre
+    ``cx``/``cy`` in [-1, 1] image coordinates, mirrored where ``sign`` is -1, turned by
+    ``angle`` (radians) about the centre: input = R(angle) @ diag(sign * w, h) @ output + centre.
+    """
     c, s = torch.cos(angle), torch.sin(angle)
     theta = torch.zeros(w.shape[0], 2, 3, device=w.device, dtype=w.dtype)
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = c * sign * w, -s * h, cx
@@ -73,8 +74,13 @@ def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], flip: bool,
     h = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
     cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)
     cy = (torch.rand(n, device=dev) * 2 - 1) * (1 - h)
-    sign = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=dev)
-    angle = _uniform(n, -rotate, rotate, dev) * (math.pi / 180) if rotate > 0 else torch.zeros(n, device=dev)
+    sign = torch.ones(n, device=dev)
+    if flip:
+        sign = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
+    # a turned crop's corners may leave the image: reflection padding fills them
+    angle = torch.zeros(n, device=dev)
+    if rotate > 0:
+        angle = _uniform(n, -rotate, rotate, dev) * (math.pi / 180)
     theta = crop_affine(w, h, cx, cy, sign, angle).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
