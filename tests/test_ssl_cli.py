@@ -142,7 +142,7 @@ def test_table(run, capsys, tmp_path):
     assert main(["ssl", "table", "--runs", str(empty)]) == 2
 
 
-def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys):
+def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--profile", "smoke",
                  "--jobs", "2"]) == 0
@@ -154,4 +154,14 @@ def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys):
     for setting, method in (("C", "byol"), ("E", "byol"), ("B", "supervised"),
                             ("D", "supervised")):
         assert events.index(f"done pretrain {method}") < events.index(f"start finetune {setting}")
+    # a second study finds every run finished with the same settings: read here, no workers
+    from hw4lib.ssl import jobs as J
+
+    calls = []
+    real = J.run_jobs
+    monkeypatch.setattr(J, "run_jobs", lambda js, workers, **kw: calls.append(workers)
+                        or real(js, workers, **kw))
+    assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--profile", "smoke",
+                 "--jobs", "2"]) == 0
+    assert calls == [1] and capsys.readouterr().out == out
     assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--jobs", "0"]) == 2

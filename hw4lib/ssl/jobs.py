@@ -11,6 +11,7 @@ Every finished job also lands in the results store as ``ssl/pretrain_<method>[_s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from .. import PROJECT_ROOT
@@ -18,7 +19,7 @@ from ..config import get_profile, resolve_device
 from ..errors import UserError
 from ..parallel import Job, run_jobs
 from ..results import write_result
-from .checkpoint import stale_policy
+from .checkpoint import finished, stale_policy
 from .finetune import (DESCRIPTIONS, SETTINGS, finetune_settings,  # noqa: F401 (SETTINGS re-exported)
                        resolve_backbone, run_finetune)
 from .pretrain import pretrain_settings, run_pretrain
@@ -117,6 +118,24 @@ def study_jobs(data_root: str | Path, runs_root: Path, profile: str, seeds: tupl
     return out
 
 
+def _reused(job: Job, ssl_cfg, profile: str) -> bool:
+    """Whether ``job`` would reuse a finished run (same settings) instead of training."""
+    kw = job.kwargs
+    if kw["force"]:
+        return False
+    try:
+        if job.fn is pretrain:
+            want = pretrain_settings(kw["method"], Path(kw["data_root"]), ssl_cfg, profile,
+                                     None, kw["seed"])
+        else:
+            want = finetune_settings(kw["setting"], Path(kw["data_root"]),
+                                     resolve_backbone(kw["backbone_run"]), ssl_cfg, profile,
+                                     None, kw["seed"])
+    except UserError:
+        return False
+    return finished(Path(kw["run_dir"]), want) is not None
+
+
 def study_workers(device: str = "auto") -> tuple[int, int]:
     """(worker processes, threads each) for the study: on a CPU with 2+ threads, two workers
     sharing this process's threads (BYOL's chain and the supervised one's); else one."""
@@ -144,9 +163,13 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
         if workers < 1:
             raise UserError(f"--jobs {workers}: must be at least 1")
         n, threads = workers, max(1, torch_threads() // workers)
+    jobs = study_jobs(data_root, runs_root, prof.name, seeds, device, force, progress,
+                      replace_stale)
+    if n > 1 and all(_reused(j, prof.ssl, prof.name) for j in jobs):
+        n = 1  # nothing to train: starting worker processes would cost more than reading runs
     side_by_side = n > 1
-    jobs = study_jobs(data_root, runs_root, prof.name, seeds, device, force,
-                      progress and not side_by_side, replace_stale)
+    if side_by_side:  # one progress bar per worker would interleave: log lines instead
+        jobs = [replace(j, kwargs={**j.kwargs, "progress": False}) for j in jobs]
     run_jobs(jobs, workers=n, threads=threads if side_by_side else None, label="hw4 ssl study")
     return table(runs_root)
 
