@@ -51,6 +51,16 @@ def _store(name: str, summary: dict, profile: str, data_root: Path, device: str)
                  seconds=summary.get("seconds") or 0.0, settings=summary.get("settings"))
 
 
+def _pretrain_want(prof, method: str, data_root, epochs: int | None = None, seed: int = 0) -> dict:
+    return pretrain_settings(method, Path(data_root), prof.ssl, prof.name, epochs, seed)
+
+
+def _finetune_want(prof, setting: str, data_root, backbone_run=None, epochs: int | None = None,
+                   seed: int = 0) -> dict:
+    return finetune_settings(setting, Path(data_root), resolve_backbone(backbone_run), prof.ssl,
+                             prof.name, epochs, seed)
+
+
 def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: str | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
              epochs: int | None = None, resume: bool = False, seed: int = 0,
@@ -63,7 +73,7 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
     prof = get_profile(profile)
     dev = resolve_device(device)
     if replace_stale and not force and not resume:
-        want = pretrain_settings(method, Path(data_root), prof.ssl, prof.name, epochs, seed)
+        want = _pretrain_want(prof, method, data_root, epochs, seed)
         force, resume = stale_policy(Path(run_dir), want)
     s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      device=dev, epochs=epochs, resume=resume, force=force, seed=seed,
@@ -82,8 +92,7 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
     prof = get_profile(profile)
     dev = resolve_device(device)
     if replace_stale and not force and not resume:
-        want = finetune_settings(setting, Path(data_root), resolve_backbone(backbone_run),
-                                 prof.ssl, prof.name, epochs, seed)
+        want = _finetune_want(prof, setting, data_root, backbone_run, epochs, seed)
         force, resume = stale_policy(Path(run_dir), want)
     s = run_finetune(setting, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      backbone=backbone_run, device=dev, epochs=epochs, resume=resume,
@@ -118,22 +127,18 @@ def study_jobs(data_root: str | Path, runs_root: Path, profile: str, seeds: tupl
     return out
 
 
-def _reused(job: Job, ssl_cfg, profile: str) -> bool:
+def _reused(job: Job, prof) -> bool:
     """Whether ``job`` would reuse a finished run (same settings) instead of training."""
     kw = job.kwargs
     if kw["force"]:
         return False
+    want, args = ((_pretrain_want, ("method", "data_root", "seed")) if job.fn is pretrain
+                  else (_finetune_want, ("setting", "data_root", "backbone_run", "seed")))
     try:
-        if job.fn is pretrain:
-            want = pretrain_settings(kw["method"], Path(kw["data_root"]), ssl_cfg, profile,
-                                     None, kw["seed"])
-        else:
-            want = finetune_settings(kw["setting"], Path(kw["data_root"]),
-                                     resolve_backbone(kw["backbone_run"]), ssl_cfg, profile,
-                                     None, kw["seed"])
+        settings = want(prof, **{k: kw[k] for k in args})
     except UserError:
         return False
-    return finished(Path(kw["run_dir"]), want) is not None
+    return finished(Path(kw["run_dir"]), settings) is not None
 
 
 def study_workers(device: str = "auto") -> tuple[int, int]:
@@ -165,7 +170,7 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
         n, threads = workers, max(1, torch_threads() // workers)
     jobs = study_jobs(data_root, runs_root, prof.name, seeds, device, force, progress,
                       replace_stale)
-    if n > 1 and all(_reused(j, prof.ssl, prof.name) for j in jobs):
+    if n > 1 and all(_reused(j, prof) for j in jobs):
         n = 1  # nothing to train: starting worker processes would cost more than reading runs
     side_by_side = n > 1
     if side_by_side:  # one progress bar per worker would interleave: log lines instead

@@ -13,25 +13,23 @@ from torch import nn
 
 from ..errors import UserError
 
-ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-# blocks per stage of each architecture, and whether it uses bottleneck blocks
+# blocks per stage of each architecture, and whether it uses bottleneck blocks (torchvision's
+# layouts; resnet10, one basic block a stage, is half a resnet18)
 _LAYOUT = {"resnet10": ((1, 1, 1, 1), False), "resnet18": ((2, 2, 2, 2), False),
            "resnet34": ((3, 4, 6, 3), False), "resnet50": ((3, 4, 6, 3), True),
            "resnet101": ((3, 4, 23, 3), True), "resnet152": ((3, 8, 36, 3), True)}
+ARCHS = tuple(_LAYOUT)
 
 
 def make_backbone(arch: str) -> nn.Module:
-    """A randomly initialised torchvision ResNet with ``fc = Identity``."""
-    import torchvision
+    """A randomly initialised torchvision ResNet with ``fc = Identity`` (built as
+    ``torchvision.models.resnet18(weights=None)`` etc. build theirs)."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
     if arch not in ARCHS:
         raise UserError(f"unknown backbone {arch!r}: choose one of {', '.join(ARCHS)}")
-    if arch == "resnet10":  # torchvision's ResNet with one basic block a stage (half ResNet18)
-        from torchvision.models.resnet import BasicBlock, ResNet
-
-        net = ResNet(BasicBlock, [1, 1, 1, 1])
-    else:
-        net = getattr(torchvision.models, arch)(weights=None)
+    blocks, bottleneck = _LAYOUT[arch]
+    net = ResNet(Bottleneck if bottleneck else BasicBlock, list(blocks))
     net.fc = nn.Identity()
     return net
 
