@@ -141,7 +141,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
                               fine=dataclasses.replace(cfg.fine, iters=6, pg_scale=(3,)))
     with pytest.raises(UserError, match="NaN"):
         T.train(scene, run, cfg, device="cpu", progress=False)
-    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ck["state"]["iter"] == 5 and ck["state"]["stage"] == "coarse"
     assert not (run / "fine.pt").exists()
     # resume after the interruption: finishes, and continues the same history

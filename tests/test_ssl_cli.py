@@ -58,7 +58,7 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     got = _read(out)
     assert got[0] == ["id", "filename", "label"]
     assert [r[:2] for r in got[1:]] == [r[:2] for r in body]
-    classes = torch.load(run / "best.pt", weights_only=False)["classes"]
+    classes = torch.load(run / "best.pt", weights_only=True)["classes"]
     assert all(r[2] in classes for r in got[1:])
     # without a label column at all, and agreeing with the model's own argmax
     inp2 = _write(tmp_path / "in2.csv", [["id", "filename"]] + [r[:2] for r in body])

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 
 from ..data.blender import BACKGROUNDS, Cameras, read_transforms
 from ..errors import UserError
-from ..results import atomic_write_text
+from ..results import atomic_write_text, load_checkpoint
 from .dvgo import VoxelModel
 from .rays import orbit_poses, pixel_dirs, rays_of_pose
-from .train import load_model
+from .train import MODEL_KEYS, build_model
 
 MARKER = ".hw4-nerf-render.json"
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
@@ -33,12 +33,11 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict
             if (run / "checkpoint.pt").is_file() else ""
         raise UserError(f"{run}: no trained model fine.pt in this run directory{hint}; "
                         "train one with `hw4 nerf train --data DIR --out RUN`")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise UserError(f"{path}: cannot read the checkpoint ({e}); retrain the run") from None
-    from .train import build_model
-
+    # often someone else's run (a grader's, a download), so nothing in the file is run; the
+    # fix is a new run, since `hw4 nerf train` reuses a finished run folder as it is
+    ck = load_checkpoint(path, keys=MODEL_KEYS, fix=(
+        "train a new run (`hw4 nerf train --data DIR --out NEW_RUN`), or render with a run "
+        "you trust"))
     meta = {k: ck[k] for k in ("orig_size", "train_size", "near", "far", "background") if k in ck}
     return build_model(ck["args"], ck["state"], device), meta
 

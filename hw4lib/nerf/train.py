@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 from ..config import DVGOStage, NerfConfig
 from ..data.blender import BACKGROUNDS, load_split
 from ..errors import UserError
-from ..results import atomic_save, atomic_write_text
+from ..results import atomic_save, atomic_write_text, load_checkpoint
 from . import grid as G
 from . import render as R
 from .dvgo import FreeSpaceMask, VoxelModel, free_space_mask, tight_box
@@ -62,9 +61,25 @@ def save_model(m: VoxelModel, path: Path, extra: dict | None = None) -> None:
     atomic_save({"args": model_args(m), "state": m.state_dict(), **(extra or {})}, path)
 
 
+#: every saved model (coarse.pt, fine.pt) holds these; checkpoint.pt holds CHECKPOINT_KEYS
+MODEL_KEYS = ("args", "state")
+CHECKPOINT_KEYS = ("state", "args", "model")
+
+
 def load_model(path: Path, device: str = "cpu") -> VoxelModel:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    """A saved stage (``coarse.pt``, ``fine.pt``), loaded without running code from the file."""
+    ck = load_checkpoint(path, keys=MODEL_KEYS, fix=(
+        f"delete {Path(path).parent} and train it again (`hw4 nerf train --data DIR --out "
+        f"{Path(path).parent}`), or use a run you trust"))
     return build_model(ck["args"], ck["state"], device)
+
+
+def load_resume_checkpoint(ck_path: Path) -> dict[str, Any]:
+    """``checkpoint.pt`` of an interrupted run, or a one-line error saying how to go on."""
+    # without checkpoint.pt, the same command minus --resume trains the run again from the start
+    return load_checkpoint(ck_path, keys=CHECKPOINT_KEYS, fix=(
+        f"delete {ck_path} and rerun without --resume to train the run afresh, or resume a run "
+        "you trust"))
 
 
 # -- training data -----------------------------------------------------------------------
@@ -235,6 +250,9 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
     ck_path = run / "checkpoint.pt"
     if resume and not ck_path.is_file() and not (run / "done.json").is_file():
         raise UserError(f"{run}: no checkpoint.pt to resume from; drop --resume to start a new run")
+    # read the checkpoint before anything is written: a refused or torn one leaves the folder
+    # exactly as it was
+    ck = load_resume_checkpoint(ck_path) if ck_path.is_file() else None
     torch.manual_seed(cfg.seed)
     data = ray_data(data_dir, cfg, bg_name, downscale, device)
     fine_st = dataclasses.replace(cfg.fine, stepsize=stepsize or cfg.fine.stepsize,
@@ -245,8 +263,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
     state: dict[str, Any] = {"stage": "coarse", "iter": 0, "history": _new_history(),
                              "optim": None, "timings": {}}
     model: VoxelModel | None = None
-    if ck_path.is_file():
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    if ck is not None:
         state = ck["state"]
         model = build_model(ck["args"], ck["model"], device)
 

@@ -3,7 +3,8 @@
 A run folder holds ``settings.json`` (what the run was asked to do), ``last.pt`` (everything
 needed to continue after a kill: model, optimiser, scheduler, epoch, history, RNG) and the
 products (``backbone.pt`` for pre-training, ``best.pt`` for fine-tuning) plus ``run.json``
-(the finished run's numbers). Every file is written to a temporary name and renamed.
+(the finished run's numbers). Every file is written to a temporary name and renamed, and read
+with :func:`hw4lib.results.load_checkpoint`, which never runs code from it (runs get shared).
 ``last.pt`` (and a better ``best.pt``) is written at most every
 ``SSLConfig.checkpoint_every_s`` seconds (0: every epoch) and after the last epoch, so a
 resume after a kill repeats at most that much work.
@@ -12,20 +13,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
 
 from ..errors import UserError
-from ..results import atomic_save, atomic_write_text
+from ..results import atomic_save, atomic_write_text, load_checkpoint  # noqa: F401 re-export
+
+#: what every ``last.pt`` holds (fine-tuning's also has ``best``)
+LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "rng")
 
 
-def load(path: str | Path) -> dict:
-    try:
-        return torch.load(Path(path), map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise UserError(f"{path}: checkpoint is unreadable ({type(e).__name__}); delete the run "
-                        "folder and start again without --resume") from None
+def _fix(path: Path) -> str:
+    """How to go on from an unusable checkpoint: it depends on which file of a run it is."""
+    if path.name == "last.pt":
+        # prepare_run starts a run afresh, with the same settings, once last.pt is gone
+        return f"delete {path} and rerun (the run then starts afresh), or resume a run you " \
+            "trust"
+    if path.name == "best.pt":
+        return "point --run at a fine-tuning run you trust, or train one with `hw4 ssl " \
+            "finetune --out NEW_RUN`"
+    return "use a run you trust, or train a new one into a new --out folder"
+
+
+def load(path: str | Path, keys: tuple[str, ...] = ()) -> dict:
+    """A run's checkpoint (``last.pt``, ``best.pt``), possibly someone else's: nothing in the
+    file is run; a refused, torn or foreign file is a one-line :class:`UserError`."""
+    path = Path(path)
+    return load_checkpoint(path, keys=keys, fix=_fix(path))
 
 
 def _diff(a: dict, b: dict) -> list[str]:
@@ -60,7 +72,7 @@ def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False
                 raise UserError(f"{sfile}: cannot resume with different settings ({'; '.join(d[:3])}); "
                                 "rerun with the original settings or use a new --out folder")
             last = run_dir / "last.pt"
-            return load(last) if last.is_file() else None
+            return load(last, LAST_KEYS) if last.is_file() else None
         if not force and (run_dir / "last.pt").is_file():
             raise UserError(f"{run_dir}: already holds a run; add --resume to continue it, or "
                             "choose another --out (or delete the folder)")

@@ -83,11 +83,11 @@ def load_backbone_file(path: str | Path) -> tuple[str, dict[str, torch.Tensor]]:
     if not path.is_file():
         raise UserError(f"{path}: backbone file not found; pass a pre-training run folder or a "
                         "ResNet state dict (.pt)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: cannot be read as a PyTorch file ({type(e).__name__}); pass a "
-                        "torchvision ResNet state dict saved with torch.save") from None
+    from ..results import OUR_CHECKPOINT, load_checkpoint
+
+    obj = load_checkpoint(path, what=f"{OUR_CHECKPOINT} or a ResNet state dict", fix=(
+        "pass a pre-training run folder you trust, or a torchvision ResNet state dict saved "
+        "with torch.save(model.state_dict(), ...)"))
     if isinstance(obj, dict):
         for key in ("backbone", "state_dict", "model"):
             if isinstance(obj.get(key), dict):
