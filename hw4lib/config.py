@@ -95,6 +95,10 @@ class SSLConfig:
     backbone: str = "resnet50"
     image_size: int = 128
     pretrain_epochs: int = 1000
+    # a budget in optimizer steps instead (None: epochs): on a CPU the corpus size then sets
+    # the variety of images, not the time
+    pretrain_steps: int | None = None
+    supervised_steps: int | None = None
     pretrain_batch: int = 64
     pretrain_lr: float = 0.05
     pretrain_step_size: int = 100   # StepLR: lr *= gamma every step_size optimizer steps
@@ -106,11 +110,15 @@ class SSLConfig:
     byol_crop_min: float = 0.08
     byol_hue: float = 0.1
     byol_gray_p: float = 0.2
+    byol_blur_p: float = 0.2
     byol_rotate: float = 0.0        # max view rotation, degrees (the paper: none)
     supervised_epochs: int = 100
     supervised_lr: float = 0.05
     momentum: float = 0.9           # SGD momentum (the report does not state it)
     finetune_epochs: int = 100
+    finetune_steps: int | None = None   # a step budget, rounded up to whole epochs
+    # fine-tuning augmentation for all of A-E (crop + flip); the report's code uses none
+    finetune_augment: bool = False
     finetune_batch: int = 16
     finetune_lr: float = 3e-4
     finetune_gamma: float = 0.998   # StepLR every epoch
@@ -119,7 +127,7 @@ class SSLConfig:
     # settings D/E: standardise the frozen features before the linear head (a BatchNorm with no
     # affine parameters, MAE's linear probe); False = the report's plain linear head
     probe_head_norm: bool = False
-    knn_every: int = 10             # epochs between kNN monitor evaluations (0 = never)
+    knn_evals: int = 100            # kNN monitor evaluations over a run, after the first (0 = none)
     knn_k: int = 20
     knn_per_class: int = 20         # labeled images per class in the kNN monitor
     workers: int = 4                # DataLoader workers when images are decoded on the fly
@@ -170,35 +178,21 @@ def _quick() -> Profile:
         eval_views=10,
         orbit_frames=24,
     )
-    # ResNet10 (torchvision's ResNet, one block a stage): half ResNet18's compute at 32 px and
-    # no worse in any setting (seed 0, A-E: 0.303 / 0.426 / 0.359 / 0.456 / 0.190 vs ResNet18's
-    # 0.303 / 0.359 / 0.344 / 0.395 / 0.179), so the study fits its 6 minutes
-    ssl = replace(full.ssl, backbone="resnet10", image_size=32, pretrain_epochs=8,
-                  pretrain_batch=64, supervised_epochs=5, finetune_epochs=8,
-                  finetune_batch=16, knn_every=5, knn_per_class=20, knn_k=10, workers=0,
-                  cache_images=True, byol_hidden=1024, finetune_lr=3e-3, finetune_gamma=0.95,
-                  # finetune_head_lr stays None (one lr, as the report): 0.03 helped D (0.359
-                  # -> 0.374) but made E diverge, its BYOL features being ~5x larger in scale
-                  # (data/README.md, corpora section). Instead D and E standardise the frozen
-                  # features before the head (MAE's linear probe): D 0.349 -> 0.395 (seed 0)
-                  probe_head_norm=True,
-                  # the generated classes are defined partly by colour: hue jitter of +-0.1 and
-                  # grayscale views teach BYOL to discard it (measured: features worse than a
-                  # random init), so quick keeps colour (data/README.md, corpora section)
-                  byol_hue=0.02, byol_gray_p=0.0,
-                  # views turned by up to 180 degrees: every generated object has a random
-                  # rotation, so a class is rotation-invariant, and the views should vary what
-                  # the data varies. Measured (ResNet10, seeds 0 / 1): E 0.190 / 0.205 -> 0.231 /
-                  # 0.221, C 0.359 / 0.313 -> 0.385 / 0.354, mini kNN 0.172 / 0.208 -> 0.223 / 0.219
-                  byol_rotate=180.0,
-                  # crops of >= half the image (not 0.2): the object covers a small part of the
-                  # frame and small crops often miss it, leaving two views with no object in
-                  # common. Measured (8 epochs): mini kNN 0.132 -> 0.109 with 0.2; with 0.5
-                  # 0.136 -> 0.190, 0.110 -> 0.189 and 0.136 -> 0.126 in three runs; C > A in all
-                  # three, E > A in none (data/README.md)
-                  byol_crop_min=0.5,
-                  # byol_ema stays 0.99: 0.95 learned faster in seed 0 (office probe 0.23 ->
-                  # 0.29) but went down in seed 1 (data/README.md)
+    # Why each value: docs/experiments.md, "Problem 2 on real photos" (measured on the real
+    # p2_dev set and on the generated corpora). In short:
+    # ResNet10 (torchvision's ResNet, one block a stage) at 64 px, the pre-training corpus's own
+    # resolution: at 32 px layer4 sees 1x1 and BYOL learned nothing in 2000 steps on real
+    # photos; at 64 px it learns within 300.
+    # Budgets in optimizer steps, so a larger corpus adds variety, not minutes.
+    # BYOL's views as in the paper, without blur (it erases most of a 64 px image); upright
+    # photos: no rotation.
+    # Fine-tuning: the report's recipe for all of A-E (SGD lr 3e-4, batch 16, no augmentation),
+    # shorter; D and E standardise the frozen features before the head (MAE's linear probe).
+    ssl = replace(full.ssl, backbone="resnet10", image_size=64, pretrain_steps=280,
+                  supervised_steps=280, pretrain_batch=64, byol_hidden=1024,
+                  byol_crop_min=0.2, byol_blur_p=0.0, finetune_steps=510, finetune_batch=16,
+                  probe_head_norm=True, knn_evals=4, knn_per_class=20, knn_k=10, workers=0,
+                  cache_images=True,
                   # ~90-190 MB a checkpoint: writing one every epoch cost ~10% of the study
                   checkpoint_every_s=60.0)
     return Profile("quick", SceneGen(size=100), CorpusGen(mini_per_class=40), nerf, ssl)
@@ -218,9 +212,9 @@ def _smoke() -> Profile:
         activation_size=32,
         orbit_frames=3,
     )
-    ssl = replace(q.ssl, image_size=32, pretrain_epochs=1, supervised_epochs=1,
-                  finetune_epochs=1, pretrain_batch=16, knn_every=1, byol_hidden=64,
-                  byol_projection=32, knn_per_class=2)
+    ssl = replace(q.ssl, image_size=32, pretrain_steps=6, supervised_steps=3,
+                  finetune_steps=None, finetune_epochs=1, pretrain_batch=16, knn_evals=1,
+                  byol_hidden=64, byol_projection=32, knn_per_class=2)
     return Profile("smoke", SceneGen(size=32, n_train=8, n_val=4, supersample=2),
                    CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1,
                              mini_size=32),

@@ -1,12 +1,16 @@
 """The report layer: tables, findings, the figure catalogue, provenance."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
+import pytest
 
 from hw4lib import PROJECT_ROOT
 from hw4lib.report import assemble, catalog, ssl_report
 from hw4lib.report.tables import figures_dir, save_table, to_markdown
 from hw4lib.results import write_result
+from hw4lib.ssl import jobs
 
 
 def test_figures_readme_lists_every_catalogued_item():
@@ -49,6 +53,21 @@ def test_ae_table_puts_the_reports_numbers_beside_ours():
     t = ssl_report.ae_table(_study({"A": 0.2, "C": 0.5}))
     assert t["val acc (report)"].tolist() == [0.162, 0.585]
     assert t["val acc (ours)"].tolist() == [0.2, 0.5]
+    assert "sd (seeds)" not in t.columns and t["seeds"].tolist() == [1, 1]   # one seed: no ±
+    three = _study({"A": 0.2, "C": 0.5}).assign(val_acc_std=[0.01, 0.02], seeds=3)
+    assert ssl_report.ae_table(three)["sd (seeds)"].tolist() == [0.01, 0.02]
+
+
+def test_study_table_gives_mean_and_sample_sd_over_seeds(tmp_path):
+    for seed, acc in enumerate((0.5, 0.6, 0.7)):
+        d = tmp_path / f"seed{seed}" / "finetune_C"
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"kind": "finetune", "setting": "C",
+                                                "best_val_acc": acc, "final_val_acc": acc}))
+    row = jobs.table(tmp_path).iloc[0]
+    assert row["seeds"] == 3 and row["val_acc"] == pytest.approx(0.6)
+    assert row["val_acc_std"] == pytest.approx(0.1)   # sample sd (n - 1), by hand
+    assert "0.600±0.100" in jobs.format_table(jobs.table(tmp_path))
 
 
 def test_provenance_reads_every_manifest(tmp_path):

@@ -165,3 +165,21 @@ def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
                  "--jobs", "2"]) == 0
     assert calls == [1] and capsys.readouterr().out == out
     assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--jobs", "0"]) == 2
+
+
+def test_pretrain_from_the_command_line_with_init_and_a_step_budget(data, tmp_path, capsys):
+    init = tmp_path / "init.pt"
+    torch.save(backbone_state(make_backbone("resnet10")), init)
+    out = tmp_path / "byol"
+    assert main(["ssl", "pretrain", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--init", str(init), "--profile", "smoke", "--device", "cpu"]) == 0
+    assert "byol pre-training: 2 steps" in capsys.readouterr().out
+    assert (out / "backbone.pt").is_file()
+    # another architecture's weights: one line naming the file, exit 2, nothing written
+    bad = tmp_path / "r18.pt"
+    torch.save(backbone_state(make_backbone("resnet18")), bad)
+    assert main(["ssl", "pretrain", "--data", str(data), "--out", str(tmp_path / "x"),
+                 "--init", str(bad), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(bad) in err and "resnet18" in err and "\n" not in err
+    assert not (tmp_path / "x").exists()

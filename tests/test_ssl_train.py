@@ -2,7 +2,7 @@
 falls, each setting freezes what the report's table says, runs resume, bad resumes fail."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,12 @@ from hw4lib.data.corpus import generate_corpora
 from hw4lib.errors import UserError
 from hw4lib.ssl import checkpoint as ckpt
 from hw4lib.ssl import finetune as FT
+from hw4lib.ssl.augment import LIGHT
 from hw4lib.ssl.models import backbone_state, make_backbone
-from hw4lib.ssl.pretrain import run_pretrain
+from hw4lib.ssl.pretrain import pretrain_settings, run_pretrain
 
 CFG = replace(get_profile("smoke").ssl, image_size=16, pretrain_batch=16, byol_hidden=64,
-              byol_projection=32, knn_per_class=1, knn_every=3, cache_images=True, workers=0,
+              byol_projection=32, knn_per_class=1, knn_evals=2, cache_images=True, workers=0,
               finetune_batch=8, finetune_epochs=2, pretrain_epochs=2, supervised_epochs=1,
               checkpoint_every_s=0.0)
 
@@ -40,11 +41,16 @@ def byol_run(data, tmp_path_factory) -> dict:
 
 
 def test_byol_loss_falls_and_backbone_is_saved(byol_run):
-    losses = [h["loss"] for h in byol_run["history"] if h["loss"] is not None]
-    assert len(losses) == 6
-    assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2
-    # the kNN monitor ran before training and every 3 epochs (and at the end)
-    assert [h["epoch"] for h in byol_run["history"] if h["knn"] is not None] == [0, 3, 6]
+    h = byol_run["history"]
+    # 24 steps: a row every 2 (about 20 in all, at least one an epoch), each the mean loss since
+    # the row before
+    assert [r["step"] for r in h] == [0] + list(range(2, 25, 2))
+    assert [r["epoch"] for r in h if r["step"] % 4 == 0] == [0, 1, 2, 3, 4, 5, 6]
+    losses = [r["loss"] for r in h if r["loss"] is not None]
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
+    # the kNN monitor ran before training and knn_evals = 2 times (halfway, at the end)
+    assert [r["epoch"] for r in h if r["knn"] is not None] == [0, 3, 6]
+    assert byol_run["steps"] == 24 and byol_run["epochs"] == 6
     arch, state = FT.load_backbone_file(Path(byol_run["run_dir"]) / "backbone.pt")
     assert arch == CFG.backbone and not any(k.startswith("fc.") for k in state)
     # the saved backbone is BYOL's online network (the last checkpoint's net.*)
@@ -67,6 +73,108 @@ def test_supervised_pretraining(data, tmp_path):
                      progress=False)
     assert s["classes"] and len(s["classes"]) == 64
     assert (tmp_path / "sup" / "backbone.pt").is_file()
+
+
+def test_a_step_budget_stops_mid_epoch(data, tmp_path):
+    # 4 steps an epoch: 10 steps end half-way through the third epoch
+    s = run_pretrain("supervised", data, tmp_path / "sup", CFG, profile="smoke", steps=10,
+                     progress=False)
+    assert s["steps"] == 10 and s["epochs"] == 2.5 and s["history"][-1]["step"] == 10
+    assert s["settings"]["steps"] == 10 and s["settings"]["epochs"] is None
+    last = ckpt.load(tmp_path / "sup" / "last.pt")
+    assert last["step"] == 10 and last["scheduler"]["last_epoch"] == 10   # 10 optimizer steps
+    # the profile's budget: smoke pre-trains BYOL for pretrain_steps steps
+    assert pretrain_settings("byol", data, CFG, "smoke")["steps"] == CFG.pretrain_steps
+    with pytest.raises(UserError, match="choose one budget"):
+        pretrain_settings("byol", data, CFG, "smoke", epochs=1, steps=1)
+
+
+def _stop_after_checkpoint(monkeypatch, at_step: int) -> None:
+    """Make the run die (as a kill would) just after it checkpointed step ``at_step``."""
+    real = ckpt.atomic_save
+
+    def save(obj, path):
+        real(obj, path)
+        if Path(path).name == "last.pt" and obj.get("step", obj.get("epoch")) == at_step:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(ckpt, "atomic_save", save)
+
+
+def test_resumed_byol_run_repeats_the_uninterrupted_one(data, tmp_path, monkeypatch):
+    whole = run_pretrain("byol", data, tmp_path / "whole", CFG, profile="smoke", steps=10,
+                         progress=False)
+    _stop_after_checkpoint(monkeypatch, 6)     # mid-way through the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10,
+                     progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "cut" / "run.json").exists()
+    again = run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10,
+                         resume=True, progress=False)
+    # it went on from step 6 (the rows before it are the first run's) ...
+    assert [r["step"] for r in again["history"]] == [r["step"] for r in whole["history"]]
+    # ... with the same data order and random draws: the same losses and the same weights
+    assert [r["loss"] for r in again["history"]] == [r["loss"] for r in whole["history"]]
+    a = FT.load_backbone_file(tmp_path / "whole" / "backbone.pt")[1]
+    b = FT.load_backbone_file(tmp_path / "cut" / "backbone.pt")[1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pretraining_from_a_state_dict(data, tmp_path):
+    torch.manual_seed(7)
+    init = backbone_state(make_backbone(CFG.backbone))
+    torch.save({**init, "fc.weight": torch.zeros(10, 512)}, tmp_path / "init.pt")
+    s = run_pretrain("supervised", data, tmp_path / "sup", replace(CFG, supervised_lr=0.0),
+                     profile="smoke", steps=2, init=tmp_path / "init.pt", progress=False)
+    rec = s["settings"]["init"]
+    assert rec["path"] == str((tmp_path / "init.pt").resolve()) and len(rec["sha1"]) == 16
+    # lr 0: the run's weights are the file's (its fc ignored); BatchNorm statistics moved
+    got = FT.load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
+    assert torch.equal(got["conv1.weight"], init["conv1.weight"])
+    assert not torch.equal(got["bn1.running_mean"], init["bn1.running_mean"])
+    # resuming with another init is refused, nothing touched
+    other = tmp_path / "other.pt"
+    torch.save(backbone_state(make_backbone(CFG.backbone)), other)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "sup").iterdir()}
+    with pytest.raises(UserError, match="cannot resume with different settings.*init"):
+        run_pretrain("supervised", data, tmp_path / "sup", replace(CFG, supervised_lr=0.0),
+                     profile="smoke", steps=2, init=other, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "sup").iterdir()} == files
+
+
+@pytest.mark.parametrize("case", ["missing", "not a state dict", "other arch", "imagenet"])
+def test_bad_init_is_one_line_and_writes_nothing(case, data, tmp_path, monkeypatch):
+    f = tmp_path / "init.pt"
+    if case == "not a state dict":
+        torch.save([1, 2, 3], f)
+    elif case == "other arch":
+        torch.save(make_backbone("resnet18").state_dict(), f)
+    init = "imagenet" if case == "imagenet" else f
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))   # no cached weights there
+    with pytest.raises(UserError) as e:
+        run_pretrain("byol", data, tmp_path / "run", CFG, profile="smoke", steps=2, init=init,
+                     progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and not (tmp_path / "run").exists()
+    want = {"missing": "not found", "not a state dict": "not a state dict of tensors",
+            "other arch": "a resnet18 state dict, but this profile pre-trains a resnet10",
+            "imagenet": "torchvision has no ImageNet weights for resnet10"}[case]
+    assert want in msg
+
+
+def test_imagenet_init_names_the_cached_file(tmp_path, monkeypatch):
+    from hw4lib.ssl.pretrain import imagenet_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(UserError) as e:
+        imagenet_weights("resnet50")
+    assert str(tmp_path / "hub" / "checkpoints" / "resnet50-") in str(e.value)
+    assert "download https://download.pytorch.org/models/resnet50-" in str(e.value)
+    # once the file is where torchvision caches it, it is used (checked like any --init)
+    name = str(e.value).split(":")[0]
+    Path(name).parent.mkdir(parents=True)
+    torch.save(make_backbone("resnet50").state_dict(), name)
+    assert imagenet_weights("resnet50") == Path(name)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +251,33 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     assert s["trainable_params"] == 512 * 65 + 65 and s["frozen_params"] == backbone_params
     best = ckpt.load(run / "best.pt")
     assert best["val_acc"] == s["best_val_acc"] and len(best["classes"]) == 65
+
+
+def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_run,
+                                                          monkeypatch):
+    kw = dict(profile="smoke", backbone=byol_run["run_dir"], epochs=3, progress=False)
+    whole = FT.run_finetune("C", data, tmp_path / "whole", CFG, **kw)
+    _stop_after_checkpoint(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        FT.run_finetune("C", data, tmp_path / "cut", CFG, **kw)
+    monkeypatch.undo()
+    again = FT.run_finetune("C", data, tmp_path / "cut", CFG, resume=True, **kw)
+    assert again["history"] == whole["history"]     # the same batches, draws and numbers
+    a, b = (ckpt.load(tmp_path / r / "best.pt")["model"] for r in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finetuning_recipe_is_shared_and_unaugmented_unless_asked(data, tmp_path, byol_run):
+    f = Path(byol_run["backbone"])
+    got = {s: FT.finetune_settings(s, data, None if s == "A" else f, CFG, "smoke")["augment"]
+           for s in "ABCDE"}
+    assert got == dict.fromkeys("ABCDE")     # the report's fine-tuning: no augmentation
+    aug = replace(CFG, finetune_augment=True)
+    assert FT.finetune_settings("A", data, None, aug, "smoke")["augment"] == asdict(LIGHT)
+    # a step budget becomes whole epochs: 65 images, batch 8 -> 8 steps an epoch
+    s = FT.run_finetune("A", data, tmp_path / "A", replace(CFG, finetune_steps=12),
+                        profile="smoke", progress=False)
+    assert s["settings"]["steps"] == 12 and s["epochs"] == 2 and len(s["history"]) == 2
 
 
 def test_frozen_settings_use_the_head_learning_rate(tmp_path, r18_state):

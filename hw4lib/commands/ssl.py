@@ -14,7 +14,15 @@ def register(sub) -> None:
     pt.add_argument("--data", required=True, help="folder with mini/train.csv and mini/train/")
     pt.add_argument("--out", required=True, help="run folder (checkpoints, backbone.pt)")
     pt.add_argument("--method", choices=("byol", "supervised"), default="byol")
-    pt.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    budget = pt.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, default=None, help="override the profile's budget: "
+                        "N passes over the corpus")
+    budget.add_argument("--steps", type=int, default=None, help="override the profile's budget: "
+                        "N optimizer steps")
+    pt.add_argument("--init", default=None, metavar="PATH|imagenet",
+                    help="start from a torchvision ResNet state dict instead of a random init; "
+                         "'imagenet': torchvision's cached ImageNet weights (what the report's "
+                         "code did; never downloaded)")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--resume", action="store_true", help="continue an interrupted run")
     pt.add_argument("--force", action="store_true", help="start afresh even if --out holds a run")
@@ -66,9 +74,10 @@ def _pretrain(a) -> int:
     from ..ssl import jobs
 
     s = jobs.pretrain(a.method, a.data, a.out, profile=a.profile, device=a.device,
-                      force=a.force, epochs=a.epochs, resume=a.resume, seed=a.seed)
+                      force=a.force, epochs=a.epochs, resume=a.resume, seed=a.seed,
+                      steps=a.steps, init=a.init)
     knn = s.get("knn_final")
-    print(f"{a.method} pre-training: {s['epochs']} epochs, final loss "
+    print(f"{a.method} pre-training: {s['steps']} steps ({s['epochs']:g} epochs), final loss "
           f"{s['history'][-1]['loss']:.4f}, kNN accuracy "
           f"{'-' if knn is None else f'{knn:.3f}'}; backbone: {s['backbone']}")
     return 0

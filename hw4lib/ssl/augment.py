@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import SSLConfig
 from .datasets import IMAGENET_MEAN, IMAGENET_STD
 
 # RGB <-> YIQ: a hue shift is a rotation of the (I, Q) chroma plane
@@ -39,11 +40,15 @@ BYOL_VIEW = AugmentSpec(blur_p=0.2)
 LIGHT = AugmentSpec(crop_scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0)
 
 
-def byol_view(crop_min: float, hue: float, gray_p: float, rotate: float = 0.0) -> AugmentSpec:
-    """BYOL's views with the profile's crop, hue, grayscale and rotation strengths
-    (``SSLConfig``)."""
-    return AugmentSpec(crop_scale=(crop_min, 1.0), hue=hue, gray_p=gray_p, blur_p=0.2,
-                       rotate=rotate)
+def byol_view(cfg: SSLConfig) -> AugmentSpec:
+    """BYOL's views with the profile's crop, hue, grayscale, blur and rotation strengths."""
+    return AugmentSpec(crop_scale=(cfg.byol_crop_min, 1.0), hue=cfg.byol_hue,
+                       gray_p=cfg.byol_gray_p, blur_p=cfg.byol_blur_p, rotate=cfg.byol_rotate)
+
+
+def spec_from_dict(d: dict) -> AugmentSpec:
+    """An :class:`AugmentSpec` back from its ``asdict`` form in a run's settings."""
+    return AugmentSpec(**{**d, "crop_scale": tuple(d["crop_scale"])})
 
 
 def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:

@@ -53,7 +53,7 @@ def bench_ssl(args) -> int:
 
     torch.manual_seed(0)
     net = make_backbone(cfg.backbone).to(device)
-    view = byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p, cfg.byol_rotate)
+    view = byol_view(cfg)
     byol = BYOL(net, image_size=cfg.image_size, hidden_layer=-1,
                 projection_size=cfg.byol_projection, projection_hidden_size=cfg.byol_hidden,
                 augment_fn=BatchAugment(view), use_simplicial_embeddings=False)

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..results import atomic_save, atomic_write_text, load_checkpoint  # noqa: F401 re-export
 
 #: what every ``last.pt`` holds (fine-tuning's also has ``best``)
-LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "rng")
+LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "rng", "order")
 
 
 def _fix(path: Path) -> str:
@@ -49,7 +49,8 @@ def _normal(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
-def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False) -> dict | None:
+def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False,
+                keys: tuple[str, ...] = LAST_KEYS) -> dict | None:
     """Check ``run_dir`` against ``settings``; return the checkpoint to resume from, or None.
 
     * fresh folder: records the settings;
@@ -72,7 +73,7 @@ def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False
                 raise UserError(f"{sfile}: cannot resume with different settings ({'; '.join(d[:3])}); "
                                 "rerun with the original settings or use a new --out folder")
             last = run_dir / "last.pt"
-            return load(last, LAST_KEYS) if last.is_file() else None
+            return load(last, keys) if last.is_file() else None
         if not force and (run_dir / "last.pt").is_file():
             raise UserError(f"{run_dir}: already holds a run; add --resume to continue it, or "
                             "choose another --out (or delete the folder)")

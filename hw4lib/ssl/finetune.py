@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import time
@@ -21,14 +20,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from ..config import SSLConfig
 from ..errors import UserError
 from ..results import atomic_write_text
 from . import checkpoint as ckpt
-from .augment import LIGHT, BatchAugment, normalize, to_float
+from .augment import LIGHT, BatchAugment, normalize, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
-from .models import load_backbone_file, make_classifier
+from .models import file_sha1, load_backbone_file, make_classifier
 
 #: setting -> (pre-training method of its backbone or None, backbone frozen?)
 SETTINGS: dict[str, tuple[str | None, bool]] = {
@@ -68,14 +68,6 @@ def resolve_backbone(backbone: str | Path | None) -> Path | None:
     return b
 
 
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def set_train_mode(model: nn.Module, frozen: bool) -> None:
     """Train mode, except a frozen backbone stays in eval mode (BatchNorm statistics fixed)."""
     model.train()
@@ -111,35 +103,57 @@ def finetune_settings(setting: str, data_root: Path, backbone_file: Path | None,
     if method is not None and backbone_file is None:
         raise UserError(f"setting {setting} needs --backbone: the {method} pre-training run "
                         "folder (or a ResNet state-dict file)")
-    ep = cfg.finetune_epochs if epochs is None else epochs
-    if ep < 1:
-        raise UserError(f"--epochs {ep}: must be at least 1")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs {epochs}: must be at least 1")
+    # a step budget (CPU profiles) becomes whole epochs once the data's size is known
+    steps = cfg.finetune_steps if epochs is None else None
+    ep = None if steps else (epochs or cfg.finetune_epochs)
     s = {"setting": setting, "data": str(Path(data_root).resolve()), "profile": profile,
-         "frozen": frozen, "image_size": cfg.image_size, "epochs": ep,
+         "frozen": frozen, "image_size": cfg.image_size, "epochs": ep, "steps": steps,
          "batch": cfg.finetune_batch, "gamma": cfg.finetune_gamma,
          "lr": cfg.finetune_head_lr if frozen and cfg.finetune_head_lr else cfg.finetune_lr,
-         "momentum": cfg.momentum, "seed": seed, "augment": asdict(LIGHT),
+         "momentum": cfg.momentum, "seed": seed,
+         "augment": asdict(LIGHT) if cfg.finetune_augment else None,
          "backbone": None, "backbone_sha1": None, "arch": cfg.backbone,
          "head_norm": bool(frozen and cfg.probe_head_norm)}
     if backbone_file is not None:
         arch, _ = load_backbone_file(backbone_file)
         s.update(backbone=str(Path(backbone_file).resolve()),
-                 backbone_sha1=_sha1(Path(backbone_file)), arch=arch)
+                 backbone_sha1=file_sha1(Path(backbone_file)), arch=arch)
     return s
 
 
+def image_input(x: torch.Tensor) -> torch.Tensor:
+    """A uint8 image batch as the network's input (no augmentation)."""
+    return normalize(to_float(x))
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: str) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over a labeled loader."""
+def evaluate(model: nn.Module, loader, device: str, prepare=image_input) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a labeled loader; ``prepare`` makes a batch the
+    model's input."""
     model.eval()
     tot, correct, n = 0.0, 0, 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        logits = model(normalize(to_float(x)))
+        logits = model(prepare(x))
         tot += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)
     return tot / max(n, 1), correct / max(n, 1)
+
+
+@torch.no_grad()
+def frozen_features(model: nn.Module, ds: ImageSet, device: str) -> TensorDataset:
+    """``(pooled feature, label)`` of every image through ``model``'s frozen backbone in eval
+    mode: without augmentation they are the same every epoch, so settings D/E compute them once
+    and train only the head on them."""
+    fc, model.fc = model.fc, nn.Identity()
+    model.eval()
+    loader = make_loader(ds, 256, shuffle=False, drop_last=False, workers=0, device=device)
+    feats = torch.cat([model(image_input(x.to(device))).cpu() for x, _ in loader])
+    model.fc = fc
+    return TensorDataset(feats, ds.labels)
 
 
 def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
@@ -172,10 +186,20 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
     opt = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=settings["gamma"])
     batch = settings["batch"]
-    train_loader = make_loader(train, batch, shuffle=True, drop_last=len(train) > batch,
-                               workers=cfg.workers, device=device, seed=seed)
-    val_loader = make_loader(val, 4 * batch, shuffle=False, drop_last=False,
-                             workers=cfg.workers, device=device)
+    augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
+    # what trains: the whole model on images, or only its head on the frozen backbone's
+    # features (computed once: without augmentation they never change)
+    on_features = frozen and augment is None
+    net, prepare = (model.fc, lambda f: f) if on_features else (
+        model, lambda x: augment(to_float(x)) if augment else image_input(x))
+    train_set, val_set = ((frozen_features(model, train, device),
+                           frozen_features(model, val, device)) if on_features else (train, val))
+    train_loader = make_loader(train_set, batch, shuffle=True, drop_last=len(train) > batch,
+                               workers=0 if on_features else cfg.workers, device=device,
+                               seed=seed)
+    val_loader = make_loader(val_set, 4 * batch, shuffle=False, drop_last=False,
+                             workers=0 if on_features else cfg.workers, device=device)
+    n_epochs = settings["epochs"] or math.ceil(settings["steps"] / len(train_loader))
     start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
     if state is not None:
         model.load_state_dict(state["model"])
@@ -183,17 +207,17 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         sched.load_state_dict(state["scheduler"])
         start, history, best = state["epoch"], state["history"], state["best"]
         torch.set_rng_state(state["rng"])
-    aug = BatchAugment(LIGHT)
+        train_loader.generator.set_state(state["order"])
     t_all = time.perf_counter()
     last_save, best_state = t_all, None   # best_state: a better model not yet on disk
-    bar = tqdm(range(start, settings["epochs"]), desc=f"setting {setting}", disable=not progress,
-               initial=start, total=settings["epochs"])
+    bar = tqdm(range(start, n_epochs), desc=f"setting {setting}", disable=not progress,
+               initial=start, total=n_epochs)
     for epoch in bar:
         set_train_mode(model, frozen)
         tot, n = 0.0, 0
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(aug(to_float(x))), y)
+            loss = F.cross_entropy(net(prepare(x)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -204,7 +228,8 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         if not math.isfinite(train_loss):
             raise RuntimeError(f"setting {setting} diverged at epoch {epoch + 1}; lower the "
                                "learning rate")
-        val_loss, val_acc = evaluate(model, val_loader, device)
+        val_loss, val_acc = evaluate(net, val_loader, device,
+                                     (lambda f: f) if on_features else image_input)
         e = epoch + 1
         history.append({"epoch": e, "train_loss": train_loss, "val_loss": val_loss,
                         "val_acc": val_acc, "lr": sched.get_last_lr()[0]})
@@ -213,7 +238,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         # best.pt then last.pt (so last.pt's "best" is always on disk), at most every
         # checkpoint_every_s seconds and after the last epoch: each write is ~2x the model
-        if e == settings["epochs"] or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+        if e == n_epochs or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
             if best_state is not None:
                 ckpt.atomic_save({"setting": setting, "arch": settings["arch"],
                                   "head_norm": settings["head_norm"],
@@ -223,7 +248,8 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
                 best_state = None
             ckpt.atomic_save({"epoch": e, "model": model.state_dict(),
                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                              "history": history, "best": best, "rng": torch.get_rng_state()},
+                              "history": history, "best": best, "rng": torch.get_rng_state(),
+                              "order": train_loader.generator.get_state()},
                              run_dir / "last.pt")
             last_save = time.perf_counter()
         bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
@@ -233,7 +259,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
                "pretraining": DESCRIPTIONS[setting][0], "finetuning": DESCRIPTIONS[setting][1],
                "arch": settings["arch"], "best_val_acc": best["val_acc"],
                "best_epoch": best["epoch"], "final_val_acc": history[-1]["val_acc"],
-               "history": history, "trainable_params": n_train, "frozen_params": n_all - n_train,
+               "epochs": n_epochs, "history": history, "trainable_params": n_train, "frozen_params": n_all - n_train,
                "n_train": len(train), "n_val": len(val), "n_classes": len(train.classes),
                "seconds": round(time.perf_counter() - t_all, 2), "device": device,
                "settings": settings}

@@ -22,7 +22,7 @@ from ..results import write_result
 from .checkpoint import finished, stale_policy
 from .finetune import (DESCRIPTIONS, SETTINGS, finetune_settings,  # noqa: F401 (SETTINGS re-exported)
                        resolve_backbone, run_finetune)
-from .pretrain import pretrain_settings, run_pretrain
+from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
 
 #: the report's Office-Home validation accuracies (for comparison columns only)
 REPORT_ACC = {"A": 0.162, "B": 0.229, "C": 0.585, "D": 0.201, "E": 0.445}
@@ -51,8 +51,10 @@ def _store(name: str, summary: dict, profile: str, data_root: Path, device: str)
                  seconds=summary.get("seconds") or 0.0, settings=summary.get("settings"))
 
 
-def _pretrain_want(prof, method: str, data_root, epochs: int | None = None, seed: int = 0) -> dict:
-    return pretrain_settings(method, Path(data_root), prof.ssl, prof.name, epochs, seed)
+def _pretrain_want(prof, method: str, data_root, epochs: int | None = None, seed: int = 0,
+                   steps: int | None = None, init=None) -> dict:
+    return pretrain_settings(method, Path(data_root), prof.ssl, prof.name, epochs, seed, steps,
+                             init)
 
 
 def _finetune_want(prof, setting: str, data_root, backbone_run=None, epochs: int | None = None,
@@ -64,21 +66,24 @@ def _finetune_want(prof, setting: str, data_root, backbone_run=None, epochs: int
 def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: str | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
              epochs: int | None = None, resume: bool = False, seed: int = 0,
-             replace_stale: bool = False) -> dict:
+             replace_stale: bool = False, steps: int | None = None, init=None,
+             result: str | None = None) -> dict:
     """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
     settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path).
+    ``steps``/``epochs`` override the profile's budget; ``init`` (a ResNet state-dict file or
+    ``"imagenet"``) starts from those weights instead of a random init.
 
     ``replace_stale`` treats ``run_dir`` as a cache (the notebooks): a run made with other
     settings is started over and an interrupted one with the same settings resumed."""
     prof = get_profile(profile)
     dev = resolve_device(device)
     if replace_stale and not force and not resume:
-        want = _pretrain_want(prof, method, data_root, epochs, seed)
+        want = _pretrain_want(prof, method, data_root, epochs, seed, steps, init)
         force, resume = stale_policy(Path(run_dir), want)
     s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
-                     device=dev, epochs=epochs, resume=resume, force=force, seed=seed,
-                     progress=progress)
-    _store(f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
+                     device=dev, epochs=epochs, steps=steps, init=init, resume=resume,
+                     force=force, seed=seed, progress=progress)
+    _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
     return s
 
 
@@ -86,7 +91,7 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
              backbone_run: str | Path | None = None, profile: str | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
              epochs: int | None = None, resume: bool = False, seed: int = 0,
-             replace_stale: bool = False) -> dict:
+             replace_stale: bool = False, result: str | None = None) -> dict:
     """Fine-tune setting A-E on ``data_root/office``; ``backbone_run`` is a pre-training run
     folder or a ResNet state-dict file (none for A). ``replace_stale`` as in :func:`pretrain`."""
     prof = get_profile(profile)
@@ -97,7 +102,7 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
     s = run_finetune(setting, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      backbone=backbone_run, device=dev, epochs=epochs, resume=resume,
                      force=force, seed=seed, progress=progress)
-    _store(f"ssl/finetune_{setting}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
+    _store(result or f"ssl/finetune_{setting}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
     return s
 
 
@@ -179,6 +184,29 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
     return table(runs_root)
 
 
+def as_done(data_root: str | Path, runs_root: str | Path | None = None,
+            profile: str | None = None, device: str = "auto", force: bool = False,
+            progress: bool = True):
+    """The report "as done": BYOL started from torchvision's ImageNet-supervised weights (what
+    its code did, ``models.resnet50(pretrained=True)``), then C and E. Returns their table, or,
+    when the weights are not on this machine, the one line saying which file is missing."""
+    prof = get_profile(profile)
+    try:
+        imagenet_weights(prof.ssl.backbone)
+    except UserError as e:
+        return str(e)
+    runs_root = Path(runs_root or default_runs_root(prof.name).with_name("ssl_as_done"))
+    kw = dict(profile=prof.name, device=device, force=force, progress=progress,
+              replace_stale=True)
+    pretrain("byol", data_root, runs_root / "pretrain_byol", init="imagenet",
+             result="ssl/as_done/pretrain_byol", **kw)
+    for setting in ("C", "E"):
+        finetune(setting, data_root, runs_root / f"finetune_{setting}",
+                 backbone_run=runs_root / "pretrain_byol",
+                 result=f"ssl/as_done/finetune_{setting}", **kw)
+    return table(runs_root)
+
+
 def finetune_runs(runs_root: str | Path) -> list[dict]:
     """Every finished fine-tuning ``run.json`` under ``runs_root``."""
     out = []
@@ -193,7 +221,8 @@ def finetune_runs(runs_root: str | Path) -> list[dict]:
 
 
 def table(runs_root: str | Path):
-    """The A-E table: one row per setting (mean over seeds of the best val accuracy)."""
+    """The A-E table: one row per setting (mean and sample sd over seeds of the best val
+    accuracy, and how many seeds)."""
     import pandas as pd
 
     runs = finetune_runs(runs_root)
@@ -205,7 +234,8 @@ def table(runs_root: str | Path):
         acc = pd.Series([r["best_val_acc"] for r in rs], dtype=float)
         rows.append({"setting": setting, "pre-training": DESCRIPTIONS[setting][0],
                      "fine-tuning": DESCRIPTIONS[setting][1], "val_acc": acc.mean(),
-                     "val_acc_std": acc.std(ddof=0) if len(rs) > 1 else 0.0,
+                     # sample sd over seeds; undefined for one
+                     "val_acc_std": acc.std(ddof=1) if len(rs) > 1 else float("nan"),
                      "final_val_acc": float(pd.Series([r["final_val_acc"] for r in rs]).mean()),
                      "seeds": len(rs), "report": REPORT_ACC[setting]})
     return pd.DataFrame(rows, columns=["setting", "pre-training", "fine-tuning", "val_acc",

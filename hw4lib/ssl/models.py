@@ -6,6 +6,7 @@ entry, if any, is ignored), so a user's own ResNet50 checkpoint works as ``--bac
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -54,6 +55,15 @@ def make_classifier(arch: str, n_classes: int, backbone_state: dict | None = Non
     linear = nn.Linear(dim, n_classes)
     net.fc = nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear) if head_norm else linear
     return net
+
+
+def file_sha1(path: str | Path) -> str:
+    """The first 16 hex digits of a file's SHA-1: what a run records of the weights it read."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def backbone_state(net: nn.Module) -> dict[str, torch.Tensor]:

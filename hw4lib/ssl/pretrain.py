@@ -18,10 +18,11 @@ from torch import nn
 from ..config import SSLConfig
 from ..errors import UserError
 from . import checkpoint as ckpt
-from .augment import LIGHT, AugmentSpec, BatchAugment, byol_view, to_float
+from .augment import LIGHT, BatchAugment, byol_view, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .knn import extract_features, knn_loo_accuracy, monitor_subset
-from .models import backbone_state, make_backbone, make_classifier
+from .models import (backbone_state, file_sha1, load_backbone_file, make_backbone,
+                     make_classifier)
 
 METHODS = ("byol", "supervised")
 
@@ -36,40 +37,86 @@ def mini_paths(data_root: Path) -> tuple[Path, Path]:
     return csv_path, img_dir
 
 
+def pretrain_budget(method: str, cfg: SSLConfig, epochs: int | None = None,
+                    steps: int | None = None) -> tuple[int | None, int | None]:
+    """``(epochs, steps)``, exactly one of them set: an explicit ``steps`` or ``epochs``, else the
+    profile's step budget (CPU profiles: the corpus size then sets variety, not time), else its
+    epochs (the report's)."""
+    if epochs is not None and steps is not None:
+        raise UserError("--epochs and --steps both given: choose one budget")
+    for name, v in (("--epochs", epochs), ("--steps", steps)):
+        if v is not None and v < 1:
+            raise UserError(f"{name} {v}: must be at least 1")
+    if epochs is None and steps is None:
+        steps = cfg.pretrain_steps if method == "byol" else cfg.supervised_steps
+        if steps is None:
+            epochs = cfg.pretrain_epochs if method == "byol" else cfg.supervised_epochs
+    return epochs, steps
+
+
 def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str,
-                      epochs: int | None = None, seed: int = 0) -> dict:
+                      epochs: int | None = None, seed: int = 0, steps: int | None = None,
+                      init: str | Path | None = None) -> dict:
     """Everything that defines a pre-training run (a resume must match it exactly)."""
     if method not in METHODS:
         raise UserError(f"unknown pre-training method {method!r}: choose byol or supervised")
-    ep = epochs if epochs is not None else (
-        cfg.pretrain_epochs if method == "byol" else cfg.supervised_epochs)
-    if ep < 1:
-        raise UserError(f"--epochs {ep}: must be at least 1")
+    ep, st = pretrain_budget(method, cfg, epochs, steps)
     s = {"method": method, "data": str(Path(data_root).resolve()), "profile": profile,
-         "arch": cfg.backbone, "image_size": cfg.image_size, "epochs": ep,
+         "arch": cfg.backbone, "image_size": cfg.image_size, "epochs": ep, "steps": st,
          "batch": cfg.pretrain_batch, "momentum": cfg.momentum,
          "lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,
-         "step_size": cfg.pretrain_step_size, "gamma": cfg.pretrain_gamma, "seed": seed}
+         "step_size": cfg.pretrain_step_size, "gamma": cfg.pretrain_gamma, "seed": seed,
+         "init": init_record(init, cfg.backbone)}
     if method == "byol":
         s.update(byol_hidden=cfg.byol_hidden, byol_projection=cfg.byol_projection,
                  byol_ema=cfg.byol_ema,
-                 augment=asdict(byol_view(cfg.byol_crop_min, cfg.byol_hue, cfg.byol_gray_p,
-                                      cfg.byol_rotate)))
+                 augment=asdict(byol_view(cfg)))
     else:
         s.update(augment=asdict(LIGHT))
     return s
 
 
-def _spec(d: dict) -> AugmentSpec:
-    return AugmentSpec(**{**d, "crop_scale": tuple(d["crop_scale"])})
+def init_record(init: str | Path | None, arch: str) -> dict | None:
+    """``{"path", "sha1"}`` of the state dict a run starts from (``--init``), checked to be a
+    ``arch`` ResNet; None for a random start. One-line errors, before anything is written."""
+    if init is None:
+        return None
+    path = imagenet_weights(arch) if str(init) == "imagenet" else Path(init)
+    got, _ = load_backbone_file(path)
+    if got != arch:
+        raise UserError(f"{path}: a {got} state dict, but this profile pre-trains a {arch}; "
+                        f"pass {arch} weights (or a profile whose backbone is {got})")
+    return {"path": str(path.resolve()), "sha1": file_sha1(path)}
+
+
+def imagenet_weights(arch: str) -> Path:
+    """torchvision's cached ImageNet file for ``arch`` (never downloaded here): the weights
+    ``models.resnet50(pretrained=True)`` loads, as the report's code did (IMAGENET1K_V1)."""
+    import torchvision
+
+    try:
+        w = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    except ValueError:
+        raise UserError(f"--init imagenet: torchvision has no ImageNet weights for {arch} (this "
+                        "profile's backbone); use --profile full (resnet50) or --init PATH"
+                        ) from None
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+    if not path.is_file():
+        raise UserError(f"{path}: not found; --init imagenet reads torchvision's cached {arch} "
+                        f"weights: download {w.url} on a machine with internet and put the "
+                        f"file there (or set $TORCH_HOME)")
+    return path
 
 
 def _build(method: str, s: dict, n_classes: int, acc) -> tuple[nn.Module, nn.Module]:
-    """(trainable model, backbone inside it)."""
+    """(trainable model, backbone inside it), started from ``s["init"]`` when given."""
+    init = load_backbone_file(s["init"]["path"])[1] if s["init"] else None
     if method == "byol":
         from byol_pytorch import BYOL
 
         net = make_backbone(s["arch"])
+        if init is not None:
+            net.load_state_dict(init)
         if acc.num_processes > 1:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net.to(acc.device)
@@ -77,28 +124,33 @@ def _build(method: str, s: dict, n_classes: int, acc) -> tuple[nn.Module, nn.Mod
         model = BYOL(net, image_size=s["image_size"], hidden_layer=-1,
                      projection_size=s["byol_projection"],
                      projection_hidden_size=s["byol_hidden"],
-                     augment_fn=BatchAugment(_spec(s["augment"])),
+                     augment_fn=BatchAugment(spec_from_dict(s["augment"])),
                      moving_average_decay=s["byol_ema"],
                      use_simplicial_embeddings=False)
         return model, net
-    model = make_classifier(s["arch"], n_classes)
+    model = make_classifier(s["arch"], n_classes, init)
     if acc.num_processes > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model.to(acc.device), model
 
 
 def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
-                 device: str = "cpu", epochs: int | None = None, resume: bool = False,
-                 force: bool = False, seed: int = 0, progress: bool = True) -> dict:
+                 device: str = "cpu", epochs: int | None = None, steps: int | None = None,
+                 init: str | Path | None = None, resume: bool = False, force: bool = False,
+                 seed: int = 0, progress: bool = True) -> dict:
     """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
 
+    The budget is ``steps`` optimizer steps or ``epochs`` passes (:func:`pretrain_budget`).
+    History rows come every ``log_every`` steps (at least one an epoch, about 20 in all), kNN
+    monitor points ``cfg.knn_evals`` times; a resume continues from the last row checkpointed,
+    with the data order and random state it had, so it repeats the uninterrupted run.
     A finished run with the same settings is reused unless ``force``.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
-    settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed)
+    settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed, steps, init)
     if not force and not resume and (done := ckpt.finished(run_dir, settings)):
         return done
     csv_path, img_dir = mini_paths(data_root)
@@ -111,7 +163,8 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     if batch < 2:
         raise UserError(f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
                         "(BatchNorm cannot train on a batch of one)")
-    state = ckpt.prepare_run(run_dir, settings, resume, force) if main else None
+    state = (ckpt.prepare_run(run_dir, settings, resume, force, ckpt.LAST_KEYS + ("step",))
+             if main else None)
     acc.wait_for_everyone()
     if not main and resume:
         last = run_dir / "last.pt"
@@ -119,17 +172,22 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     torch.manual_seed(seed)
     loader = make_loader(ds, batch, shuffle=True, drop_last=True, workers=cfg.workers,
                          device=acc.device.type, seed=seed)
+    order = loader.generator   # draws each epoch's shuffle
+    per_epoch = len(loader)
+    total = settings["steps"] or settings["epochs"] * per_epoch
+    log_every = max(1, min(per_epoch, math.ceil(total / 20)))
+    knn_every = math.ceil(total / cfg.knn_evals) if cfg.knn_evals else 0
     model, net = _build(method, settings, len(ds.classes), acc)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings["lr"],
                           momentum=settings["momentum"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings["step_size"],
                                             gamma=settings["gamma"])
-    start, history = 0, []
+    step, history, epoch_order = 0, [], order.get_state()
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start, history = state["epoch"], state["history"]
+        step, history, epoch_order = state["step"], state["history"], state["order"]
         torch.set_rng_state(state["rng"])
     model, opt, loader = acc.prepare(model, opt, loader)
     aug = BatchAugment(LIGHT)
@@ -141,28 +199,35 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     def knn() -> float | None:
         if probe is None or not main:
             return None
-        f = extract_features(acc.unwrap_model(model).net if method == "byol" else _backbone_view(net),
-                             probe_imgs, acc.device)
+        trunk = acc.unwrap_model(model).net if method == "byol" else _backbone_view(net)
+        f = extract_features(trunk, probe_imgs, acc.device)
         return knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
 
-    if start == 0 and cfg.knn_every:
-        history.append({"epoch": 0, "loss": None, "lr": settings["lr"], "knn": knn(),
-                        "seconds": 0.0})
+    def row(loss: float | None, seconds: float) -> dict:
+        due = knn_every and (step % knn_every == 0 or step == total)
+        return {"step": step, "epoch": round(step / per_epoch, 3), "loss": loss,
+                "lr": sched.get_last_lr()[0], "knn": knn() if due else None,
+                "seconds": round(seconds, 3)}
+
+    if step == 0 and cfg.knn_evals:
+        history.append(row(None, 0.0))
     t_all = time.perf_counter()
-    last_save = t_all
-    n_imgs = 0
-    bar = tqdm(range(start, settings["epochs"]), desc=f"{method} pre-training",
-               disable=not (progress and main), initial=start, total=settings["epochs"])
-    for epoch in bar:
+    last_save = t0 = t_all
+    n_imgs, tot, cnt = 0, torch.zeros((), device=acc.device), 0
+    bar = tqdm(total=total, initial=step, desc=f"{method} pre-training",
+               disable=not (progress and main))
+    while step < total:
+        if step % per_epoch == 0:
+            epoch_order = order.get_state()
+        order.set_state(epoch_order)   # this epoch's shuffle (a resume replays it)
+        batches = iter(loader)
+        for _ in range(step % per_epoch):   # a resume mid-epoch skips what it trained
+            next(batches)
         model.train()
-        t0, tot, cnt = time.perf_counter(), torch.zeros((), device=acc.device), 0
-        for x, y in loader:
+        for x, y in batches:
             x = to_float(x)
             with acc.autocast():
-                if method == "byol":
-                    loss = model(x)
-                else:
-                    loss = F.cross_entropy(model(aug(x)), y)
+                loss = model(x) if method == "byol" else F.cross_entropy(model(aug(x)), y)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
@@ -171,34 +236,39 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
                 acc.unwrap_model(model).update_moving_average()
             tot += loss.detach()
             cnt += 1
+            step += 1
             n_imgs += x.shape[0] * acc.num_processes
-        mean_loss = float(acc.reduce(tot / max(cnt, 1), reduction="mean"))
-        if not math.isfinite(mean_loss):
-            raise RuntimeError(f"{method} pre-training diverged at epoch {epoch + 1} "
-                               f"(loss {mean_loss}); lower the learning rate")
-        e = epoch + 1
-        do_knn = cfg.knn_every and (e % cfg.knn_every == 0 or e == settings["epochs"])
-        history.append({"epoch": e, "loss": mean_loss, "lr": sched.get_last_lr()[0],
-                        "knn": knn() if do_knn else None,
-                        "seconds": round(time.perf_counter() - t0, 3)})
-        bar.set_postfix(loss=f"{mean_loss:.3f}",
-                        knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-")
-        # resume checkpoint (online + target network + optimiser: ~3x the backbone's size),
-        # at most every checkpoint_every_s seconds, and always after the last epoch
-        due = e == settings["epochs"] or time.perf_counter() - last_save >= cfg.checkpoint_every_s
-        if main and due:
-            ckpt.atomic_save({"epoch": e, "model": acc.unwrap_model(model).state_dict(),
-                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                              "history": history, "rng": torch.get_rng_state()},
-                             run_dir / "last.pt")
-            last_save = time.perf_counter()
-        acc.wait_for_everyone()
+            bar.update(1)
+            if step % log_every and step % per_epoch and step != total:
+                continue
+            mean_loss = float(acc.reduce(tot / cnt, reduction="mean"))
+            if not math.isfinite(mean_loss):
+                raise RuntimeError(f"{method} pre-training diverged at step {step} "
+                                   f"(loss {mean_loss}); lower the learning rate")
+            history.append(row(mean_loss, time.perf_counter() - t0))
+            tot, cnt, t0 = torch.zeros((), device=acc.device), 0, time.perf_counter()
+            bar.set_postfix(loss=f"{mean_loss:.3f}", knn=f"{history[-1]['knn']:.3f}"
+                            if history[-1]["knn"] is not None else "-")
+            # resume checkpoint (online + target network + optimiser: ~3x the backbone's
+            # size), at most every checkpoint_every_s seconds, and always after the last step
+            due = step == total or time.perf_counter() - last_save >= cfg.checkpoint_every_s
+            if main and due:
+                ckpt.atomic_save({"step": step, "epoch": step / per_epoch,
+                                  "model": acc.unwrap_model(model).state_dict(),
+                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                  "history": history, "rng": torch.get_rng_state(),
+                                  "order": epoch_order}, run_dir / "last.pt")
+                last_save = time.perf_counter()
+            acc.wait_for_everyone()
+            if step == total:
+                break
+    bar.close()
     seconds = time.perf_counter() - t_all
     backbone = backbone_state(acc.unwrap_model(model).net if method == "byol" else net)
     knns = [h["knn"] for h in history if h["knn"] is not None]
     summary = {"kind": "pretrain", "method": method, "run_dir": str(run_dir),
                "backbone": str(run_dir / "backbone.pt"), "arch": settings["arch"],
-               "epochs": settings["epochs"], "history": history,
+               "steps": total, "epochs": round(total / per_epoch, 3), "history": history,
                "knn_initial": knns[0] if knns else None, "knn_final": knns[-1] if knns else None,
                "classes": ds.classes, "seconds": round(seconds, 2),
                "images_per_s": round(n_imgs / seconds, 1) if seconds > 0 and n_imgs else None,
