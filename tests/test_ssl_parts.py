@@ -139,3 +139,27 @@ def test_rotated_views_differ_from_unrotated_ones_with_the_same_draws():
     torch.manual_seed(1)
     turned = A.random_resized_crop(x, (1.0, 1.0), flip=False, rotate=90.0)
     assert plain.shape == turned.shape == x.shape and not torch.allclose(plain, turned)
+
+
+def test_decoded_corpora_are_shared_until_a_file_changes(tmp_path):
+    import os
+
+    from hw4lib.config import CorpusGen
+    from hw4lib.data.corpus import generate_corpora
+    from hw4lib.ssl.datasets import ImageSet
+
+    d = generate_corpora(tmp_path / "d", CorpusGen(mini_per_class=1, office_train_per_class=1,
+                                                   office_val_per_class=1, mini_size=16),
+                         progress=False)
+    csv, imgs = d / "mini" / "train.csv", d / "mini" / "train"
+    a, b = ImageSet(csv, imgs, 16, cache=True), ImageSet(csv, imgs, 16, cache=True)
+    assert b.images is a.images                       # decoded once
+    assert ImageSet(csv, imgs, 8, cache=True).images.shape[-1] == 8   # another size: its own
+    # an image rewritten in place (the folder's mtime moves when a file is replaced by rename)
+    first = imgs / a.rows[0].filename
+    tmp = first.with_suffix(".new")
+    tmp.write_bytes(first.read_bytes())
+    os.replace(tmp, first)
+    os.utime(imgs, ns=(0, imgs.stat().st_mtime_ns + 10**9))
+    c = ImageSet(csv, imgs, 16, cache=True)
+    assert c.images is not a.images and torch.equal(c.images, a.images)

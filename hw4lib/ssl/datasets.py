@@ -37,6 +37,12 @@ class ResizeToTensor:
         return to_uint8_tensor(img, self.size)
 
 
+#: decoded images of the last few csvs read in this process, by (csv, folder, their mtimes,
+#: size): the jobs of a study read the same corpora several times
+_DECODED: dict[tuple, torch.Tensor] = {}
+_DECODED_MAX = 4   # mini, office train and val: a study's working set
+
+
 class ImageSet(Dataset):
     """``(uint8 image (3,S,S), class index or -1)`` for each csv row, optionally all in memory."""
 
@@ -49,13 +55,22 @@ class ImageSet(Dataset):
         self.images: torch.Tensor | None = None
         self.labels = torch.tensor([self.base.label_index(i) for i in range(len(self.base))])
         if cache:
-            from tqdm.auto import tqdm
+            csv, folder = Path(self.base.csv_path).resolve(), Path(self.base.image_dir).resolve()
+            key = (str(csv), str(folder), csv.stat().st_mtime_ns, folder.stat().st_mtime_ns, size)
+            if key not in _DECODED:
+                while len(_DECODED) >= _DECODED_MAX:
+                    _DECODED.pop(next(iter(_DECODED)))   # the oldest
+                _DECODED[key] = self._decode(size, progress)
+            self.images = _DECODED[key]
 
-            imgs = torch.empty(len(self.base), 3, size, size, dtype=torch.uint8)
-            for i, r in enumerate(tqdm(self.base.rows, desc=f"load {self.base.csv_path.name}",
-                                       disable=not progress, leave=False)):
-                imgs[i] = to_uint8_tensor(load_rgb(self.base.image_dir / r.filename), size)
-            self.images = imgs
+    def _decode(self, size: int, progress: bool) -> torch.Tensor:
+        from tqdm.auto import tqdm
+
+        imgs = torch.empty(len(self.base), 3, size, size, dtype=torch.uint8)
+        for i, r in enumerate(tqdm(self.base.rows, desc=f"load {self.base.csv_path.name}",
+                                   disable=not progress, leave=False)):
+            imgs[i] = to_uint8_tensor(load_rgb(self.base.image_dir / r.filename), size)
+        return imgs
 
     @property
     def classes(self) -> list[str]:
