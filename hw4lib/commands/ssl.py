@@ -50,8 +50,8 @@ def register(sub) -> None:
     st.add_argument("--seeds", default=None, help="comma-separated seeds (default: profile's)")
     st.add_argument("--force", action="store_true")
     st.add_argument("--jobs", type=int, default=None,
-                    help="worker processes running independent jobs side by side (default: 2 "
-                         "on a CPU with 2+ cores, each with half of them; 1 = one at a time)")
+                    help="worker processes running independent jobs side by side, sharing the "
+                         "threads (default 1: one job at a time on all of them)")
     add_profile(st)
     add_device(st)
     st.set_defaults(func=_study)

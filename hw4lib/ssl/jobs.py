@@ -146,14 +146,6 @@ def _reused(job: Job, prof) -> bool:
     return finished(Path(kw["run_dir"]), settings) is not None
 
 
-def study_workers(device: str = "auto") -> tuple[int, int]:
-    """(worker processes, threads each) for the study: one, with every thread. At 64 px a job on
-    two threads runs 1.9x as fast as on one, so one job at a time finishes sooner than two side
-    by side, whose supervised chain then idles while BYOL's runs (370 vs 427 s, measured on
-    2 cores); ``--jobs N`` still runs N side by side."""
-    return 1, torch_threads()
-
-
 def run_study(data_root: str | Path, runs_root: str | Path | None = None,
               profile: str | None = None, seeds: tuple[int, ...] | None = None,
               device: str = "auto", force: bool = False, progress: bool = True,
@@ -161,17 +153,18 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
     """Both pre-trainings and A-E for each seed (finished runs are reused, runs made with other
     settings replaced); returns :func:`table`.
 
-    ``workers`` processes run independent jobs side by side (default :func:`study_workers`;
-    1 runs them here one after another). A failed job skips only the jobs that need it; the
-    first failure is raised after the others finish."""
+    ``workers`` processes run independent jobs side by side (default 1: here, one after
+    another). A failed job skips only the jobs that need it; the first failure is raised after
+    the others finish."""
     prof = get_profile(profile)
     runs_root = Path(runs_root) if runs_root else default_runs_root(prof.name)
     seeds = tuple(seeds if seeds is not None else prof.ssl.seeds)
-    n, threads = study_workers(device)
-    if workers is not None:
-        if workers < 1:
-            raise UserError(f"--jobs {workers}: must be at least 1")
-        n, threads = workers, max(1, torch_threads() // workers)
+    # one job at a time on every thread by default: at 64 px a job on two threads runs 1.9x as
+    # fast as on one, so two side by side finish later (docs/experiments.md, 2026-12-01)
+    n = 1 if workers is None else workers
+    if n < 1:
+        raise UserError(f"--jobs {n}: must be at least 1")
+    threads = max(1, torch_threads() // n)
     jobs = study_jobs(data_root, runs_root, prof.name, seeds, device, force, progress,
                       replace_stale)
     if n > 1 and all(_reused(j, prof) for j in jobs):
