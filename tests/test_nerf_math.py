@@ -15,10 +15,16 @@ from hw4lib.nerf.rays import frustum_corners, pixel_dirs, ray_box, rays_of_pose,
 from hw4lib.data.blender import Cameras
 
 
+def weights_by_cumprod(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference: eqs 2a-2c literally, ``T_i = prod_{j<i}(1 - alpha_j)`` on dense (R, S)."""
+    T = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha], -1), -1)
+    return T[:, :-1] * alpha, T[:, -1]
+
+
 def test_constant_slab_opacity_is_one_minus_exp():
     sigma, L, K = 1.7, 2.0, 64
-    sd = torch.full((3, K), sigma * L / K)
-    c, w, T_last = R.composite(sd, torch.full((3, K, 3), 0.25), background=1.0)
+    w, T_last = R.weights(torch.full((3, K), sigma * L / K))
+    c = R.composite(w, torch.full((3, K, 3), 0.25), T_last, background=1.0)
     opacity = 1 - math.exp(-sigma * L)
     assert torch.allclose(w.sum(-1), torch.full((3,), opacity), atol=1e-6)
     assert torch.allclose(c, torch.full((3, 3), 0.25 * opacity + (1 - opacity)), atol=1e-6)
@@ -30,7 +36,7 @@ def test_packed_transmittance_equals_dense():
     sd[2] = 0  # a ray with no kept sample
     T, T_last = R.transmittance(sd)
     keep = (sd > 0).view(-1).nonzero()[:, 0]
-    Tp, Tl = R.segment_transmittance(sd.view(-1)[keep], keep // 30, 6)
+    Tp, Tl = R.transmittance(sd.view(-1)[keep], keep // 30, 6)
     assert torch.allclose(Tp, T.view(-1)[keep], atol=1e-6)
     assert torch.allclose(Tl, T_last, atol=1e-6) and Tl[2] == 1
 
@@ -38,9 +44,9 @@ def test_packed_transmittance_equals_dense():
 def test_weights_plus_final_transmittance_is_one_and_matches_cumprod():
     g = torch.Generator().manual_seed(0)
     sd = torch.rand(50, 40, generator=g) * torch.rand(50, 1, generator=g) * 0.5
-    _, w, T_last = R.composite(sd, torch.zeros(50, 40, 3), 0.0)
+    w, T_last = R.weights(sd)
     assert torch.allclose(w.sum(-1) + T_last, torch.ones(50), atol=1e-5)
-    w2, T2 = R.weights_from_alpha(R.alpha(sd, 1.0))
+    w2, T2 = weights_by_cumprod(R.alpha(sd, 1.0))
     assert torch.allclose(w, w2, atol=1e-6) and torch.allclose(T_last, T2, atol=1e-6)
 
 
@@ -211,11 +217,18 @@ def test_render_skips_free_space_and_matches_reference_composite():
     pts, t, valid = sample_along(o, d, m.lo, m.hi, 2.0, 6.0, m.step)
     raw = G.trilinear_grid_sample(m.density, pts.reshape(-1, 3), m.lo, m.hi).view(t.shape)
     a = R.alpha_post(raw, m.shift, m.interval) * valid
-    w, T = R.weights_from_alpha(a)
+    w, T = weights_by_cumprod(a)
     rgb = torch.sigmoid(G.trilinear_grid_sample(m.color, pts.reshape(-1, 3), m.lo, m.hi)).view(
         *t.shape, 3)
     want = (w[..., None] * rgb).sum(1) + T[:, None]
     assert torch.allclose(out["rgb"], want, atol=1e-5)
+    # depth: eq 2a with sample depths for colours and the far plane behind
+    assert torch.allclose(out["depth"], (w * t).sum(1) + T * 6.0, atol=1e-4)
+    # DVGO's per-point colour loss, by hand: mean over rays of sum_i w_i |c_i - C_gt|^2
+    tgt = torch.tensor([[0.2, 0.4, 0.6], [0.9, 0.1, 0.5]])
+    got = m.render(o, d, 1.0, 2.0, 6.0, target=tgt)["rgbper"]
+    per = (w * ((rgb - tgt[:, None]) ** 2).sum(-1)).sum(1).mean()
+    assert torch.allclose(got, per, atol=1e-5)
 
 
 def test_view_encoding_and_voxel_parsing():

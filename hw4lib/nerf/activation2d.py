@@ -20,17 +20,17 @@ def interp(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def alpha_pre(V: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Eq 6a: ``interp(x, alpha(softplus(V)))``."""
-    return interp(R.alpha(F.softplus(V), 1.0), size)
+    return interp(R.alpha(R.density(V, 0.0), 1.0), size)
 
 
 def alpha_in(V: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Eq 6b: ``alpha(interp(x, softplus(V)))``."""
-    return R.alpha(interp(F.softplus(V), size), 1.0)
+    return R.alpha(interp(R.density(V, 0.0), size), 1.0)
 
 
 def alpha_post_2d(V: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Eq 6c: ``alpha(softplus(interp(x, V)))``."""
-    return R.alpha(F.softplus(interp(V, size)), 1.0)
+    """Eq 6c: ``alpha(softplus(interp(x, V)))``, the function DVGO trains with."""
+    return R.alpha_post(interp(V, size), 0.0, 1.0)
 
 
 MODES = {"pre": alpha_pre, "in": alpha_in, "post": alpha_post_2d}

@@ -13,7 +13,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ..config import get_profile, resolve_device
 from . import grid as G
@@ -94,7 +93,8 @@ def _reference_step(m: VoxelModel, ro, rd, tgt, bg, near, far) -> torch.Tensor:
     else:
         ve = view_encoding(rd, m.viewbase_pe)[:, None].expand(nR, S, -1).reshape(nR * S, -1)
         rgb = torch.sigmoid(m.rgbnet(torch.cat([feat, ve], -1)))
-    c, w, T_last = R.composite(sd, rgb.view(nR, S, 3), bg)
+    w, T_last = R.weights(sd)
+    c = R.composite(w, rgb.view(nR, S, 3), T_last, bg)
     return R.photometric_loss(c, tgt) + 0.01 * R.entropy_loss(T_last)
 
 

@@ -104,9 +104,15 @@ class VoxelModel(nn.Module):
         """Alpha of every voxel (X, Y, Z) for a step of ``interval`` base voxels."""
         return R.alpha(R.density(self.density.detach()[..., 0], self.shift), interval)
 
-    # -- rendering -----------------------------------------------------------------------
+    # -- rendering: the report's eqs 7a-b (coarse) and 10a-b (fine) --------------------------
+    def raw_density(self, pts: torch.Tensor) -> torch.Tensor:
+        """Eqs 7a / 10a: ``interp(x, V^(density))`` at points (M, 3) -> (M,), before the
+        activation (post-activation, eq 6c)."""
+        return G.trilinear(self.density, pts, self.lo, self.hi)[:, 0]
+
     def point_rgb(self, pts: torch.Tensor, viewenc: torch.Tensor | None) -> torch.Tensor:
-        """Colour of points (M, 3): sigmoid of the rgb grid (coarse) or of the MLP (fine)."""
+        """Colour of points (M, 3). Coarse, eq 7b: ``sigmoid(interp(x, V^(rgb)))``. Fine, eq 10b:
+        ``sigmoid(MLP(interp(x, V^(feat)), d))`` (the position enters through the features)."""
         feat = G.trilinear(self.color, pts, self.lo, self.hi)
         if self.rgbnet is None:
             return torch.sigmoid(feat)
@@ -123,27 +129,21 @@ class VoxelModel(nn.Module):
         fpts, ft, ray_all, _ = march(rays_o, rays_d, self.lo, self.hi, near, far, self.step,
                                      *((mk.occupied, mk.lo, mk.hi) if mk is not None else ()))
         nR = rays_o.shape[0]
-        raw = G.trilinear(self.density, fpts, self.lo, self.hi)[:, 0]
-        sd = R.density(raw, self.shift) * self.interval
-        T, T_last = R.segment_transmittance(sd, ray_all, nR)
-        w = T * -torch.expm1(-sd)
+        sd = R.density(self.raw_density(fpts), self.shift) * self.interval  # eq 5 after 7a/10a
+        w, T_last = R.weights(sd, ray_all, nR)                             # eqs 2b, 2c
         sel = w.detach() > self.fast_color_thres
-        cw, cpts = w[sel], fpts[sel]
-        ray_id = ray_all[sel]
+        cw, cpts, ray_id = w[sel], fpts[sel], ray_all[sel]
         viewenc = None
         if self.rgbnet is not None:
             viewenc = view_encoding(rays_d, self.viewbase_pe)[ray_id]
-        rgb = self.point_rgb(cpts, viewenc)
-        acc = rgb.new_zeros(nR, 3).index_add(0, ray_id, cw[:, None] * rgb)
-        out = {"rgb": acc + T_last[:, None] * background, "T_last": T_last,
-               "n_points": int(fpts.shape[0]), "n_color": int(cpts.shape[0])}
+        rgb = self.point_rgb(cpts, viewenc)                               # eq 7b / 10b
+        out = {"rgb": R.composite(cw, rgb, T_last, background, ray_id, nR),  # eq 2a
+               "T_last": T_last, "n_points": int(fpts.shape[0]), "n_color": int(cpts.shape[0])}
         with torch.no_grad():
-            wt = w.detach() * ft
-            out["depth"] = wt.new_zeros(nR).index_add(0, ray_all, wt) \
-                + T_last.detach() * far
+            out["depth"] = R.composite(w.detach(), ft[:, None], T_last.detach(), far,
+                                       ray_all, nR)[:, 0]
         if target is not None:
-            err = ((rgb - target[ray_id]) ** 2).sum(-1)
-            out["rgbper"] = (cw.detach() * err).sum() / nR
+            out["rgbper"] = R.rgbper_loss(cw, rgb, target[ray_id], nR)
         return out
 
 

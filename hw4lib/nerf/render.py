@@ -31,58 +31,64 @@ def alpha(sigma: torch.Tensor, interval: float) -> torch.Tensor:
 
 
 def alpha_post(raw_interp: torch.Tensor, shift: float, interval: float) -> torch.Tensor:
-    """Eq 6c (post-activation): interpolate the raw grid first, then softplus, then alpha."""
+    """Eq 6c (post-activation): ``alpha(softplus(interp(x, V)))`` of already interpolated raw
+    values. The trainer takes the same path in two calls (:func:`density`, then :func:`weights`),
+    because eq 2c needs the density itself."""
     return alpha(density(raw_interp, shift), interval)
 
 
-def transmittance(sigma_delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq 2c: ``T_i = prod_{j<i}(1 - alpha_j)`` along the last axis, and ``T_{K+1}``.
+def _packed(x: torch.Tensor, ray: torch.Tensor | None, n_rays: int | None
+            ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Samples (R, S, ...) as packed (R*S, ...) with their ray ids; packed input passes through."""
+    if ray is not None:
+        return x, ray, int(n_rays)
+    R_, S = x.shape[:2]
+    return x.reshape(R_ * S, *x.shape[2:]), torch.arange(R_, device=x.device).repeat_interleave(S), R_
 
-    Computed as ``exp(-cumsum(sigma * delta))`` (``1 - alpha_j = exp(-sigma_j delta)``): exact,
-    and cheaper to differentiate than a cumulative product.
+
+def transmittance(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,
+                  n_rays: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq 2c: ``T_i = prod_{j<i}(1 - alpha_j)`` per sample, and ``T_{K+1}`` per ray.
+
+    Computed as ``exp(-sum_{j<i} sigma_j delta_j)`` (as ``1 - alpha_j = exp(-sigma_j delta_j)``):
+    exact, and cheaper to differentiate than a cumulative product. ``sigma_delta`` is either
+    dense (R, S), or packed (M,) with ``ray`` (M,) naming each sample's ray (non-decreasing,
+    samples in order along each ray; skipped samples are simply absent, their alpha is 0). A
+    float64 running sum keeps the per-ray differences exact.
     """
-    acc = torch.cumsum(sigma_delta, -1)
-    T_last = torch.exp(-acc[..., -1])
-    T = torch.exp(-(acc - sigma_delta))  # exclusive: before sample i
-    return T, T_last
-
-
-def composite(sigma_delta: torch.Tensor, rgb: torch.Tensor, background: float | torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq 2a: ``C = sum_i T_i alpha_i c_i + T_{K+1} c_bg`` for rays of samples (R, S).
-
-    ``sigma_delta`` (R, S) is ``sigma * delta`` per sample (0 for padding), ``rgb`` (R, S, 3).
-    Returns ``(colour (R, 3), weights (R, S), T_{K+1} (R,))``.
-    """
-    T, T_last = transmittance(sigma_delta)
-    w = T * -torch.expm1(-sigma_delta)
-    c = (w[..., None] * rgb).sum(-2) + T_last[:, None] * background
-    return c, w, T_last
-
-
-def segment_transmittance(sigma_delta: torch.Tensor, ray: torch.Tensor, n_rays: int
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq 2c on packed samples: ``T_i`` per sample and ``T_{K+1}`` per ray.
-
-    ``sigma_delta`` (M,) holds the kept samples of all rays, ray by ray in order along each
-    ray; ``ray`` (M,) says whose (non-decreasing). Skipped samples simply are not there (their
-    alpha is 0). A float64 running sum keeps the per-ray differences exact.
-    """
-    cs = torch.cumsum(sigma_delta.double(), 0)
-    excl = cs - sigma_delta.double()
-    counts = torch.bincount(ray, minlength=n_rays)
+    sd, ray_, n = _packed(sigma_delta, ray, n_rays)
+    cs = torch.cumsum(sd.double(), 0)
+    excl = cs - sd.double()
+    counts = torch.bincount(ray_, minlength=n)
     first = torch.cumsum(counts, 0) - counts  # index of each ray's first sample
-    base = excl[first.clamp_max(max(sigma_delta.numel() - 1, 0))] if sigma_delta.numel() else excl
-    T = torch.exp(-(excl - base[ray])).to(sigma_delta.dtype)
-    total = sigma_delta.new_zeros(n_rays).index_add(0, ray, sigma_delta)
-    return T, torch.exp(-total)
+    base = excl[first.clamp_max(max(sd.numel() - 1, 0))] if sd.numel() else excl
+    T = torch.exp(-(excl - base[ray_])).to(sd.dtype)
+    T_last = torch.exp(-sd.new_zeros(n).index_add(0, ray_, sd))
+    return T.view(sigma_delta.shape), T_last
 
 
-def weights_from_alpha(alpha_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights ``T_i alpha_i`` and ``T_{K+1}`` from alphas (R, S) by the plain product (eq 2c)."""
-    one_minus = 1 - alpha_
-    T = torch.cumprod(torch.cat([torch.ones_like(alpha_[:, :1]), one_minus], -1), -1)
-    return T[:, :-1] * alpha_, T[:, -1]
+def weights(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,
+            n_rays: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight ``w_i = T_i alpha_i`` of each sample in eq 2a (eqs 2b and 2c, from
+    ``sigma_i delta_i``), and ``T_{K+1}``; samples dense (R, S) or packed (M,) with ``ray``, as
+    in :func:`transmittance`."""
+    T, T_last = transmittance(sigma_delta, ray, n_rays)
+    return T * alpha(sigma_delta, 1.0), T_last
+
+
+def composite(w: torch.Tensor, values: torch.Tensor, T_last: torch.Tensor,
+              background: float | torch.Tensor, ray: torch.Tensor | None = None,
+              n_rays: int | None = None) -> torch.Tensor:
+    """Eq 2a: ``C = sum_i w_i c_i + T_{K+1} c_bg`` per ray (R, C).
+
+    ``values`` (R, S, C) with weights (R, S), or packed (M, C) with weights (M,) and ``ray``.
+    With depths for ``values`` and the far plane for ``background`` it gives the depth map.
+    """
+    if ray is None:
+        acc = (w[..., None] * values).sum(-2)
+    else:
+        acc = values.new_zeros(int(n_rays), values.shape[-1]).index_add(0, ray, w[:, None] * values)
+    return acc + T_last[:, None] * background
 
 
 def photometric_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -96,10 +102,12 @@ def entropy_loss(T_last: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p) + (1 - p) * torch.log(1 - p)).mean()
 
 
-def rgbper_loss(weights: torch.Tensor, rgb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-point colour loss ``sum_i w_i |c_i - C_gt|^2`` (weights detached), mean over rays."""
-    err = ((rgb - target[:, None, :]) ** 2).sum(-1)
-    return (weights.detach() * err).sum(-1).mean()
+def rgbper_loss(w: torch.Tensor, rgb: torch.Tensor, target: torch.Tensor, n_rays: int
+                ) -> torch.Tensor:
+    """DVGO's per-point colour loss ``sum_i w_i |c_i - C_gt|^2`` (weights detached), mean over
+    ``n_rays`` rays; ``w`` (M,), ``rgb`` (M, 3) and ``target`` (M, 3) per sample, any layout."""
+    err = ((rgb - target) ** 2).sum(-1)
+    return (w.detach() * err).sum() / n_rays
 
 
 def psnr(mse: float | torch.Tensor) -> float:
