@@ -10,10 +10,8 @@ A profile is chosen by ``--profile``, else ``$HW4_PROFILE``, else ``quick``.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from .errors import UserError
 
@@ -146,9 +144,6 @@ class Profile:
     nerf: NerfConfig
     ssl: SSLConfig
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _full() -> Profile:
     return Profile("full", SceneGen(size=800, supersample=1), CorpusGen(
@@ -178,19 +173,12 @@ def _quick() -> Profile:
         eval_views=10,
         orbit_frames=24,
     )
-    # Why each value: docs/experiments.md, "Problem 2 on real photos" (measured on the real
-    # p2_dev set and on the generated corpora). In short:
-    # ResNet10 (torchvision's ResNet, one block a stage) at 64 px, the pre-training corpus's own
-    # resolution: at 32 px layer4 sees 1x1 and BYOL learned nothing in 2000 steps on real
-    # photos; at 64 px it learns within 300.
-    # Budgets in optimizer steps, so a larger corpus adds variety, not minutes.
-    # BYOL's views as in the paper but with colour kept (hue +-0.02, no grayscale): BYOL needs
-    # colour distortion far less than contrastive methods (its paper, Fig. 3b), and in a short
-    # run strong colour views spend the budget discarding colour, which tells classes apart in
-    # photos and in the generated corpora alike; no blur (it erases most of a 64 px image), no
-    # rotation (photos are upright).
-    # Fine-tuning: the report's recipe for all of A-E (SGD lr 3e-4, batch 16, no augmentation),
-    # shorter; D and E standardise the frozen features before the head (MAE's linear probe).
+    # Why each value: docs/experiments.md, 2026-12-01. ResNet10 at 64 px (at 32 px layer4 sees
+    # 1x1 and BYOL learned nothing); budgets in optimizer steps (a larger corpus adds variety,
+    # not minutes); the paper's views with colour kept (BYOL needs colour distortion little, its
+    # Fig. 3b), no blur (it erases a 64 px image), no rotation (photos are upright); the
+    # report's unaugmented fine-tuning for all of A-E; D and E standardise the frozen features
+    # (MAE's linear probe).
     ssl = replace(full.ssl, backbone="resnet10", image_size=64, pretrain_steps=250,
                   supervised_steps=200, pretrain_batch=64, byol_hidden=1024,
                   byol_crop_min=0.2, byol_hue=0.02, byol_gray_p=0.0, byol_blur_p=0.0,

@@ -91,10 +91,6 @@ class Ellipsoid(Shape):
         pl = ((p - self.c) @ self.R) / self.r
         return _normalize((pl / self.r) @ self.R.T)  # gradient of |x_local / r|^2
 
-    def to_local(self, p: np.ndarray) -> np.ndarray:
-        """Points in the unit-sphere frame (texture coordinates)."""
-        return ((p - self.c) @ self.R) / self.r
-
 
 @dataclass
 class Capsule(Shape):
