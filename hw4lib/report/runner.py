@@ -214,7 +214,8 @@ def run_report(profile: str, only: str | None = None, keep_going: bool = False,
                         "hotdog/, mini/, office/; or leave --data out to use generated data)")
     nbs = select(discover(notebooks_dir()), only)
     out_dir = reports_dir(profile)
-    params = {"profile": profile, "device": device, "force": force,
+    # interactive=False: no live curves or sliders (nobody watches a papermill run)
+    params = {"profile": profile, "device": device, "force": force, "interactive": False,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
     os.environ["HW4_PROFILE"] = profile  # the kernel inherits it
     kernel = kernel_name()
@@ -244,6 +245,9 @@ def run_report(profile: str, only: str | None = None, keep_going: bool = False,
         failures += fl
     html = [nb for nb in done if nb.name.startswith("06_")]
     if html:
-        export_html(html[0], out_dir / "report.html")
+        from .pdf import report_pdf
+
+        _, note = report_pdf(export_html(html[0], out_dir / "report.html"))
+        print(f"[hw4 report] {time.time() - t0:6.0f} s  {note}", file=sys.stderr, flush=True)
     print(f"[hw4 report] {time.time() - t0:6.0f} s  done", file=sys.stderr, flush=True)
     return done, failures
