@@ -129,8 +129,13 @@ def export_html(nb: Path, html: Path) -> Path:
     exporter = HTMLExporter()
     exporter.exclude_input = True
     body, _ = exporter.from_notebook_node(nbformat.read(str(nb), as_version=4))
-    html.write_text(body)
+    html.write_text(body.replace("</head>", _PRINT_CSS + "</head>", 1))
     return html
+
+
+#: for report.pdf (Chromium's print of the page): never cut a figure or a table across pages
+_PRINT_CSS = ("<style>@media print { img, table, svg { break-inside: avoid; max-width: 100%; } "
+              "}</style>\n")
 
 
 def _prepare_inputs(profile: str, data_dir: str | None) -> None:

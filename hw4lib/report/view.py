@@ -76,11 +76,12 @@ class SceneView:
         import ipywidgets as w
 
         r0 = self.radius
-        az = w.FloatSlider(value=0.0, min=-180.0, max=180.0, step=5.0, description="azimuth")
+        az = w.FloatSlider(value=0.0, min=-180.0, max=180.0, step=5.0, description="azimuth",
+                           readout_format=".0f")
         el = w.FloatSlider(value=round(self.elevation), min=-10.0, max=89.0, step=5.0,
-                           description="elevation")
+                           description="elevation", readout_format=".0f")
         rad = w.FloatSlider(value=round(r0, 2), min=round(0.6 * r0, 2), max=round(1.5 * r0, 2),
-                            step=0.05, description="radius")
+                            step=0.05, description="radius", readout_format=".2f")
         for s in (az, el, rad):
             s.continuous_update = False   # render on release: each render takes a moment
         img = w.Image(format="png", width=display_px)
