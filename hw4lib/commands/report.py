@@ -37,6 +37,8 @@ def run(a) -> int:
     print(f"executed notebooks: {out}")
     if (out / "report.html").exists():
         print(f"report:             {out / 'report.html'}")
+    if (out / "report.pdf").exists():
+        print(f"report (PDF):       {out / 'report.pdf'}")
     print(f"figures and tables: {figures_dir(profile)}")
     print(f"results (json):     {results_root() / profile}")
     if failures:

@@ -8,7 +8,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -65,7 +65,8 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
               stepsize: float | None = None, fine_voxels: int | str | None = None,
               device: str = "auto", force: bool = False, progress: bool = True,
               background: str | None = None, downscale: float = 1, resume: bool = False,
-              coarse_from: str | Path | None = None, replace_stale: bool = False) -> dict:
+              coarse_from: str | Path | None = None, replace_stale: bool = False,
+              on_row: Callable[[dict], None] | None = None) -> dict:
     """Train DVGO (coarse + fine) into ``run_dir``, or reuse a finished run with identical settings.
 
     Returns ``{"history": {"loss","psnr","seconds","points"} (coarse iterations first, then
@@ -104,7 +105,7 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
     t0 = time.perf_counter()
     result = train(data_dir, run, cfg, stepsize=stepsize, fine_voxels=fine_voxels,
                    background=background, downscale=downscale, device=dev, resume=resume,
-                   coarse_from=coarse_from, progress=progress, settings=settings)
+                   coarse_from=coarse_from, progress=progress, settings=settings, on_row=on_row)
     result["val_psnr"] = val_psnr(run, data_dir, profile, device=dev, progress=progress)
     result["seconds"] = time.perf_counter() - t0
     result["reused"] = False

@@ -167,10 +167,12 @@ class NanLoss(Exception):
 
 def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tensor | None,
                 cfg: NerfConfig, bg: float, state: dict, save: Callable[[dict], None],
-                name: str, pervoxel_lr: torch.Tensor | None = None, progress: bool = True) -> None:
+                name: str, pervoxel_lr: torch.Tensor | None = None, progress: bool = True,
+                on_row: Callable[[dict], None] | None = None) -> None:
     """Train ``m`` for ``st.iters`` iterations from ``state['iter']``; appends to ``state['history']``.
 
-    ``save(state)`` is called every :data:`CKPT_EVERY` iterations / :data:`CKPT_SECONDS`.
+    ``save(state)`` is called every :data:`CKPT_EVERY` iterations / :data:`CKPT_SECONDS`;
+    ``on_row`` (live curves) after every iteration with ``{stage, iter, loss, psnr, seconds}``.
     """
     dev = m.lo.device
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + (1 if name == "fine" else 0)
@@ -220,6 +222,9 @@ def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tens
         hist["seconds"].append(time.perf_counter() - t_start)
         hist["points"].append(out["n_points"])
         state["iter"] = it + 1
+        if on_row is not None:
+            on_row({"stage": name, "iter": it + 1, "loss": hist["loss"][-1], "psnr": p,
+                    "seconds": hist["seconds"][-1]})
         bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{p:.2f}",
                         rays_s=f"{sel.numel() / max(dt, 1e-9):.0f}", refresh=False)
         if state["iter"] % CKPT_EVERY == 0 or time.perf_counter() - last_save > CKPT_SECONDS:
@@ -237,7 +242,8 @@ def _new_history() -> dict[str, list]:
 def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsize: float | None = None,
           fine_voxels: int | None = None, background: str | None = None, downscale: float = 1,
           device: str = "cpu", resume: bool = False, coarse_from: str | Path | None = None,
-          progress: bool = True, settings: dict | None = None) -> dict:
+          progress: bool = True, settings: dict | None = None,
+          on_row: Callable[[dict], None] | None = None) -> dict:
     """Train coarse then fine DVGO on ``data_dir``; returns ``{"history", "timings", ...}``.
 
     Resumes from ``run_dir/checkpoint.pt`` when present (``resume=True`` demands one). A NaN
@@ -289,7 +295,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
                 counts = view_counts(data.cams, model.lo, model.hi, model.shape, cfg.near, cfg.far)
                 lr_scale = counts / counts.max().clamp_min(1)
                 train_stage(model, cfg.coarse, data, None, cfg, bg, state, save, "coarse",
-                            pervoxel_lr=lr_scale, progress=progress)
+                            pervoxel_lr=lr_scale, progress=progress, on_row=on_row)
                 state["timings"]["coarse_s"] = state["timings"].get("coarse_s", 0.0) \
                     + time.perf_counter() - t0
                 save_model(model, run / "coarse.pt")
@@ -317,7 +323,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
         t_prep = time.perf_counter() - t0
         t0 = time.perf_counter()
         train_stage(model, fine_st, data, ids.cpu(), cfg, bg, state, save, "fine",
-                    progress=progress)
+                    progress=progress, on_row=on_row)
         state["timings"]["fine_s"] = state["timings"].get("fine_s", 0.0) + t_prep \
             + time.perf_counter() - t0
     except NanLoss as e:

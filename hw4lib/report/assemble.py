@@ -1,12 +1,50 @@
 """Notebook 06: the whole report from stored files -- figures, tables and their provenance."""
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from .. import PROJECT_ROOT
 from ..results import list_results, read_result
 from .catalog import ITEMS, Item
+
+
+def shown_path(p: str | Path | None) -> str | None:
+    """A path as the report may print it: never this machine's absolute path.
+
+    Generated data -> ``generated:<profile>/<part>``; inside the project -> relative to it;
+    elsewhere -> ``…/<name>``. Non-paths (``generated:smoke``, None) pass unchanged."""
+    if p is None:
+        return None
+    if not os.path.isabs(str(p)):
+        return str(p)
+    from ..data.generated import describe_source
+
+    path = Path(p).resolve()
+    shown = describe_source(path)
+    if shown.startswith("generated:"):
+        return shown
+    try:
+        return path.relative_to(PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return f"…/{path.name}"
+
+
+def embedded_image(path: str | Path):
+    """An IPython display object for a PNG or GIF, embedded so exported HTML stands alone.
+
+    A GIF goes in as an ``<img>`` data URI: nbconvert's HTML has no slot for ``image/gif``
+    output and would print ``<IPython.core.display.Image object>`` instead."""
+    from IPython.display import HTML, Image
+
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        return Image(filename=str(path))
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return HTML(f'<img src="data:image/gif;base64,{data}" alt="{path.name}" />')
 
 
 def provenance(profile: str) -> pd.DataFrame:
@@ -14,7 +52,8 @@ def provenance(profile: str) -> pd.DataFrame:
     rows = []
     for name in list_results(profile):
         m = (read_result(name, profile) or {}).get("manifest", {})
-        rows.append({"result": name, "profile": m.get("profile"), "data": m.get("data_source"),
+        rows.append({"result": name, "profile": m.get("profile"),
+                     "data": shown_path(m.get("data_source")),
                      "device": m.get("device"), "seconds": m.get("seconds"),
                      "commit": m.get("git_commit"), "date": m.get("date")})
     return pd.DataFrame(rows, columns=["result", "profile", "data", "device", "seconds",
@@ -35,7 +74,7 @@ def display_items(fig_dir: Path, notebooks: tuple[str, ...] | None = None) -> li
 
     Images are embedded, so the exported HTML is self-contained.
     """
-    from IPython.display import Image, Markdown
+    from IPython.display import Markdown
 
     out = []
     for it in ITEMS:
@@ -48,7 +87,7 @@ def display_items(fig_dir: Path, notebooks: tuple[str, ...] | None = None) -> li
         out.append(Markdown(f"**{it.caption}** — `{files[0].name}`, from {it.notebook}"))
         f = files[0]
         if f.suffix in (".png", ".gif"):
-            out.append(Image(filename=str(f)))
+            out.append(embedded_image(f))
         elif f.suffix in (".md", ".csv"):
             md = fig_dir / f"{it.stem}.md"
             out.append(Markdown(md.read_text()) if md.exists() else pd.read_csv(f))

@@ -129,8 +129,13 @@ def export_html(nb: Path, html: Path) -> Path:
     exporter = HTMLExporter()
     exporter.exclude_input = True
     body, _ = exporter.from_notebook_node(nbformat.read(str(nb), as_version=4))
-    html.write_text(body)
+    html.write_text(body.replace("</head>", _PRINT_CSS + "</head>", 1))
     return html
+
+
+#: for report.pdf (Chromium's print of the page): never cut a figure or a table across pages
+_PRINT_CSS = ("<style>@media print { img, table, svg { break-inside: avoid; max-width: 100%; } "
+              "}</style>\n")
 
 
 def _prepare_inputs(profile: str, data_dir: str | None) -> None:
@@ -214,7 +219,8 @@ def run_report(profile: str, only: str | None = None, keep_going: bool = False,
                         "hotdog/, mini/, office/; or leave --data out to use generated data)")
     nbs = select(discover(notebooks_dir()), only)
     out_dir = reports_dir(profile)
-    params = {"profile": profile, "device": device, "force": force,
+    # interactive=False: no live curves or sliders (nobody watches a papermill run)
+    params = {"profile": profile, "device": device, "force": force, "interactive": False,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
     os.environ["HW4_PROFILE"] = profile  # the kernel inherits it
     kernel = kernel_name()
@@ -244,6 +250,9 @@ def run_report(profile: str, only: str | None = None, keep_going: bool = False,
         failures += fl
     html = [nb for nb in done if nb.name.startswith("06_")]
     if html:
-        export_html(html[0], out_dir / "report.html")
+        from .pdf import report_pdf
+
+        _, note = report_pdf(export_html(html[0], out_dir / "report.html"))
+        print(f"[hw4 report] {time.time() - t0:6.0f} s  {note}", file=sys.stderr, flush=True)
     print(f"[hw4 report] {time.time() - t0:6.0f} s  done", file=sys.stderr, flush=True)
     return done, failures

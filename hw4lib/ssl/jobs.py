@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
@@ -67,9 +68,10 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
              device: str = "auto", force: bool = False, progress: bool = True,
              epochs: int | None = None, resume: bool = False, seed: int = 0,
              replace_stale: bool = False, steps: int | None = None, init=None,
-             result: str | None = None) -> dict:
+             result: str | None = None, on_row: Callable[[dict], None] | None = None) -> dict:
     """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
-    settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path).
+    settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path);
+    ``on_row`` sees each history row as it is made (live curves).
     ``steps``/``epochs`` override the profile's budget; ``init`` (a ResNet state-dict file or
     ``"imagenet"``) starts from those weights instead of a random init.
 
@@ -82,7 +84,7 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
         force, resume = stale_policy(Path(run_dir), want)
     s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      device=dev, epochs=epochs, steps=steps, init=init, resume=resume,
-                     force=force, seed=seed, progress=progress)
+                     force=force, seed=seed, progress=progress, on_row=on_row)
     _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
     return s
 

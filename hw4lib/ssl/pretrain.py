@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -137,14 +138,16 @@ def _build(method: str, s: dict, n_classes: int, acc) -> tuple[nn.Module, nn.Mod
 def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
                  device: str = "cpu", epochs: int | None = None, steps: int | None = None,
                  init: str | Path | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True) -> dict:
+                 seed: int = 0, progress: bool = True,
+                 on_row: Callable[[dict], None] | None = None) -> dict:
     """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
 
     The budget is ``steps`` optimizer steps or ``epochs`` passes (:func:`pretrain_budget`).
     History rows come every ``log_every`` steps (at least one an epoch, about 20 in all), kNN
     monitor points ``cfg.knn_evals`` times; a resume continues from the last row checkpointed,
     with the data order and random state it had, so it repeats the uninterrupted run.
-    A finished run with the same settings is reused unless ``force``.
+    A finished run with the same settings is reused unless ``force``. ``on_row(row)``, if given,
+    sees each new history row (live curves).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -246,6 +249,8 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
                 raise RuntimeError(f"{method} pre-training diverged at step {step} "
                                    f"(loss {mean_loss}); lower the learning rate")
             history.append(row(mean_loss, time.perf_counter() - t0))
+            if on_row is not None and main:
+                on_row(history[-1])
             tot, cnt, t0 = torch.zeros((), device=acc.device), 0, time.perf_counter()
             bar.set_postfix(loss=f"{mean_loss:.3f}", knn=f"{history[-1]['knn']:.3f}"
                             if history[-1]["knn"] is not None else "-")
