@@ -118,7 +118,7 @@ def test_own_runs_and_torn_writes_pass_the_check(data, tmp_path):
         (d / "settings.json").write_text(json.dumps(_settings(command, data), default=str))
         for name in kind.files - {"settings.json"}:
             (d / name).write_bytes(b"x")
-        (d / f".{sorted(kind.files)[0]}.ab_12cd.tmp").write_bytes(b"")  # a killed atomic write
+        (d / f".{min(kind.files)}.ab_12cd.tmp").write_bytes(b"")  # a killed atomic write
         check_run_dir(d, kind)
         (d / "sub").mkdir()
         with pytest.raises(UserError, match="sub: not written by"):

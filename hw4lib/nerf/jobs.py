@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data.blender import BACKGROUNDS
 from ..config import get_profile, profile_name, resolve_device
+from ..data.blender import BACKGROUNDS
 from ..errors import UserError
 from ..results import atomic_write_text, write_result
 from ..runs import NERF_TRAIN, check_run_dir
