@@ -105,6 +105,36 @@ def test_render_writes_one_png_per_frame_named_after_file_path(run, scene, tmp_p
     assert Image.open(dst / "r_1.png").size == (20, 20)
 
 
+def test_hw4_1_script_renders_what_the_command_line_renders(run, scene, tmp_path):
+    """As the course grades it: `bash hw4_1.sh <transforms json> <output folder>`, run from
+    elsewhere with relative paths; its PNGs are byte for byte those of `hw4 nerf render`."""
+    import subprocess
+    import sys
+
+    from hw4lib import PROJECT_ROOT
+
+    out, _ = run
+    cli = tmp_path / "cli"
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["nerf", "render", "--run", str(out), "--transforms",
+                     str(scene / "transforms_val.json"), "--out", str(cli)]) == 0
+    # the project's .venv when there is one, else this interpreter (a checkout without one)
+    env = dict(os.environ, HW4_NERF_RUN=str(out),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_1.sh"),
+                        os.path.relpath(scene / "transforms_val.json", tmp_path), "graded"],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    pngs = sorted(p.name for p in cli.glob("*.png"))
+    assert pngs == ["r_0.png", "r_1.png", "r_2.png"]
+    assert sorted(p.name for p in (tmp_path / "graded").glob("*.png")) == pngs
+    for name in pngs:
+        assert (tmp_path / "graded" / name).read_bytes() == (cli / name).read_bytes(), name
+    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_1.sh"), "only-one"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "usage" in p.stderr
+
+
 def test_render_refuses_a_folder_of_foreign_images(run, scene, tmp_path, capsys):
     out, _ = run
     dst = tmp_path / "foreign"
