@@ -9,7 +9,7 @@ applies it, runs the tests that guard that behaviour (``pytest -x``, smoke profi
 expects them to FAIL; then puts the file back byte for byte, with its modification time (so
 no stale bytecode survives), even on Ctrl-C or SIGTERM. A copy of every file is kept under
 ``.break_check_backup/`` while it is patched; after a hard kill, the next start restores it
-first. Not part of ``make test``: run it on a tree whose tests pass. Exit code 0 when every
+first (one break check at a time: a second refuses to start). Not part of ``make test``: run it on a tree whose tests pass. Exit code 0 when every
 break made its tests fail, 1 otherwise.
 """
 from __future__ import annotations
@@ -108,18 +108,46 @@ def _backup_path(rel: str) -> Path:
     return BACKUP / rel
 
 
-def restore_leftovers() -> list[str]:
-    """Put back any file a killed earlier run left patched; returns their names."""
-    if not BACKUP.is_dir():
-        return []
+LOCK = BACKUP / "pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_and_restore_leftovers() -> list[str]:
+    """Become the only running break check (a pid file beside the backups), first putting
+    back any file a killed earlier run left patched; returns their names."""
+    if LOCK.is_file():
+        try:
+            pid = int(LOCK.read_text())
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise SystemExit(f"another break check is running (pid {pid}); wait for it or stop "
+                             "it (its patched file is put back when it ends)")
     done = []
-    for b in sorted(p for p in BACKUP.rglob("*") if p.is_file()):
-        rel = b.relative_to(BACKUP)
-        shutil.copy2(b, ROOT / rel)       # bytes and modification time
-        b.unlink()
-        done.append(str(rel))
-    shutil.rmtree(BACKUP, ignore_errors=True)
+    if BACKUP.is_dir():
+        for b in sorted(p for p in BACKUP.rglob("*") if p.is_file() and p != LOCK):
+            rel = b.relative_to(BACKUP)
+            shutil.copy2(b, ROOT / rel)       # bytes and modification time
+            b.unlink()
+            done.append(str(rel))
+        shutil.rmtree(BACKUP, ignore_errors=True)
+    BACKUP.mkdir()
+    LOCK.write_text(str(os.getpid()))
     return done
+
+
+def release() -> None:
+    if not any(p.is_file() and p != LOCK for p in BACKUP.rglob("*")):
+        shutil.rmtree(BACKUP, ignore_errors=True)
 
 
 class Patched:
@@ -143,7 +171,6 @@ class Patched:
     def __exit__(self, *exc) -> None:
         shutil.copy2(self.backup, self.path)
         self.backup.unlink()
-        shutil.rmtree(BACKUP, ignore_errors=True)
 
 
 def run_tests(brk: Break, timeout: float) -> tuple[int, str]:
@@ -165,8 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated break names")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per break's tests")
     a = ap.parse_args(argv)
-    for rel in restore_leftovers():
+    for rel in claim_and_restore_leftovers():
         print(f"restored {rel} (left patched by an interrupted run)")
+    try:
+        return _run(a)
+    finally:
+        release()
+
+
+def _run(a: argparse.Namespace) -> int:
     chosen = [b for b in BREAKS if not a.only or b.name in a.only.split(",")]
     unknown = set(filter(None, a.only.split(","))) - {b.name for b in BREAKS}
     if unknown:
@@ -177,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.name:22s} {b.what}\n{'':22s} {b.file}; pytest {' '.join(b.tests)}")
         return 0
 
-    def on_term(signum, frame):  # SIGTERM: unwind like Ctrl-C, so the file is put back
+    def on_term(signum, frame):  # SIGTERM, SIGHUP: unwind like Ctrl-C, so the file is put back
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where started ignoring it
     caught, missed = [], []
     try:
         for b in chosen:
