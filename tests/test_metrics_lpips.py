@@ -14,13 +14,13 @@ from hw4lib.metrics.lpips_vgg import LPIPSMetric, distortions, reference_photo
 
 
 @pytest.fixture(scope="module")
-def metric():
+def metric(lpips_unavailable):
     """The real metric from the user's cache (`hw4 weights lpips`; obtained here if absent)."""
     if W.load_cached_features() is None:
         try:
             W.obtain_lpips_weights(log=lambda s: None)
         except W.WeightsUnavailable as e:
-            pytest.skip(f"LPIPS(vgg) weights cannot be obtained here: {e}")
+            lpips_unavailable(str(e))
     m = load_lpips("cpu")
     assert isinstance(m, LPIPSMetric)
     return m

@@ -3,8 +3,10 @@ one line, nothing overwritten)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,19 +66,61 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     inp2 = _write(tmp_path / "in2.csv", [["id", "filename"]] + [r[:2] for r in body])
     r = FT.predict(run, inp2, data / "office" / "val", tmp_path / "out2.csv")
     assert _read(tmp_path / "out2.csv") == got and "accuracy" not in r
-    # with true labels, predict reports the accuracy
+    # the labels are the model's own answers: best.pt's network, argmax over its logits
+    # computed here, named by its class list (and not all one class, or this proves little)
+    assert [r[2] for r in got[1:]] == _argmax_labels(run, [r[1] for r in body],
+                                                     data / "office" / "val")
+    assert len({r[2] for r in got[1:]}) > 1
+    # with true labels, predict reports the accuracy, which is the run's best val accuracy
     r = FT.predict(run, data / "office" / "val.csv", data / "office" / "val", tmp_path / "o3.csv")
-    assert 0.0 <= r["accuracy"] <= 1.0 and r["rows"] == 65
+    assert r["rows"] == 65
+    best = json.loads((run / "run.json").read_text())["best_val_acc"]
+    assert r["accuracy"] == pytest.approx(best)
+
+
+def _argmax_labels(run: Path, names: list[str], images: Path) -> list[str]:
+    """What best.pt's network says about each image, computed apart from `predict`."""
+    from PIL import Image
+    from torchvision.models import resnet
+
+    from hw4lib.ssl.models import make_classifier
+
+    state = torch.load(run / "best.pt", weights_only=True)
+    net = make_classifier(state["arch"], len(state["classes"]), head_norm=state["head_norm"])
+    assert isinstance(net, resnet.ResNet)
+    net.load_state_dict(state["model"])
+    net.eval()
+    size = state["image_size"]
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    out = []
+    with torch.no_grad():
+        for n in names:
+            img = Image.open(images / n).convert("RGB").resize((size, size), Image.BILINEAR)
+            x = torch.tensor(list(img.getdata()), dtype=torch.float32).view(size, size, 3) / 255
+            x = ((x - mean) / std).permute(2, 0, 1)[None]
+            out.append(state["classes"][int(net(x).argmax())])
+    return out
 
 
 def test_hw4_2_script(data, run, tmp_path):
-    out = tmp_path / "pred.csv"
-    env = dict(os.environ, HW4_SSL_RUN=str(run))
-    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), str(data / "office" / "val.csv"),
-                        str(data / "office" / "val"), str(out)], env=env, capture_output=True,
-                       text=True, timeout=300)
+    """As the course grades it: `bash hw4_2.sh <csv> <image folder> <output csv>`, run from
+    elsewhere with relative paths; the csv it writes is the one `hw4 ssl predict` writes."""
+    val = _read(data / "office" / "val.csv")
+    inp = _write(tmp_path / "test.csv", [["id", "filename", "label"]] +
+                 [[r[0], r[1], ""] for r in reversed(val[1:])])
+    cli = tmp_path / "cli.csv"
+    assert main(["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images",
+                 str(data / "office" / "val"), "--out", str(cli)]) == 0
+    # the project's .venv when there is one, else this interpreter's hw4 (a checkout without one)
+    env = dict(os.environ, HW4_SSL_RUN=str(run),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    images = os.path.relpath(data / "office" / "val", tmp_path)
+    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), "test.csv", images,
+                        "out/pred.csv"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 0, p.stderr
-    assert len(_read(out)) == 66
+    out = tmp_path / "out" / "pred.csv"
+    assert out.read_bytes() == cli.read_bytes() and len(_read(out)) == 66
     p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), "only-one"], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 2 and "usage" in p.stderr

@@ -32,6 +32,10 @@ def test_crop_is_drawn_per_sample_and_full_crop_is_identity():
     assert torch.allclose(same, x[:1], atol=1e-5)
 
 
+def _yiq(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", A._YIQ, x)
+
+
 def test_hue_rotation_preserves_gray_and_a_full_turn():
     spec = A.AugmentSpec(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5)
     gray = torch.full((4, 3, 4, 4), 0.4)
@@ -41,6 +45,21 @@ def test_hue_rotation_preserves_gray_and_a_full_turn():
     x = torch.rand(4, 3, 4, 4)
     off = A.AugmentSpec(jitter_p=0.0)
     assert torch.allclose(A.color_jitter(x, off), x, atol=1e-5)
+    # on: a coloured image's hue turns, by its own angle within +-hue of a turn, while its
+    # luma and chroma strength stay (mid-range colours: nothing is clipped)
+    hue = A.AugmentSpec(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.1)
+    torch.manual_seed(2)
+    x = 0.4 + 0.2 * torch.rand(256, 3, 4, 4)
+    y = A.color_jitter(x, hue)
+    a, b = _yiq(x), _yiq(y)
+    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-5)
+    assert torch.allclose(a[:, 1:].norm(dim=1), b[:, 1:].norm(dim=1), atol=1e-5)
+    turn = torch.atan2(b[:, 2], b[:, 1]) - torch.atan2(a[:, 2], a[:, 1])
+    turn = torch.remainder(turn + math.pi, 2 * math.pi) - math.pi           # (-pi, pi]
+    per_image = turn.mean(dim=(1, 2))
+    assert torch.allclose(turn, per_image[:, None, None], atol=1e-3)       # one angle an image
+    assert per_image.abs().max() <= 0.1 * 2 * math.pi + 1e-4
+    assert per_image.std() > 0.2 and per_image.abs().max() > 0.5           # spread over the range
 
 
 def test_brightness_factor_is_per_sample():
@@ -55,10 +74,44 @@ def test_brightness_factor_is_per_sample():
 def test_batch_augment_output():
     torch.manual_seed(0)
     x = torch.rand(6, 3, 16, 16)
-    y = A.BatchAugment(A.BYOL_VIEW)(x)
+    aug = A.BatchAugment(A.BYOL_VIEW)
+    y = aug(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
     # normalised range: (0 - mean) / std .. (1 - mean) / std
     assert y.min() >= -0.485 / 0.229 - 1e-4 and y.max() <= (1 - 0.406) / 0.225 + 1e-4
+    # a view is more than the normalised image, and a second call draws other views
+    plain, again = A.normalize(x), aug(x)
+    for i in range(len(x)):
+        assert (y[i] - plain[i]).abs().mean() > 0.05, i
+        assert (y[i] - again[i]).abs().mean() > 0.05, i
+    # copies of one image in a batch get views of their own (drawn per sample)
+    same = aug(x[:1].expand(6, -1, -1, -1))
+    assert min((same[i] - same[j]).abs().mean() for i in range(6) for j in range(i)) > 0.05
+
+
+def _coordinate_image(n: int, size: int) -> torch.Tensor:
+    """n copies of an image whose red channel is each pixel's x and green its y coordinate."""
+    u = (torch.arange(size) + 0.5) / size * 2 - 1          # pixel centres in [-1, 1]
+    img = torch.stack([u.expand(size, size), u[:, None].expand(size, size),
+                       torch.zeros(size, size)])
+    return img.expand(n, -1, -1, -1).contiguous()
+
+
+def test_crop_areas_and_ratios_stay_in_the_asked_range():
+    size, lo, hi = 64, 0.2, 0.5
+    x = _coordinate_image(256, size)
+    torch.manual_seed(3)
+    out = A.random_resized_crop(x, (lo, hi), flip=False)
+    # a crop of side fraction w spans 2 w (1 - 1/size) of the coordinate ramp: read w and h back
+    span = 2 * (1 - 1 / size)
+    w = (out[:, 0].amax(dim=(1, 2)) - out[:, 0].amin(dim=(1, 2))) / span
+    h = (out[:, 1].amax(dim=(1, 2)) - out[:, 1].amin(dim=(1, 2))) / span
+    area, ratio = w * h, w / h
+    assert area.min() >= lo - 0.03 and area.max() <= hi + 0.03, (area.min(), area.max())
+    assert area.min() < lo + 0.05 and area.max() > hi - 0.05           # the whole range is drawn
+    assert ratio.min() >= 3 / 4 - 0.03 and ratio.max() <= 4 / 3 + 0.03
+    # every crop lies inside the image
+    assert out[:, :2].abs().max() <= 1
 
 
 def test_knn_by_hand():

@@ -69,10 +69,21 @@ def test_finished_run_is_reused(byol_run, data):
 
 
 def test_supervised_pretraining(data, tmp_path):
-    s = run_pretrain("supervised", data, tmp_path / "sup", CFG, profile="smoke", epochs=1,
-                     progress=False)
+    """It learns: over 8 passes (32 steps) the loss falls and every layer's weights move away
+    from the ones it started from."""
+    torch.manual_seed(5)
+    init = backbone_state(make_backbone(CFG.backbone))
+    torch.save(init, tmp_path / "init.pt")
+    s = run_pretrain("supervised", data, tmp_path / "sup", CFG, profile="smoke", epochs=8,
+                     init=tmp_path / "init.pt", progress=False)
     assert s["classes"] and len(s["classes"]) == 64
-    assert (tmp_path / "sup" / "backbone.pt").is_file()
+    losses = [r["loss"] for r in s["history"] if r["loss"] is not None]
+    assert len(losses) == 16       # a row every 2 steps
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.85 * first, losses
+    got = FT.load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
+    convs = [k for k in init if k.endswith("conv1.weight") or k.endswith("conv2.weight")]
+    assert len(convs) >= 9 and not any(torch.equal(got[k], init[k]) for k in convs)
 
 
 def test_a_step_budget_stops_mid_epoch(data, tmp_path):
@@ -87,6 +98,17 @@ def test_a_step_budget_stops_mid_epoch(data, tmp_path):
     assert pretrain_settings("byol", data, CFG, "smoke")["steps"] == CFG.pretrain_steps
     with pytest.raises(UserError, match="choose one budget"):
         pretrain_settings("byol", data, CFG, "smoke", epochs=1, steps=1)
+
+
+def _count_calls(monkeypatch, module, name: str) -> dict:
+    """Count the calls of ``module.name`` from now on (the steps or epochs a run trains)."""
+    real, n = getattr(module, name), {"n": 0}
+
+    def counted(*a, **k):
+        n["n"] += 1
+        return real(*a, **k)
+    monkeypatch.setattr(module, name, counted)
+    return n
 
 
 def _stop_after_checkpoint(monkeypatch, at_step: int) -> None:
@@ -109,8 +131,11 @@ def test_resumed_byol_run_repeats_the_uninterrupted_one(data, tmp_path, monkeypa
                      progress=False)
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "run.json").exists()
+    steps = _count_calls(monkeypatch, torch.optim.SGD, "step")
     again = run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10,
                          resume=True, progress=False)
+    monkeypatch.undo()
+    assert steps["n"] == 4             # steps 7-10 only: it went on, it did not start over
     # it went on from step 6 (the rows before it are the first run's) ...
     assert [r["step"] for r in again["history"]] == [r["step"] for r in whole["history"]]
     # ... with the same data order and random draws: the same losses and the same weights
@@ -243,8 +268,12 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     assert "\n" not in str(e.value)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == files
 
+    calls["n"] = 0
+    monkeypatch.setattr(FT, "evaluate", lambda *a, **k: calls.__setitem__("n", calls["n"] + 1)
+                        or real(*a, **k))
     s = FT.run_finetune("E", data, run, CFG, profile="smoke", backbone=byol_run["run_dir"],
                         epochs=3, resume=True, progress=False)
+    assert calls["n"] == 2            # epochs 2 and 3 trained (and validated) after the restart
     assert [h["epoch"] for h in s["history"]] == [1, 2, 3]
     assert s["history"][0] == first["history"][0]
     backbone_params = sum(p.numel() for p in make_backbone(CFG.backbone).parameters())
@@ -261,7 +290,10 @@ def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_r
     with pytest.raises(KeyboardInterrupt):
         FT.run_finetune("C", data, tmp_path / "cut", CFG, **kw)
     monkeypatch.undo()
+    epochs = _count_calls(monkeypatch, FT, "evaluate")
     again = FT.run_finetune("C", data, tmp_path / "cut", CFG, resume=True, **kw)
+    monkeypatch.undo()
+    assert epochs["n"] == 2            # epochs 2 and 3 only
     assert again["history"] == whole["history"]     # the same batches, draws and numbers
     a, b = (ckpt.load(tmp_path / r / "best.pt")["model"] for r in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)

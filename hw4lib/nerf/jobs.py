@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from ..data.blender import BACKGROUNDS
 from ..config import get_profile, profile_name, resolve_device
+from ..data.blender import BACKGROUNDS
 from ..errors import UserError
 from ..results import atomic_write_text, write_result
+from ..runs import NERF_TRAIN, check_run_dir
 from . import render as R
 from .renderer import load_run, render_transforms, render_view
 from .train import train
@@ -84,6 +84,8 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
     if background not in (None, "white", "black"):
         raise UserError(f"--background {background!r}: choose white or black")
     settings = run_settings(data_dir, profile, stepsize, fine_voxels, background, downscale)
+    # before anything is reused, deleted or written: only an empty folder or our own run
+    check_run_dir(run, NERF_TRAIN)
     old = _json(run / "settings.json")
     done = _json(run / "done.json")
     if not force and done is not None and _same(done.get("settings"), settings) \

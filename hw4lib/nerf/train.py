@@ -175,8 +175,9 @@ def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tens
     ``on_row`` (live curves) after every iteration with ``{stage, iter, loss, psnr, seconds}``.
     """
     dev = m.lo.device
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + (1 if name == "fine" else 0)
-                                                    + state["iter"])
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + (1 if name == "fine" else 0))
+    if state.get("gen") is not None:  # a resume draws the rays the uninterrupted run would
+        gen.set_state(state["gen"])
     pg = sorted(st.pg_scale)
     opt = make_optimizer(m, st)
     if state.get("optim") is not None:
@@ -228,11 +229,12 @@ def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tens
         bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{p:.2f}",
                         rays_s=f"{sel.numel() / max(dt, 1e-9):.0f}", refresh=False)
         if state["iter"] % CKPT_EVERY == 0 or time.perf_counter() - last_save > CKPT_SECONDS:
-            state["optim"] = opt.state_dict()
+            # every generator's state too, so that a resume repeats the uninterrupted run
+            state.update(optim=opt.state_dict(), gen=gen.get_state(), rng=torch.get_rng_state())
             save(state)
             last_save = time.perf_counter()
     bar.close()
-    state["optim"] = None
+    state.update(optim=None, gen=None)
 
 
 def _new_history() -> dict[str, list]:
@@ -246,9 +248,12 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
           on_row: Callable[[dict], None] | None = None) -> dict:
     """Train coarse then fine DVGO on ``data_dir``; returns ``{"history", "timings", ...}``.
 
-    Resumes from ``run_dir/checkpoint.pt`` when present (``resume=True`` demands one). A NaN
+    Resumes from ``run_dir/checkpoint.pt`` when present (``resume=True`` demands one), with
+    the ray sampler's and torch's random states, so a resumed run repeats the uninterrupted one
+    bit for bit (timings aside). A NaN
     loss stops with :class:`UserError`, keeping the last good checkpoint. ``coarse_from``: a
-    finished ``coarse.pt`` of identical coarse settings to reuse.
+    finished ``coarse.pt`` of identical coarse settings to reuse. The caller checks that
+    ``run_dir`` may be written (:func:`hw4lib.nerf.jobs.train_run` does).
     """
     data_dir, run = Path(data_dir), Path(run_dir)
     bg_name = background or cfg.background
@@ -272,6 +277,8 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
     if ck is not None:
         state = ck["state"]
         model = build_model(ck["args"], ck["model"], device)
+        if state.get("rng") is not None:  # the fine model's init draws from it
+            torch.set_rng_state(state["rng"])
 
     def save(st: dict) -> None:
         atomic_save({"state": st, "args": model_args(model), "model": model.state_dict()}, ck_path)
@@ -299,7 +306,8 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsiz
                 state["timings"]["coarse_s"] = state["timings"].get("coarse_s", 0.0) \
                     + time.perf_counter() - t0
                 save_model(model, run / "coarse.pt")
-            state.update(stage="fine", iter=0, optim=None, coarse_iters=len(state["history"]["loss"]))
+            state.update(stage="fine", iter=0, optim=None, gen=None,
+                         coarse_iters=len(state["history"]["loss"]))
             model = None
         # ---- fine
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..results import atomic_save, atomic_write_text, load_checkpoint  # noqa: F401 re-export
+from ..runs import check_run_dir, kind_of_settings
 
 #: what every ``last.pt`` holds (fine-tuning's also has ``best``)
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "rng", "order")
@@ -56,10 +57,15 @@ def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False
     * fresh folder: records the settings;
     * ``resume``: the folder's settings must equal ``settings`` (else a one-line error, nothing
       touched) and ``last.pt`` is returned;
-    * a folder holding another run, without ``resume`` or ``force``: a one-line error.
+    * a folder holding another run, without ``resume`` or ``force``: a one-line error;
+    * a folder holding files this command did not write, or another command's run: a
+      one-line error, even with ``force`` (:func:`hw4lib.runs.check_run_dir`).
     """
     run_dir = Path(run_dir)
     settings = _normal(settings)
+    kind = kind_of_settings(settings)
+    if kind is not None:  # a stranger's files or another command's run: refused, untouched
+        check_run_dir(run_dir, kind)
     sfile = run_dir / "settings.json"
     if sfile.is_file():
         try:

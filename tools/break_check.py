@@ -1,0 +1,240 @@
+"""Break the pipeline one behaviour at a time and check that a test notices.
+
+    python tools/break_check.py            # every break (several minutes on 2 cores)
+    python tools/break_check.py --list     # what each break does and which tests it runs
+    python tools/break_check.py --only predict_class0,render_backwards
+
+Each break is a temporary source patch: one exact snippet of one file replaced. The script
+applies it, runs the tests that guard that behaviour (``pytest -x``, smoke profile) and
+expects them to FAIL; then puts the file back byte for byte, with its modification time (so
+no stale bytecode survives), even on Ctrl-C or SIGTERM. A copy of every file is kept under
+``.break_check_backup/`` while it is patched; after a hard kill, the next start restores it
+first (one break check at a time: a second refuses to start). Not part of ``make test``: run it on a tree whose tests pass. Exit code 0 when every
+break made its tests fail, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKUP = ROOT / ".break_check_backup"
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    what: str         # the wrong behaviour, in words
+    file: str         # relative to the project root
+    old: str          # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]   # pytest arguments: files, node ids, -k expressions
+
+
+BREAKS = (
+    Break("render_backwards", "hw4 nerf render shoots every ray backwards (background only)",
+          "hw4lib/nerf/renderer.py", "    o, d = rays_of_pose(c2w.to(dev), dirs)\n",
+          "    o, d = rays_of_pose(c2w.to(dev), dirs)\n    d = -d\n",
+          ("tests/test_nerf_train.py", "-k", "render_writes or eval_command")),
+    Break("predict_class0", "hw4 ssl predict always answers the first class",
+          "hw4lib/ssl/finetune.py", ".argmax(1).cpu())", ".argmax(1).cpu() * 0)",
+          ("tests/test_ssl_cli.py", "-k", "predict_keeps")),
+    Break("augment_plain", "BYOL augmentation replaced by plain normalisation",
+          "hw4lib/ssl/augment.py", "        x = x.clamp(0, 1)\n        x = random_resized_crop(",
+          "        return normalize(x.clamp(0, 1))\n        x = random_resized_crop(",
+          ("tests/test_ssl_parts.py", "-k", "batch_augment")),
+    Break("jitter_identity", "colour jitter is the identity",
+          "hw4lib/ssl/augment.py",
+          '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
+          'jitter_p."""\n',
+          '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
+          'jitter_p."""\n    return x\n',
+          ("tests/test_ssl_parts.py", "-k", "hue")),
+    Break("crop_ignores_scale", "random crops ignore the scale range they are given",
+          "hw4lib/ssl/augment.py", "    area = _uniform(n, *scale, dev)\n",
+          "    area = _uniform(n, 0.08, 1.0, dev)\n",
+          ("tests/test_ssl_parts.py", "-k", "crop")),
+    Break("nerf_resume_restarts", "DVGO --resume throws the checkpoint away and starts over",
+          "hw4lib/nerf/train.py",
+          "    ck = load_resume_checkpoint(ck_path) if ck_path.is_file() else None\n",
+          "    ck = None\n",
+          ("tests/test_nerf_train.py", "-k", "nan_loss or resumed_run")),
+    Break("nerf_resume_reseeds", "a DVGO resume reseeds the ray sampler with +iter (as before)",
+          "hw4lib/nerf/train.py", '        gen.set_state(state["gen"])\n',
+          '        gen.manual_seed(cfg.seed * 1000 + state["iter"])\n',
+          ("tests/test_nerf_train.py", "-k", "resumed_run")),
+    Break("ssl_resume_restarts", "an SSL --resume throws last.pt away and starts over",
+          "hw4lib/ssl/checkpoint.py",
+          "            return load(last, keys) if last.is_file() else None\n",
+          "            return None\n",
+          ("tests/test_ssl_train.py", "-k", "resume")),
+    Break("supervised_lr0", "supervised pre-training with a learning rate of 0",
+          "hw4lib/ssl/pretrain.py",
+          '"lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,',
+          '"lr": cfg.pretrain_lr if method == "byol" else 0.0,',
+          ("tests/test_ssl_train.py", "-k", "supervised_pretraining")),
+    Break("bench_inverted", "hw4 bench grid prints the inverse of its speed-up",
+          "hw4lib/nerf/bench.py", 'print(f"speed-up {t_ref / t_ours:.1f}x")',
+          'print(f"speed-up {t_ours / t_ref:.1f}x")',
+          ("tests/test_nerf_train.py", "-k", "benchmarks")),
+    Break("device_always_cpu", "--device auto never picks the GPU",
+          "hw4lib/config.py", '        return "cuda" if torch.cuda.is_available() else "cpu"\n',
+          '        return "cpu"\n',
+          ("tests/test_foundation.py", "-k", "device_resolution")),
+    Break("run_folder_unguarded", "run commands write into any folder (the clobbering bug)",
+          "hw4lib/runs.py", "    run = Path(run_dir)\n    if not run.exists():\n",
+          "    run = Path(run_dir)\n    if True:\n",
+          ("tests/test_run_folders.py",)),
+    Break("lpips_always_skips", "missing LPIPS weights skip even where HW4_REQUIRE_LPIPS=1",
+          "tests/conftest.py", 'if os.environ.get("HW4_REQUIRE_LPIPS") == "1":',
+          "if False:", ("tests/test_lpips_required.py",)),
+    Break("hw4_1_wrong_folder", "hw4_1.sh writes its PNGs one folder too deep",
+          "hw4_1.sh", '--out "$2"', '--out "$2/renders"',
+          ("tests/test_nerf_train.py", "-k", "hw4_1")),
+    Break("hw4_2_wrong_run", "hw4_2.sh ignores $HW4_SSL_RUN",
+          "hw4_2.sh", 'run="${HW4_SSL_RUN:-$here/runs/full/ssl/finetune_C}"',
+          'run="$here/runs/full/ssl/finetune_C"', ("tests/test_ssl_cli.py", "-k", "hw4_2")),
+)
+
+
+def _backup_path(rel: str) -> Path:
+    return BACKUP / rel
+
+
+LOCK = BACKUP / "pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_and_restore_leftovers() -> list[str]:
+    """Become the only running break check (a pid file beside the backups), first putting
+    back any file a killed earlier run left patched; returns their names."""
+    if LOCK.is_file():
+        try:
+            pid = int(LOCK.read_text())
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise SystemExit(f"another break check is running (pid {pid}); wait for it or stop "
+                             "it (its patched file is put back when it ends)")
+    done = []
+    if BACKUP.is_dir():
+        for b in sorted(p for p in BACKUP.rglob("*") if p.is_file() and p != LOCK):
+            rel = b.relative_to(BACKUP)
+            shutil.copy2(b, ROOT / rel)       # bytes and modification time
+            b.unlink()
+            done.append(str(rel))
+        shutil.rmtree(BACKUP, ignore_errors=True)
+    BACKUP.mkdir()
+    LOCK.write_text(str(os.getpid()))
+    return done
+
+
+def release() -> None:
+    if not any(p.is_file() and p != LOCK for p in BACKUP.rglob("*")):
+        shutil.rmtree(BACKUP, ignore_errors=True)
+
+
+class Patched:
+    """``with Patched(brk):`` the file holds the break; on leaving, the original again."""
+
+    def __init__(self, brk: Break):
+        self.brk, self.path = brk, ROOT / brk.file
+        self.backup = _backup_path(brk.file)
+
+    def __enter__(self) -> Patched:
+        text = self.path.read_text()
+        n = text.count(self.brk.old)
+        if n != 1:
+            raise SystemExit(f"break {self.brk.name}: the snippet to replace occurs {n} times "
+                             f"in {self.brk.file} (expected once); update BREAKS in {__file__}")
+        self.backup.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.path, self.backup)
+        self.path.write_text(text.replace(self.brk.old, self.brk.new))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.copy2(self.backup, self.path)
+        self.backup.unlink()
+
+
+def run_tests(brk: Break, timeout: float) -> tuple[int, str]:
+    env = dict(os.environ, HW4_PROFILE="smoke", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", "-W",
+           "ignore", *brk.tests]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
+    # the first failing test's summary line, else pytest's last line
+    failed = [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+    said = failed[0] if failed else (lines[-1] if lines else p.stderr.strip()[-200:])
+    return p.returncode, said[:160]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--list", action="store_true", help="list the breaks and exit")
+    ap.add_argument("--only", default="", help="comma-separated break names")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per break's tests")
+    a = ap.parse_args(argv)
+    for rel in claim_and_restore_leftovers():
+        print(f"restored {rel} (left patched by an interrupted run)")
+    try:
+        return _run(a)
+    finally:
+        release()
+
+
+def _run(a: argparse.Namespace) -> int:
+    chosen = [b for b in BREAKS if not a.only or b.name in a.only.split(",")]
+    unknown = set(filter(None, a.only.split(","))) - {b.name for b in BREAKS}
+    if unknown:
+        print(f"unknown break(s): {', '.join(sorted(unknown))}; see --list", file=sys.stderr)
+        return 2
+    if a.list:
+        for b in chosen:
+            print(f"{b.name:22s} {b.what}\n{'':22s} {b.file}; pytest {' '.join(b.tests)}")
+        return 0
+
+    def on_term(signum, frame):  # SIGTERM, SIGHUP: unwind like Ctrl-C, so the file is put back
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where started ignoring it
+    caught, missed = [], []
+    try:
+        for b in chosen:
+            t0 = time.perf_counter()
+            with Patched(b):
+                rc, last = run_tests(b, a.timeout)
+            # 1: tests failed; 2-5 (interrupted, internal error, usage, nothing collected)
+            # would say nothing about the break
+            ok = rc == 1
+            (caught if ok else missed).append(b.name)
+            print(f"{'caught' if ok else 'MISSED':7s} {b.name:22s} {time.perf_counter() - t0:5.0f}"
+                  f" s  pytest rc {rc}: {last}", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: every patched file was put back", file=sys.stderr)
+        return 130
+    print(f"{len(caught)} of {len(chosen)} breaks made a test fail"
+          + (f"; not caught: {', '.join(missed)}" if missed else ""))
+    return 0 if not missed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
