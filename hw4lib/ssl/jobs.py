@@ -85,7 +85,7 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
                      device=dev, epochs=epochs, steps=steps, init=init, resume=resume,
                      force=force, seed=seed, progress=progress)
     if is_main_process():   # under torchrun, one result file (rank 0's)
-            _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root),
+        _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root),
                dev)
     return s
 
