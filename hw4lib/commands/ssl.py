@@ -9,7 +9,7 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="ssl", required=True)
 
     pt = s.add_parser("pretrain", help="pre-train a ResNet backbone on DIR/mini (BYOL or "
-                      "supervised); multi-GPU: accelerate launch --multi_gpu --num_processes N "
+                      "supervised); on N processes (GPUs or CPUs): torchrun --nproc_per_node N "
                       "-m hw4lib ssl pretrain ...")
     pt.add_argument("--data", required=True, help="folder with mini/train.csv and mini/train/")
     pt.add_argument("--out", required=True, help="run folder (checkpoints, backbone.pt)")
@@ -77,6 +77,8 @@ def _pretrain(a) -> int:
                       force=a.force, epochs=a.epochs, resume=a.resume, seed=a.seed,
                       steps=a.steps, init=a.init)
     knn = s.get("knn_final")
+    if not jobs.is_main_process():   # under torchrun: rank 0 reports
+        return 0
     print(f"{a.method} pre-training: {s['steps']} steps ({s['epochs']:g} epochs), final loss "
           f"{s['history'][-1]['loss']:.4f}, kNN accuracy "
           f"{'-' if knn is None else f'{knn:.3f}'}; backbone: {s['backbone']}")

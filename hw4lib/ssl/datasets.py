@@ -90,12 +90,26 @@ class ImageSet(Dataset):
 
 
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
-                device: str, seed: int = 0) -> DataLoader:
-    """A DataLoader; workers only when images are decoded on the fly, pinned memory on a GPU."""
+                device: str, seed: int = 0, shard: tuple[int, int] = (0, 1)) -> DataLoader:
+    """A DataLoader; workers only when images are decoded on the fly, pinned memory on a GPU.
+
+    ``shard=(rank, world)`` with ``world > 1`` (shuffled, whole batches only): this process's
+    slice of every ``batch_size`` batch, drawn as one process would draw it."""
     cached = getattr(ds, "images", None) is not None
     w = 0 if cached else workers
     g = torch.Generator()
     g.manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      num_workers=w, pin_memory=device == "cuda", generator=g,
-                      persistent_workers=w > 0)
+    common = {"num_workers": w, "pin_memory": device == "cuda", "generator": g,
+              "persistent_workers": w > 0}
+    rank, world = shard
+    if world > 1:
+        from torch.utils.data import BatchSampler, RandomSampler
+
+        from .distributed import ShardedBatches
+
+        if not (shuffle and drop_last):
+            raise ValueError("a sharded loader draws shuffled whole batches only")
+        # what DataLoader(shuffle=True, drop_last=True) builds, then cut per process
+        batches = BatchSampler(RandomSampler(ds, generator=g), batch_size, drop_last=True)
+        return DataLoader(ds, batch_sampler=ShardedBatches(batches, rank, world), **common)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **common)

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..parallel import Job, run_jobs
 from ..results import write_result
 from .checkpoint import finished, stale_policy
+from .distributed import is_main_process, refuse_many
 from .finetune import (DESCRIPTIONS, SETTINGS, finetune_settings,  # noqa: F401 (SETTINGS re-exported)
                        resolve_backbone, run_finetune)
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
@@ -85,7 +86,9 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
     s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      device=dev, epochs=epochs, steps=steps, init=init, resume=resume,
                      force=force, seed=seed, progress=progress, on_row=on_row)
-    _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
+    if is_main_process():   # under torchrun, one result file (rank 0's)
+        _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root),
+               dev)
     return s
 
 
@@ -96,6 +99,7 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
              replace_stale: bool = False, result: str | None = None) -> dict:
     """Fine-tune setting A-E on ``data_root/office``; ``backbone_run`` is a pre-training run
     folder or a ResNet state-dict file (none for A). ``replace_stale`` as in :func:`pretrain`."""
+    refuse_many("hw4 ssl finetune")
     prof = get_profile(profile)
     dev = resolve_device(device)
     if replace_stale and not force and not resume:
@@ -158,6 +162,7 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
     ``workers`` processes run independent jobs side by side (default 1: here, one after
     another). A failed job skips only the jobs that need it; the first failure is raised after
     the others finish."""
+    refuse_many("hw4 ssl study")
     prof = get_profile(profile)
     runs_root = Path(runs_root) if runs_root else default_runs_root(prof.name)
     seeds = tuple(seeds if seeds is not None else prof.ssl.seeds)

@@ -1,12 +1,15 @@
 """Pre-training a ResNet backbone on ``mini``: BYOL (no labels) or supervised (labels).
 
-The loop is written against ``accelerate`` so the same code runs as one CPU/GPU process or,
-unchanged, on N GPUs under ``accelerate launch --multi_gpu --num_processes N -m hw4lib ssl
-pretrain ...`` (DDP, SyncBatchNorm, sharded batches; only the main process writes files).
+One process, or N data-parallel ones under ``torchrun --nproc_per_node N -m hw4lib ssl pretrain
+...`` or ``accelerate launch --multi_gpu --num_processes N -m hw4lib ssl pretrain ...`` (DDP,
+each process a slice of every batch, SyncBatchNorm where nccl runs it; only rank 0 writes
+files): see :mod:`.distributed`.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +22,7 @@ from torch import nn
 from ..config import SSLConfig
 from ..errors import UserError
 from . import checkpoint as ckpt
+from . import distributed
 from .augment import LIGHT, BatchAugment, byol_view, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .knn import extract_features, knn_loo_accuracy, monitor_subset
@@ -57,8 +61,11 @@ def pretrain_budget(method: str, cfg: SSLConfig, epochs: int | None = None,
 
 def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str,
                       epochs: int | None = None, seed: int = 0, steps: int | None = None,
-                      init: str | Path | None = None) -> dict:
-    """Everything that defines a pre-training run (a resume must match it exactly)."""
+                      init: str | Path | None = None, processes: int | None = None) -> dict:
+    """Everything that defines a pre-training run (a resume must match it exactly).
+
+    ``processes`` (default: what the launcher started, :func:`.distributed.world_from_env`)
+    is recorded only when above 1, so one-process runs keep the settings they always had."""
     if method not in METHODS:
         raise UserError(f"unknown pre-training method {method!r}: choose byol or supervised")
     ep, st = pretrain_budget(method, cfg, epochs, steps)
@@ -74,6 +81,9 @@ def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str
                  augment=asdict(byol_view(cfg)))
     else:
         s.update(augment=asdict(LIGHT))
+    processes = distributed.world_from_env() if processes is None else processes
+    if processes > 1:
+        s["processes"] = processes
     return s
 
 
@@ -109,8 +119,11 @@ def imagenet_weights(arch: str) -> Path:
     return path
 
 
-def _build(method: str, s: dict, n_classes: int, acc) -> tuple[nn.Module, nn.Module]:
-    """(trainable model, backbone inside it), started from ``s["init"]`` when given."""
+def _build(method: str, s: dict, n_classes: int,
+           device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(trainable model, backbone inside it), started from ``s["init"]`` when given, with plain
+    BatchNorm: built before any process group exists, as byol-pytorch's predictor would
+    otherwise pick SyncBatchNorm on its own (which has no CPU kernels)."""
     init = load_backbone_file(s["init"]["path"])[1] if s["init"] else None
     if method == "byol":
         from byol_pytorch import BYOL
@@ -118,21 +131,38 @@ def _build(method: str, s: dict, n_classes: int, acc) -> tuple[nn.Module, nn.Mod
         net = make_backbone(s["arch"])
         if init is not None:
             net.load_state_dict(init)
-        if acc.num_processes > 1:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net.to(acc.device)
+        net.to(device)
         # hidden_layer=-1: the backbone's fc is Identity, so its output is the pooled feature
         model = BYOL(net, image_size=s["image_size"], hidden_layer=-1,
                      projection_size=s["byol_projection"],
                      projection_hidden_size=s["byol_hidden"],
                      augment_fn=BatchAugment(spec_from_dict(s["augment"])),
-                     moving_average_decay=s["byol_ema"],
+                     moving_average_decay=s["byol_ema"], sync_batchnorm=False,
                      use_simplicial_embeddings=False)
         return model, net
     model = make_classifier(s["arch"], n_classes, init)
-    if acc.num_processes > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model.to(acc.device), model
+    return model.to(device), model
+
+
+#: tests only: checkpoint at this step, then wait (every process) to be killed
+PAUSE_ENV = "HW4_TEST_PAUSE_AT_STEP"
+
+
+def _check_resume_processes(run_dir: Path, world: int) -> None:
+    """A run resumes on the number of processes it was trained on: each process's share of a
+    batch, its random draws and (on CPUs) its BatchNorm statistics depend on it."""
+    sfile = run_dir / "settings.json"
+    if not (sfile.is_file() and (run_dir / "last.pt").is_file()):
+        return
+    try:
+        was = json.loads(sfile.read_text()).get("processes", 1)
+    except (json.JSONDecodeError, AttributeError):
+        return   # prepare_run names the broken file
+    if was != world:
+        how = ("`hw4 ssl pretrain ... --resume`" if was == 1 else
+               f"`torchrun --nproc_per_node {was} -m hw4lib ssl pretrain ... --resume`")
+        raise UserError(f"{sfile}: this run was trained on {was} process(es), this resume has "
+                        f"{world}; resume it with {how}, or start afresh in a new --out folder")
 
 
 def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
@@ -147,18 +177,22 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     monitor points ``cfg.knn_evals`` times; a resume continues from the last row checkpointed,
     with the data order and random state it had, so it repeats the uninterrupted run.
     A finished run with the same settings is reused unless ``force``. ``on_row(row)``, if given,
-    sees each new history row (live curves).
-    """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
+    sees each new history row (live curves; in the main process only).
 
+    Under torchrun / accelerate launch (:mod:`.distributed`) each of the N processes trains on
+    its slice of every batch, gradients are averaged (DDP), rank 0 alone evaluates the kNN
+    monitor and writes files; the run resumes on N processes only.
+    """
     run_dir = Path(run_dir)
-    settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed, steps, init)
+    d = distributed.from_env(device)
+    settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed, steps, init,
+                                 processes=d.world)
     if not force and not resume and (done := ckpt.finished(run_dir, settings)):
         return done
+    if resume:
+        _check_resume_processes(run_dir, d.world)
     csv_path, img_dir = mini_paths(data_root)
-    acc = Accelerator(cpu=device == "cpu")
-    main = acc.is_main_process
+    main = d.main
     # read (and so validate) the data before the run folder is touched
     ds = ImageSet(csv_path, img_dir, settings["image_size"], require_label=method == "supervised",
                   cache=cfg.cache_images, progress=progress and main)
@@ -166,21 +200,50 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     if batch < 2:
         raise UserError(f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
                         "(BatchNorm cannot train on a batch of one)")
-    state = (ckpt.prepare_run(run_dir, settings, resume, force, ckpt.LAST_KEYS + ("step",))
-             if main else None)
-    acc.wait_for_everyone()
-    if not main and resume:
-        last = run_dir / "last.pt"
-        state = ckpt.load(last) if last.is_file() else None
+    if batch % d.world or batch // d.world < 2:
+        raise UserError(f"batch {batch} does not split into {d.world} shares of 2 or more "
+                        f"images; use a number of processes that divides {batch} into such "
+                        "shares")
     torch.manual_seed(seed)
     loader = make_loader(ds, batch, shuffle=True, drop_last=True, workers=cfg.workers,
-                         device=acc.device.type, seed=seed)
-    order = loader.generator   # draws each epoch's shuffle
+                         device=d.device.type, seed=seed, shard=(d.rank, d.world))
     per_epoch = len(loader)
     total = settings["steps"] or settings["epochs"] * per_epoch
     log_every = max(1, min(per_epoch, math.ceil(total / 20)))
     knn_every = math.ceil(total / cfg.knn_evals) if cfg.knn_evals else 0
-    model, net = _build(method, settings, len(ds.classes), acc)
+    model, net = _build(method, settings, len(ds.classes), d.device)
+    if d.rank:   # the same initial weights everywhere; each process its own augmentation draws
+        torch.manual_seed(seed * 1_000_003 + d.rank)
+    d.start()
+    try:
+        return _train(method, settings, run_dir, cfg, d, ds, loader, batch, per_epoch, total,
+                      log_every, knn_every, model, net, resume, force, progress and main, on_row)
+    finally:
+        d.close()
+
+
+def _train(method: str, settings: dict, run_dir: Path, cfg: SSLConfig, d: distributed.Dist,
+           ds: ImageSet, loader, batch: int, per_epoch: int, total: int, log_every: int,
+           knn_every: int, model: nn.Module, net: nn.Module, resume: bool, force: bool,
+           progress: bool, on_row: Callable[[dict], None] | None = None) -> dict:
+    """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
+    from tqdm.auto import tqdm
+
+    main = d.main
+    order = loader.generator   # draws each epoch's shuffle (the same in every process)
+    err, state = None, None
+    if main:   # one process checks and prepares the run folder; the others follow its verdict
+        try:
+            state = ckpt.prepare_run(run_dir, settings, resume, force, ckpt.LAST_KEYS + ("step",))
+        except UserError as e:
+            err = str(e)
+    err = d.broadcast(err)
+    if err is not None:
+        raise UserError(err)
+    if not main and resume and (run_dir / "last.pt").is_file():
+        state = ckpt.load(run_dir / "last.pt")
+    if d.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # converts net in place too
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings["lr"],
                           momentum=settings["momentum"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings["step_size"],
@@ -191,20 +254,27 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, history, epoch_order = state["step"], state["history"], state["order"]
-        torch.set_rng_state(state["rng"])
-    model, opt, loader = acc.prepare(model, opt, loader)
+        rngs = state.get("rng_ranks", [state["rng"]])
+        if len(rngs) != d.world:
+            raise UserError(f"{run_dir / 'last.pt'}: holds the random state of {len(rngs)} "
+                            f"process(es), this resume has {d.world}; resume it on "
+                            f"{len(rngs)}, or start afresh in a new --out folder")
+        torch.set_rng_state(rngs[d.rank])
+    fwd = d.wrap(model)   # DDP: every process ends each step with the same weights
     aug = BatchAugment(LIGHT)
+    dev = d.device
 
     # kNN monitor on a fixed labeled subset of mini (labels are read only for monitoring)
     probe = monitor_subset(ds.labels, cfg.knn_per_class) if (ds.labels >= 0).all() else None
     probe_imgs = torch.stack([ds[int(i)][0] for i in probe]) if probe is not None else None
 
     def knn() -> float | None:
-        if probe is None or not main:
-            return None
-        trunk = acc.unwrap_model(model).net if method == "byol" else _backbone_view(net)
-        f = extract_features(trunk, probe_imgs, acc.device)
-        return knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
+        acc = None
+        if probe is not None and main:   # once, on rank 0; the others take its number
+            trunk = model.net if method == "byol" else _backbone_view(net)
+            f = extract_features(trunk, probe_imgs, str(dev))
+            acc = knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
+        return d.broadcast(acc)
 
     def row(loss: float | None, seconds: float) -> dict:
         due = knn_every and (step % knn_every == 0 or step == total)
@@ -212,13 +282,13 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
                 "lr": sched.get_last_lr()[0], "knn": knn() if due else None,
                 "seconds": round(seconds, 3)}
 
+    pause_at = int(os.environ.get(PAUSE_ENV) or 0)
     if step == 0 and cfg.knn_evals:
         history.append(row(None, 0.0))
     t_all = time.perf_counter()
     last_save = t0 = t_all
-    n_imgs, tot, cnt = 0, torch.zeros((), device=acc.device), 0
-    bar = tqdm(total=total, initial=step, desc=f"{method} pre-training",
-               disable=not (progress and main))
+    n_imgs, tot, cnt = 0, torch.zeros((), device=dev), 0
+    bar = tqdm(total=total, initial=step, desc=f"{method} pre-training", disable=not progress)
     while step < total:
         if step % per_epoch == 0:
             epoch_order = order.get_state()
@@ -228,48 +298,56 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
             next(batches)
         model.train()
         for x, y in batches:
-            x = to_float(x)
-            with acc.autocast():
-                loss = model(x) if method == "byol" else F.cross_entropy(model(aug(x)), y)
+            x, y = to_float(x.to(dev, non_blocking=True)), y.to(dev, non_blocking=True)
+            loss = fwd(x) if method == "byol" else F.cross_entropy(fwd(aug(x)), y)
             opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
+            loss.backward()
             opt.step()
             sched.step()
             if method == "byol":
-                acc.unwrap_model(model).update_moving_average()
+                model.update_moving_average()
             tot += loss.detach()
             cnt += 1
             step += 1
-            n_imgs += x.shape[0] * acc.num_processes
+            n_imgs += x.shape[0] * d.world
             bar.update(1)
             if step % log_every and step % per_epoch and step != total:
                 continue
-            mean_loss = float(acc.reduce(tot / cnt, reduction="mean"))
+            mean_loss = d.mean(tot / cnt)
             if not math.isfinite(mean_loss):
                 raise RuntimeError(f"{method} pre-training diverged at step {step} "
                                    f"(loss {mean_loss}); lower the learning rate")
             history.append(row(mean_loss, time.perf_counter() - t0))
             if on_row is not None and main:
                 on_row(history[-1])
-            tot, cnt, t0 = torch.zeros((), device=acc.device), 0, time.perf_counter()
+            tot, cnt, t0 = torch.zeros((), device=dev), 0, time.perf_counter()
             bar.set_postfix(loss=f"{mean_loss:.3f}", knn=f"{history[-1]['knn']:.3f}"
                             if history[-1]["knn"] is not None else "-")
             # resume checkpoint (online + target network + optimiser: ~3x the backbone's
-            # size), at most every checkpoint_every_s seconds, and always after the last step
-            due = step == total or time.perf_counter() - last_save >= cfg.checkpoint_every_s
-            if main and due:
-                ckpt.atomic_save({"step": step, "epoch": step / per_epoch,
-                                  "model": acc.unwrap_model(model).state_dict(),
-                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                  "history": history, "rng": torch.get_rng_state(),
-                                  "order": epoch_order}, run_dir / "last.pt")
+            # size), at most every checkpoint_every_s seconds, and always after the last step;
+            # every process takes part (each one's random state goes in)
+            due = (step == total or step == pause_at
+                   or time.perf_counter() - last_save >= cfg.checkpoint_every_s)
+            if d.any(due):
+                rngs = d.gather(torch.get_rng_state())
+                if main:
+                    ckpt.atomic_save({"step": step, "epoch": step / per_epoch,
+                                      "model": model.state_dict(),
+                                      "optimizer": opt.state_dict(),
+                                      "scheduler": sched.state_dict(), "history": history,
+                                      "rng": rngs[0], "order": epoch_order,
+                                      **({"rng_ranks": rngs} if d.world > 1 else {})},
+                                     run_dir / "last.pt")
                 last_save = time.perf_counter()
-            acc.wait_for_everyone()
+            d.barrier()
+            while step == pause_at:   # the test kills the launcher here
+                time.sleep(1.0)
             if step == total:
                 break
     bar.close()
     seconds = time.perf_counter() - t_all
-    backbone = backbone_state(acc.unwrap_model(model).net if method == "byol" else net)
+    d.broadcast_buffers(model)   # per-process BatchNorm statistics: rank 0's everywhere
+    backbone = backbone_state(model.net if method == "byol" else net)
     knns = [h["knn"] for h in history if h["knn"] is not None]
     summary = {"kind": "pretrain", "method": method, "run_dir": str(run_dir),
                "backbone": str(run_dir / "backbone.pt"), "arch": settings["arch"],
@@ -277,12 +355,16 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
                "knn_initial": knns[0] if knns else None, "knn_final": knns[-1] if knns else None,
                "classes": ds.classes, "seconds": round(seconds, 2),
                "images_per_s": round(n_imgs / seconds, 1) if seconds > 0 and n_imgs else None,
-               "device": acc.device.type, "processes": acc.num_processes, "settings": settings}
+               "device": dev.type, "processes": d.world, "backend": d.backend,
+               "batchnorm": d.batchnorm, "batch_per_process": batch // d.world,
+               "settings": settings}
+    if d.world > 1:   # each process's final weights, to show they are one model
+        summary["rank_weights_sha1"] = d.gather(distributed.state_sha1(model))
     if main:
         ckpt.atomic_save({"arch": settings["arch"], "method": method,
                           "backbone": backbone}, run_dir / "backbone.pt")
         ckpt.write_run(run_dir, summary)
-    acc.wait_for_everyone()
+    d.barrier()
     return summary
 
 
