@@ -6,7 +6,7 @@ PROFILE ?= quick
 # LPIPS=skip: set up without LPIPS(vgg) weights (LPIPS then reads "missing" in every table)
 LPIPS ?= require
 
-.PHONY: setup report test bench clean
+.PHONY: setup report test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,8 +26,12 @@ $(VENV)/.installed: pyproject.toml
 report: setup
 	$(BIN)/hw4 report --profile $(PROFILE)
 
-test: setup
+test: lint
 	HW4_PROFILE=smoke $(BIN)/python -m pytest
+
+# ruff's settings are in pyproject.toml
+lint: setup
+	$(BIN)/ruff check hw4lib tests tools
 
 bench: setup
 	$(BIN)/hw4 bench grid
