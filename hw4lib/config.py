@@ -230,7 +230,8 @@ def get_profile(name: str | None = None) -> Profile:
 
 
 def resolve_device(device: str | None = "auto") -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without one is an error."""
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without one is an
+    error."""
     import torch
 
     device = device or os.environ.get("HW4_DEVICE") or "auto"

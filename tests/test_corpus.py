@@ -34,7 +34,8 @@ def test_layout_and_counts(tiny):
     tr, va = _rows(tiny / "office" / "train.csv"), _rows(tiny / "office" / "val.csv")
     assert len(mini) == 64 * 2 and len(tr) == 65 and len(va) == 65
     assert len({r["label"] for r in mini}) == 64
-    assert {r["label"] for r in tr} == {r["label"] for r in va} and len({r["label"] for r in tr}) == 65
+    assert ({r["label"] for r in tr} == {r["label"] for r in va}
+            and len({r["label"] for r in tr}) == 65)
     # mini and office classes are different classes
     assert not {r["label"] for r in mini} & {r["label"] for r in tr}
     for split, rows in (("mini/train", mini), ("office/train", tr), ("office/val", va)):

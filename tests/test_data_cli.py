@@ -110,7 +110,8 @@ def _class_tree(root: Path, counts: dict[str, int], size=(7, 5)) -> Path:
 def test_import_class_folders(tmp_path, capsys):
     src = _class_tree(tmp_path / "src", {"Fan": 10, "Couch": 4, "Alarm_Clock": 1})
     out = tmp_path / "data" / "office"
-    assert main(["data", "import-folder", str(src), "--out", str(out), "--val-fraction", "0.2"]) == 0
+    assert main(["data", "import-folder", str(src), "--out", str(out),
+                 "--val-fraction", "0.2"]) == 0
     train = read_csv(out / "train.csv", out / "train", require_label=True)
     val = read_csv(out / "val.csv", out / "val", require_label=True)
     per = lambda rows, c: sum(r.label == c for r in rows)  # noqa: E731
@@ -127,7 +128,8 @@ def test_import_class_folders(tmp_path, capsys):
     assert main(["data", "check", str(out)]) == 0
     # deterministic and re-runnable onto its own output; the seed changes the split
     first = _tree(out)
-    assert main(["data", "import-folder", str(src), "--out", str(out), "--val-fraction", "0.2"]) == 0
+    assert main(["data", "import-folder", str(src), "--out", str(out),
+                 "--val-fraction", "0.2"]) == 0
     assert _tree(out) == first
     assert main(["data", "import-folder", str(src), "--out", str(tmp_path / "o2"),
                  "--val-fraction", "0.2", "--seed", "5"]) == 0

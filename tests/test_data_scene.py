@@ -1,4 +1,5 @@
-"""The procedural Blender-format scenes: ray tracer closed forms, camera layout, alpha, determinism."""
+"""The procedural Blender-format scenes: ray tracer closed forms, camera layout, alpha,
+determinism."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,27 @@ import pytest
 from PIL import Image
 
 from hw4lib.data.blender import load_split, read_transforms
-from hw4lib.data.raytrace import (Capsule, Cylinder, Ellipsoid, Light, Material, Scene,
-                                  nearest_hit, shade)
-from hw4lib.data.scene import (CAMERA_ANGLE_X, MARKER, RADIUS, SCENES, camera_rays,
-                               generate_scene, look_at, preview, render_view)
+from hw4lib.data.raytrace import (
+    Capsule,
+    Cylinder,
+    Ellipsoid,
+    Light,
+    Material,
+    Scene,
+    nearest_hit,
+    shade,
+)
+from hw4lib.data.scene import (
+    CAMERA_ANGLE_X,
+    MARKER,
+    RADIUS,
+    SCENES,
+    camera_rays,
+    generate_scene,
+    look_at,
+    preview,
+    render_view,
+)
 from hw4lib.errors import UserError
 
 WHITE = Material((1.0, 1.0, 1.0), specular=0.0)
@@ -217,7 +235,8 @@ def test_deterministic_for_a_seed(tmp_path, hotdog):
         assert (again / rel).read_bytes() == (hotdog / rel).read_bytes()
     other = generate_scene(tmp_path / "other", "hotdog", size=24, n_train=3, n_val=2, seed=1,
                            progress=False)
-    assert (other / "transforms_train.json").read_bytes() != (hotdog / "transforms_train.json").read_bytes()
+    assert ((other / "transforms_train.json").read_bytes()
+            != (hotdog / "transforms_train.json").read_bytes())
 
 
 def test_hotdog_extent_within_the_course_box():

@@ -6,11 +6,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 
 from hw4lib import PROJECT_ROOT
 from hw4lib.config import PROFILES, get_profile, profile_name, resolve_device
@@ -64,8 +64,10 @@ def test_full_profile_keeps_the_reports_settings():
     assert [s for s, _ in full.nerf.sweep] == [0.5, 2.0, 4.0, 0.5, 0.5]
     assert [v for _, v in full.nerf.sweep] == [180**3, 180**3, 180**3, 120**3, 80**3]
     s = full.ssl
-    assert (s.backbone, s.image_size, s.pretrain_batch, s.pretrain_lr) == ("resnet50", 128, 64, 0.05)
-    assert (s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs) == (3e-4, 0.998, 16, 100)
+    assert ((s.backbone, s.image_size, s.pretrain_batch, s.pretrain_lr)
+            == ("resnet50", 128, 64, 0.05))
+    assert ((s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs)
+            == (3e-4, 0.998, 16, 100))
 
 
 def test_device_resolution(monkeypatch):
@@ -117,7 +119,8 @@ def test_cli_help_lists_every_group():
 @pytest.mark.parametrize("args, pattern", [
     (["report", "--profile", "fast"], r"unknown profile 'fast': choose one of smoke, quick, full"),
     (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
-    (["report", "--data", "/nonexistent/hw4_data"], r"/nonexistent/hw4_data: data directory not found"),
+    (["report", "--data", "/nonexistent/hw4_data"],
+     r"/nonexistent/hw4_data: data directory not found"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, pattern):
     r = _cli(*args)
@@ -131,7 +134,8 @@ def _notebook(path: Path, cells: list[str]) -> None:
     params = nbformat.v4.new_code_cell('profile = ""\nmarker = "default"')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     nbformat.write(nb, str(path))
 
 
@@ -139,8 +143,10 @@ def _notebook(path: Path, cells: list[str]) -> None:
 def tiny_notebooks(tmp_path, monkeypatch):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "01_ok.ipynb", ["import os\nprint('profile', profile, os.environ['HW4_PROFILE'])"])
-    _notebook(nbs / "02_fails.ipynb", ["x = 1", "raise ValueError('broken on purpose')", "print('never')"])
+    _notebook(nbs / "01_ok.ipynb",
+              ["import os\nprint('profile', profile, os.environ['HW4_PROFILE'])"])
+    _notebook(nbs / "02_fails.ipynb",
+              ["x = 1", "raise ValueError('broken on purpose')", "print('never')"])
     _notebook(nbs / "03_after.ipynb", ["print('third')"])
     monkeypatch.setenv("HW4_NOTEBOOKS", str(nbs))
     return tmp_path
@@ -181,7 +187,8 @@ def test_ci_runs_the_readme_test_command():
 def chained_notebooks(tmp_path, monkeypatch):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    show = "import os, time\nprint('threads', os.environ.get('OMP_NUM_THREADS'))\nprint('t', time.time())"
+    show = ("import os, time\nprint('threads', os.environ.get('OMP_NUM_THREADS'))\n"
+            "print('t', time.time())")
     for name in ("01_a", "02_b", "04_c", "05_d", "06_report"):
         _notebook(nbs / f"{name}.ipynb", [show])
     monkeypatch.setenv("HW4_NOTEBOOKS", str(nbs))

@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
+from hw4lib.data.blender import Cameras
 from hw4lib.nerf import grid as G
 from hw4lib.nerf import render as R
 from hw4lib.nerf.activation2d import fit_image
 from hw4lib.nerf.dvgo import VoxelModel, free_space_mask, tight_box, view_encoding, voxel_centres
 from hw4lib.nerf.jobs import parse_voxels
 from hw4lib.nerf.rays import frustum_corners, pixel_dirs, ray_box, rays_of_pose, scene_box
-from hw4lib.data.blender import Cameras
 
 
 def weights_by_cumprod(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +50,8 @@ def test_weights_plus_final_transmittance_is_one_and_matches_cumprod():
     assert torch.allclose(w, w2, atol=1e-6) and torch.allclose(T_last, T2, atol=1e-6)
 
 
-@pytest.mark.parametrize("alpha_init,interval", [(1e-6, 0.5), (1e-2, 0.5), (1e-2, 0.137), (1e-4, 2)])
+@pytest.mark.parametrize("alpha_init,interval",
+                         [(1e-6, 0.5), (1e-2, 0.5), (1e-2, 0.137), (1e-4, 2)])
 def test_low_density_shift_gives_alpha_init(alpha_init, interval):
     b = R.low_density_shift(alpha_init, interval)
     # eq 9 by hand: b = log((1 - a)^(-1/s) - 1)

@@ -30,7 +30,8 @@ def test_save_table_writes_three_formats(tmp_path):
     df = pd.DataFrame({"setting": ["A", "C"], "acc": [0.25, float("nan")]})
     csv, md, tex = save_table(df, "t", tmp_path)
     assert pd.read_csv(csv)["setting"].tolist() == ["A", "C"]
-    assert md.read_text().splitlines() == ["| setting | acc |", "|---|---|", "| A | 0.250 |", "| C | — |"]
+    assert md.read_text().splitlines() == ["| setting | acc |", "|---|---|", "| A | 0.250 |",
+                                           "| C | — |"]
     assert "A & 0.250" in tex.read_text() and "--" in tex.read_text()
     assert to_markdown(df).count("\n") == 4
 

@@ -53,7 +53,8 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     val = _read(data / "office" / "val.csv")
     body = list(reversed(val[1:]))[:20]
     # the grader's csv: id,filename and an empty label column, rows in any order
-    inp = _write(tmp_path / "in.csv", [["id", "filename", "label"]] + [[r[0], r[1], ""] for r in body])
+    inp = _write(tmp_path / "in.csv",
+                 [["id", "filename", "label"]] + [[r[0], r[1], ""] for r in body])
     out = tmp_path / "out.csv"
     assert main(["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images",
                  str(data / "office" / "val"), "--out", str(out)]) == 0
@@ -139,7 +140,8 @@ def _bad(capsys, argv: list[str], out: Path, must_name: str) -> None:
 def test_predict_bad_input(case, data, run, tmp_path, capsys):
     images = tmp_path / "imgs"
     images.mkdir()
-    (images / "a.jpg").write_bytes((data / "office" / "val" / _read(data / "office" / "val.csv")[1][1]).read_bytes())
+    (images / "a.jpg").write_bytes((data / "office" / "val"
+                                    / _read(data / "office" / "val.csv")[1][1]).read_bytes())
     rows = {"no_filename": [["id", "file"], ["0", "a.jpg"]],
             "missing_image": [["id", "filename"], ["0", "a.jpg"], ["1", "gone.jpg"]],
             "corrupt_image": [["id", "filename"], ["0", "a.jpg"], ["1", "bad.jpg"]],

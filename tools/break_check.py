@@ -9,8 +9,8 @@ applies it, runs the tests that guard that behaviour (``pytest -x``, smoke profi
 expects them to FAIL; then puts the file back byte for byte, with its modification time (so
 no stale bytecode survives), even on Ctrl-C or SIGTERM. A copy of every file is kept under
 ``.break_check_backup/`` while it is patched; after a hard kill, the next start restores it
-first (one break check at a time: a second refuses to start). Not part of ``make test``: run it on a tree whose tests pass. Exit code 0 when every
-break made its tests fail, 1 otherwise.
+first (one break check at a time: a second refuses to start). Not part of ``make test``: run it
+on a tree whose tests pass. Exit code 0 when every break made its tests fail, 1 otherwise.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ from . import add_device
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: grid lookup, DVGO training steps, SSL loader")
     bs = p.add_subparsers(dest="bench", required=True)
-    g = bs.add_parser("grid", help="trilinear lookup fwd+bwd vs F.grid_sample (128^3 x 13, 500k pts)")
+    g = bs.add_parser("grid",
+                      help="trilinear lookup fwd+bwd vs F.grid_sample (128^3 x 13, 500k pts)")
     g.add_argument("--res", type=int, default=128)
     g.add_argument("--channels", type=int, default=13)
     g.add_argument("--points", type=int, default=500_000)

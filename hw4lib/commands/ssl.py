@@ -105,7 +105,8 @@ def _study(a) -> int:
         try:
             seeds = tuple(int(x) for x in a.seeds.split(",") if x.strip())
         except ValueError:
-            raise UserError(f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+            raise UserError(f"--seeds {a.seeds!r}: give comma-separated integers, "
+                            "e.g. 0,1,2") from None
     df = jobs.run_study(a.data, a.runs, profile=a.profile, seeds=seeds, device=a.device,
                         force=a.force, workers=a.jobs)
     print(jobs.format_table(df))

@@ -184,7 +184,8 @@ def composite(images: torch.Tensor, bg: float) -> torch.Tensor:
     return x[..., :3]
 
 
-def target_size(H: int, W: int, downscale: float = 1, max_size: int | None = None) -> tuple[int, int]:
+def target_size(H: int, W: int, downscale: float = 1,
+                max_size: int | None = None) -> tuple[int, int]:
     """Training image size: divide by ``downscale``, then cap the long side at ``max_size``."""
     if not downscale > 0:
         raise UserError(f"downscale {downscale!r}: must be a positive factor (1 = full size)")

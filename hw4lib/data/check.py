@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .blender import SPLITS, read_transforms, resolve_image
 from ..errors import UserError
+from .blender import SPLITS, read_transforms, resolve_image
 
 
 @dataclass
@@ -107,7 +107,8 @@ def _check_split(root: Path, split: str, rep: CheckReport) -> None:
         if got[1] == "RGBA" and len(coverage) < 10:
             with Image.open(img) as im:
                 coverage.append(float(np.asarray(im)[..., 3].mean() / 255))
-    rep.problems += [f"{path}: file_path {fp!r} appears {k} times" for fp, k in seen.items() if k > 1]
+    rep.problems += [f"{path}: file_path {fp!r} appears {k} times"
+                     for fp, k in seen.items() if k > 1]
     if len(sizes) > 1:
         rep.problems.append(f"{path}: frames have different image sizes {dict(sizes)}")
     if "w" in meta and "h" in meta and sizes:

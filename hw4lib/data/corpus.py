@@ -1,4 +1,5 @@
-"""Procedural image corpora in the course's csv layout: a stand-in for Mini-ImageNet and Office-Home.
+"""Procedural image corpora in the course's csv layout: a stand-in for Mini-ImageNet and
+Office-Home.
 
 A class is a combination of four visual primitives -- a *shape*, a *texture* painted on it, a
 *colour* family and a *layout* (one object or a pair). Each image draws a random pose (rotation,
@@ -60,8 +61,9 @@ def class_specs(seed: int = 0) -> tuple[list[ClassSpec], list[ClassSpec]]:
                for k, vals in enumerate((SHAPES, TEXTURES, tuple(COLOURS)))):
             break
     layouts = rng.integers(0, len(LAYOUTS), size=len(chosen))
-    specs = [ClassSpec(s, t, c, LAYOUTS[l]) for (s, t, c), l in zip(chosen, layouts)]
-    return sorted(specs[:N_MINI], key=lambda c: c.name), sorted(specs[N_MINI:], key=lambda c: c.name)
+    specs = [ClassSpec(s, t, c, LAYOUTS[lay]) for (s, t, c), lay in zip(chosen, layouts)]
+    return (sorted(specs[:N_MINI], key=lambda c: c.name),
+            sorted(specs[N_MINI:], key=lambda c: c.name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +262,8 @@ def generate_corpora(out: Path, cfg: CorpusGen, seed: int = 0, progress: bool = 
         raise UserError(f"{out}: exists and is not a directory; choose another --out")
     for v, name in ((cfg.mini_per_class, "mini_per_class"),
                     (cfg.office_train_per_class, "office_train_per_class"),
-                    (cfg.office_val_per_class, "office_val_per_class"), (cfg.mini_size, "mini_size")):
+                    (cfg.office_val_per_class, "office_val_per_class"),
+                    (cfg.mini_size, "mini_size")):
         if v < 1:
             raise UserError(f"corpus setting {name}={v}: must be at least 1")
     mini, office = class_specs(seed)

@@ -100,7 +100,8 @@ class CsvImageDataset:
                          - set(self.class_to_idx))
         if unknown and classes is not None:
             raise UserError(f"{self.csv_path}: label(s) {unknown[:5]} unknown to the model "
-                            f"(it knows {len(self.classes)} classes); use a csv of the same classes")
+                            f"(it knows {len(self.classes)} classes); "
+                            "use a csv of the same classes")
         self.transform = transform
 
     def __len__(self) -> int:

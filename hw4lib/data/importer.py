@@ -52,7 +52,8 @@ def find_classes(src: str | Path, domain: str | None = None) -> dict[str, list[P
     nested = [d for d in tops if not _images_in(d) and any(_images_in(c) for c in _subdirs(d))]
     if flat and nested:
         raise UserError(f"{src}: mixes class folders with images ({flat[0].name}/) and domain "
-                        f"folders of class folders ({nested[0].name}/); import one layout at a time")
+                        f"folders of class folders ({nested[0].name}/); "
+                        "import one layout at a time")
     if flat:
         if domain:
             raise UserError(f"{src}: --domain {domain!r} given but the tree is <class>/*.jpg "

@@ -3,8 +3,9 @@
 ``generate_scene`` renders analytic shapes with :mod:`hw4lib.data.raytrace` (its own ray
 tracer, unrelated to the DVGO code) and writes::
 
-    out/transforms_train.json   {"camera_angle_x": 0.6911..., "frames": [{"file_path": "./train/r_0",
-    out/train/r_0.png ...        "transform_matrix": 4x4 camera-to-world (OpenGL axes)}, ...]}
+    out/transforms_train.json   {"camera_angle_x": 0.6911..., "frames": [
+    out/train/r_0.png ...          {"file_path": "./train/r_0",
+                                    "transform_matrix": 4x4 camera-to-world (OpenGL axes)}, ...]}
     out/transforms_val.json, out/val/r_*.png   (and test when n_test > 0)
 
 RGBA PNGs with straight (non-premultiplied) alpha: 0 on the background, fractional on
@@ -129,7 +130,8 @@ def ficus_scene() -> Scene:
         for k in range(3):
             az = 2 * math.pi * (k / 3 + rng.uniform(-0.1, 0.1))
             tilt = rng.uniform(0.5, 0.9)
-            nd = direction * math.cos(tilt) + np.array((math.cos(az), math.sin(az), 0.0)) * math.sin(tilt)
+            nd = (direction * math.cos(tilt)
+                  + np.array((math.cos(az), math.sin(az), 0.0)) * math.sin(tilt))
             nd /= np.linalg.norm(nd)
             branch(end, nd, length * rng.uniform(0.6, 0.75), radius * 0.62, depth - 1)
 

@@ -38,7 +38,8 @@ MODES = {"pre": alpha_pre, "in": alpha_in, "post": alpha_post_2d}
 
 def fit_image(target: torch.Tensor, mode: str, grid: tuple[int, int] | None = None,
               iters: int = 1000, lr: float = 0.1, seed: int = 0) -> torch.Tensor:
-    """Fit ``target`` (H, W, 3) in [0, 1] with a grid under activation ``mode``; returns (H, W, 3)."""
+    """Fit ``target`` (H, W, 3) in [0, 1] with a grid under activation ``mode``; returns
+    (H, W, 3)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
     target = torch.as_tensor(target, dtype=torch.float32)

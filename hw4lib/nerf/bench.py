@@ -119,8 +119,9 @@ def bench_nerf(args) -> int:
     ro = torch.stack([rays_of_pose(poses[a], dirs[b:b + 1])[0][0] for a, b in zip(k, p)]).to(dev)
     rd = torch.stack([rays_of_pose(poses[a], dirs[b:b + 1])[1][0] for a, b in zip(k, p)]).to(dev)
     tgt = torch.rand(n_rays, 3, generator=g).to(dev)
-    print(f"DVGO training step (forward, backward, Adam step), {n_rays} rays, profile grids: coarse "
-          f"{coarse.shape}, fine {fine.shape}, device {dev}, {torch.get_num_threads()} threads")
+    print(f"DVGO training step (forward, backward, Adam step), {n_rays} rays, "
+          f"profile grids: coarse {coarse.shape}, fine {fine.shape}, device {dev}, "
+          f"{torch.get_num_threads()} threads")
     for name, m, st in (("coarse", coarse, cfg.coarse), ("fine", fine, cfg.fine)):
         npts = {}
         # the optimiser step is part of a training step (lr 0: the grids stay as they are)

@@ -17,7 +17,8 @@ from .rays import march, nearest_occupied
 
 
 def view_encoding(viewdirs: torch.Tensor, n_freq: int) -> torch.Tensor:
-    """Positional encoding of unit view directions: ``[d, sin(2^k d), cos(2^k d)]`` -> 3 + 6 n_freq."""
+    """Positional encoding of unit view directions: ``[d, sin(2^k d), cos(2^k d)]`` ->
+    3 + 6 n_freq."""
     freq = 2.0 ** torch.arange(n_freq, device=viewdirs.device, dtype=viewdirs.dtype)
     x = (viewdirs[..., None] * freq).flatten(-2)
     return torch.cat([viewdirs, torch.sin(x), torch.cos(x)], -1)

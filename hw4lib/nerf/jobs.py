@@ -152,7 +152,8 @@ def val_psnr(run_dir: str | Path, data_dir: str | Path, profile: str | None = No
 def render_run(run_dir: str | Path, transforms_json: str | Path, out_dir: str | Path,
                size: int | None = None, depth: bool = False, video: bool = False,
                device: str = "auto", progress: bool = True) -> list[Path]:
-    """Render every frame of ``transforms_json`` into ``out_dir`` (see :func:`render_transforms`)."""
+    """Render every frame of ``transforms_json`` into ``out_dir`` (see
+    :func:`render_transforms`)."""
     return render_transforms(run_dir, transforms_json, out_dir, size=size, depth=depth,
                              video=video, device=resolve_device(device), progress=progress)
 

@@ -24,7 +24,8 @@ def rays_of_pose(c2w: torch.Tensor, dirs_cam: torch.Tensor) -> tuple[torch.Tenso
     return c2w[:3, 3].expand_as(d), d
 
 
-def camera_rays(cams: Cameras, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def camera_rays(cams: Cameras, device: str | torch.device = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """All rays of all cameras: origins and unit directions, each (N, H, W, 3)."""
     dirs = pixel_dirs(cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy, device)
     os_, ds = zip(*(rays_of_pose(p.to(device), dirs) for p in cams.poses))
@@ -38,7 +39,8 @@ def frustum_corners(cams: Cameras, near: float, far: float) -> torch.Tensor:
     ray point at a distance in [near, far].
     """
     corners_px = torch.tensor([[0.0, 0.0], [cams.W, 0.0], [0.0, cams.H], [cams.W, cams.H]])
-    d = torch.stack([(corners_px[:, 0] - cams.cx) / cams.fx, -(corners_px[:, 1] - cams.cy) / cams.fy,
+    d = torch.stack([(corners_px[:, 0] - cams.cx) / cams.fx,
+                     -(corners_px[:, 1] - cams.cy) / cams.fy,
                      -torch.ones(4)], -1)  # z = -1: depth 1 along the optical axis
     # near/far are distances along unit rays: every such point lies between the plane at the
     # corner rays' near depth (the smallest) and the plane at depth far (the largest)
@@ -73,7 +75,8 @@ def ray_box(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: to
 def sample_along(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                  near: float, far: float, step: float
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Points every ``step`` (world units) inside the box: ``pts (R, S, 3), t (R, S), valid (R, S)``.
+    """Points every ``step`` (world units) inside the box: ``pts (R, S, 3), t (R, S),
+    valid (R, S)``.
 
     Samples start at each ray's box entry; S is the longest ray's count in this batch.
     """
@@ -148,8 +151,8 @@ def orbit_poses(n: int, radius: float = 4.031, elevation_deg: float = 30.0) -> t
     poses = []
     el = math.radians(elevation_deg)
     for a in torch.linspace(0, 2 * math.pi, n + 1)[:-1].tolist():
-        eye = torch.tensor([radius * math.cos(el) * math.cos(a), radius * math.cos(el) * math.sin(a),
-                            radius * math.sin(el)])
+        eye = torch.tensor([radius * math.cos(el) * math.cos(a),
+                            radius * math.cos(el) * math.sin(a), radius * math.sin(el)])
         back = eye / eye.norm()  # camera +z points away from the target
         right = torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]), back)
         right = right / right.norm()

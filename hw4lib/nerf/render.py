@@ -43,7 +43,8 @@ def _packed(x: torch.Tensor, ray: torch.Tensor | None, n_rays: int | None
     if ray is not None:
         return x, ray, int(n_rays)
     R_, S = x.shape[:2]
-    return x.reshape(R_ * S, *x.shape[2:]), torch.arange(R_, device=x.device).repeat_interleave(S), R_
+    return (x.reshape(R_ * S, *x.shape[2:]),
+            torch.arange(R_, device=x.device).repeat_interleave(S), R_)
 
 
 def transmittance(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,

@@ -169,7 +169,8 @@ def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tens
                 cfg: NerfConfig, bg: float, state: dict, save: Callable[[dict], None],
                 name: str, pervoxel_lr: torch.Tensor | None = None, progress: bool = True,
                 on_row: Callable[[dict], None] | None = None) -> None:
-    """Train ``m`` for ``st.iters`` iterations from ``state['iter']``; appends to ``state['history']``.
+    """Train ``m`` for ``st.iters`` iterations from ``state['iter']``; appends to
+    ``state['history']``.
 
     ``save(state)`` is called every :data:`CKPT_EVERY` iterations / :data:`CKPT_SECONDS`;
     ``on_row`` (live curves) after every iteration with ``{stage, iter, loss, psnr, seconds}``.
@@ -241,7 +242,8 @@ def _new_history() -> dict[str, list]:
     return {"loss": [], "psnr": [], "seconds": [], "points": []}
 
 
-def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *, stepsize: float | None = None,
+def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *,
+          stepsize: float | None = None,
           fine_voxels: int | None = None, background: str | None = None, downscale: float = 1,
           device: str = "cpu", resume: bool = False, coarse_from: str | Path | None = None,
           progress: bool = True, settings: dict | None = None,

@@ -61,7 +61,8 @@ def provenance(profile: str) -> pd.DataFrame:
 
 
 def item_files(item: Item, fig_dir: Path) -> list[Path]:
-    return [fig_dir / f"{item.stem}.{ext}" for ext in item.formats if (fig_dir / f"{item.stem}.{ext}").exists()]
+    return [fig_dir / f"{item.stem}.{ext}" for ext in item.formats
+            if (fig_dir / f"{item.stem}.{ext}").exists()]
 
 
 def missing(fig_dir: Path) -> list[str]:

@@ -95,7 +95,8 @@ def scene_box(geom: Mapping[str, Any], fine_box: Sequence[Sequence[float]] | Non
     ax.scatter(c[:, 0], c[:, 1], c[:, 2], s=6, color="tab:blue", label="cameras")
     _box(ax, np.asarray(geom["lo"]), np.asarray(geom["hi"]), "tab:red", "coarse box (frusta)")
     if fine_box is not None:
-        _box(ax, np.asarray(fine_box[0]), np.asarray(fine_box[1]), "tab:green", "fine box (coarse alpha)")
+        _box(ax, np.asarray(fine_box[0]), np.asarray(fine_box[1]), "tab:green",
+             "fine box (coarse alpha)")
     ax.set(xlabel="x", ylabel="y", zlabel="z", title="cameras, frusta (near..far) and boxes")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()

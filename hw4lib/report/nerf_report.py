@@ -34,9 +34,11 @@ def findings(df: pd.DataFrame) -> list[str]:
         pairs = list(zip(vals, vals[1:]))
         ok = all((a >= b) if decreasing else (a <= b) for a, b in pairs)
         arrow = " > " if decreasing else " < "
-        return f"{name}: {'holds' if ok else 'does NOT hold'} ({arrow.join(f'{v:.3f}' for v in vals)})"
+        return (f"{name}: {'holds' if ok else 'does NOT hold'} "
+                f"({arrow.join(f'{v:.3f}' for v in vals)})")
 
-    lines.append(trend("PSNR falls as the step size grows (180^3-like grid)", by_step["psnr"], True))
+    lines.append(trend("PSNR falls as the step size grows (180^3-like grid)", by_step["psnr"],
+                       True))
     lines.append(trend("SSIM falls as the step size grows", by_step["ssim"], True))
     if by_step["lpips"].notna().all():
         lines.append(trend("LPIPS rises as the step size grows", by_step["lpips"], False))

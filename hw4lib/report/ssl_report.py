@@ -27,7 +27,8 @@ def ae_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_runs(runs_root: str | Path) -> dict[str, dict[str, Any]]:
-    """Fine-tuning summaries of seed 0 (``<runs_root>/finetune_<X>/run.json``), setting -> summary."""
+    """Fine-tuning summaries of seed 0 (``<runs_root>/finetune_<X>/run.json``), setting ->
+    summary."""
     out = {}
     for f in sorted(Path(runs_root).glob("finetune_*/run.json")):
         d = json.loads(f.read_text())
@@ -46,12 +47,15 @@ def findings(df: pd.DataFrame) -> list[str]:
         if a not in acc or b not in acc:
             return f"{text}: not measured"
         holds = acc[a] > acc[b] if op == ">" else acc[a] < acc[b]
-        return f"{text}: {'holds' if holds else 'does NOT hold'} ({a} {acc[a]:.3f} vs {b} {acc[b]:.3f})"
+        return (f"{text}: {'holds' if holds else 'does NOT hold'} "
+                f"({a} {acc[a]:.3f} vs {b} {acc[b]:.3f})")
 
     best = max(acc, key=acc.get)
     lines = [f"best setting: {best} ({acc[best]:.3f}); the report's best is C (0.585)"]
-    lines.append(claim("SSL pre-training beats training from scratch, full model (C > A)", "C", ">", "A"))
-    lines.append(claim("SSL pre-training beats training from scratch, frozen backbone (E > A)", "E", ">", "A"))
+    lines.append(claim("SSL pre-training beats training from scratch, full model (C > A)",
+                       "C", ">", "A"))
+    lines.append(claim("SSL pre-training beats training from scratch, frozen backbone (E > A)",
+                       "E", ">", "A"))
     lines.append(claim("SSL beats supervised pre-training, full model (C > B)", "C", ">", "B"))
     lines.append(claim("SSL beats supervised pre-training, frozen backbone (E > D)", "E", ">", "D"))
     return lines

@@ -76,7 +76,8 @@ def prepare_run(run_dir: Path, settings: dict, resume: bool, force: bool = False
         if resume:
             d = _diff(old, settings)
             if d:
-                raise UserError(f"{sfile}: cannot resume with different settings ({'; '.join(d[:3])}); "
+                raise UserError(f"{sfile}: cannot resume with different settings "
+                                f"({'; '.join(d[:3])}); "
                                 "rerun with the original settings or use a new --out folder")
             last = run_dir / "last.pt"
             return load(last, keys) if last.is_file() else None
@@ -123,5 +124,6 @@ def stale_policy(run_dir: Path, settings: dict) -> tuple[bool, bool]:
         return True, False
     if not same:
         return True, False
-    unfinished = (Path(run_dir) / "last.pt").is_file() and not (Path(run_dir) / "run.json").is_file()
+    unfinished = ((Path(run_dir) / "last.pt").is_file()
+                  and not (Path(run_dir) / "run.json").is_file())
     return False, unfinished

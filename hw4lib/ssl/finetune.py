@@ -83,7 +83,8 @@ def build_model(setting: str, arch: str, n_classes: int, backbone_state: dict | 
     (frozen settings only) standardises the features before the linear head."""
     method, frozen = SETTINGS[setting]
     if (method is None) != (backbone_state is None):
-        raise ValueError(f"setting {setting} {'takes no' if method is None else 'needs a'} backbone")
+        raise ValueError(f"setting {setting} "
+                         f"{'takes no' if method is None else 'needs a'} backbone")
     if head_norm and not frozen:
         raise ValueError(f"setting {setting} trains its backbone: head_norm is for D and E")
     model = make_classifier(arch, n_classes, backbone_state, head_norm)
@@ -259,7 +260,8 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
                "pretraining": DESCRIPTIONS[setting][0], "finetuning": DESCRIPTIONS[setting][1],
                "arch": settings["arch"], "best_val_acc": best["val_acc"],
                "best_epoch": best["epoch"], "final_val_acc": history[-1]["val_acc"],
-               "epochs": n_epochs, "history": history, "trainable_params": n_train, "frozen_params": n_all - n_train,
+               "epochs": n_epochs, "history": history, "trainable_params": n_train,
+               "frozen_params": n_all - n_train,
                "n_train": len(train), "n_val": len(val), "n_classes": len(train.classes),
                "seconds": round(time.perf_counter() - t_all, 2), "device": device,
                "settings": settings}

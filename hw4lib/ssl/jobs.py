@@ -1,4 +1,5 @@
-"""The high-level API the notebooks and the CLI call: pre-train, fine-tune, the A-E study, the table.
+"""The high-level API the notebooks and the CLI call: pre-train, fine-tune, the A-E study, the
+table.
 
 Run folders (default ``runs/<profile>/ssl``)::
 
@@ -22,8 +23,7 @@ from ..parallel import Job, run_jobs
 from ..results import write_result
 from .checkpoint import finished, stale_policy
 from .distributed import is_main_process, refuse_many
-from .finetune import (DESCRIPTIONS, SETTINGS, finetune_settings,  # noqa: F401 (SETTINGS re-exported)
-                       resolve_backbone, run_finetune)
+from .finetune import DESCRIPTIONS, SETTINGS, finetune_settings, resolve_backbone, run_finetune  # noqa: F401 (SETTINGS re-exported)
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
 
 #: the report's Office-Home validation accuracies (for comparison columns only)
