@@ -203,8 +203,9 @@ def _export(tmp_path, outputs) -> str:
 
 
 def test_gif_is_embedded_in_the_exported_page(tmp_path):
-    from hw4lib.report.figures import save_gif
     from IPython.core.formatters import format_display_data
+
+    from hw4lib.report.figures import save_gif
 
     gif = save_gif([np.zeros((8, 8, 3)), np.ones((8, 8, 3))], tmp_path / "orbit.gif")
     data, _ = format_display_data(assemble.embedded_image(gif))

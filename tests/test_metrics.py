@@ -11,8 +11,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from hw4lib.errors import UserError
-from hw4lib.metrics import evaluate_folders, evaluate_images, psnr, ssim, ssim_map
-from hw4lib.metrics import lpips_vgg
+from hw4lib.metrics import evaluate_folders, evaluate_images, lpips_vgg, psnr, ssim, ssim_map
 from hw4lib.metrics.evaluate import composite, format_summary
 
 

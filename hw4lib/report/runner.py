@@ -142,8 +142,8 @@ def _prepare_inputs(profile: str, data_dir: str | None) -> None:
     """Before a whole report: make the generated data the notebooks will need, and build the
     DVGO kernels, all at once in worker processes (the notebooks would otherwise make them one
     after another). Nothing to do for the user's own data or what is already made."""
-    from ..data.generated import COURSE_PARTS, missing_parts, prepare_generated
     from ..config import data_root
+    from ..data.generated import COURSE_PARTS, missing_parts, prepare_generated
     from ..nerf.grid import build_extension
 
     own = data_dir or os.environ.get("HW4_DATA") or not missing_parts(Path(data_root()),

@@ -26,8 +26,7 @@ from . import distributed
 from .augment import LIGHT, BatchAugment, byol_view, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .knn import extract_features, knn_loo_accuracy, monitor_subset
-from .models import (backbone_state, file_sha1, load_backbone_file, make_backbone,
-                     make_classifier)
+from .models import backbone_state, file_sha1, load_backbone_file, make_backbone, make_classifier
 
 METHODS = ("byol", "supervised")
 
