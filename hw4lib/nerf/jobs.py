@@ -248,18 +248,23 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
 
 
 def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, split: str = "val",
-               device: str = "auto") -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(rgb, depth) of the first ``n_views`` views at the training size."""
+               device: str = "auto"
+               ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor], list[str]]:
+    """``(rgb, depth)`` of the first ``n_views`` views at the training size, with their ground
+    truths and names: ``(views, ground truths, names)``."""
     from ..data.blender import load_split
 
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     s = load_split(data_dir, split, max_size=meta.get("train_size", [None])[0])
-    bg = BACKGROUNDS[meta.get("background", "white")]
+    bg_name = meta.get("background", "white")
     cams = s.cameras
-    return [render_view(model, cams.poses[i], cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy,
-                        bg, meta.get("near", 2.0), meta.get("far", 6.0))
-            for i in range(min(n_views, len(cams)))]
+    n = min(n_views, len(cams))
+    views = [render_view(model, cams.poses[i], cams.H, cams.W, cams.fx, cams.fy, cams.cx,
+                         cams.cy, BACKGROUNDS[bg_name], meta.get("near", 2.0),
+                         meta.get("far", 6.0)) for i in range(n)]
+    gts = s.rgb(bg_name)
+    return views, [gts[i] for i in range(n)], cams.names[:n]
 
 
 def orbit(run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "auto"

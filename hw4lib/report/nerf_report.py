@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .reference import DVGO_TABLE
+from ..reference import DVGO_TABLE
 
 
 def sweep_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..ssl.jobs import REPORT_ACC
+from ..reference import AE_ACC
 
 
 def ae_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -22,7 +22,7 @@ def ae_table(df: pd.DataFrame) -> pd.DataFrame:
     if (df["seeds"] >= 2).any():
         out["sd (seeds)"] = df["val_acc_std"].astype(float)
     out["seeds"] = df["seeds"].astype(int)
-    out["val acc (report)"] = [REPORT_ACC[s] for s in df["setting"]]
+    out["val acc (report)"] = [AE_ACC[s] for s in df["setting"]]
     return out
 
 

@@ -20,14 +20,12 @@ from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
 from ..errors import UserError
 from ..parallel import Job, run_jobs
+from ..reference import AE_ACC
 from ..results import write_result
 from .checkpoint import finished, stale_policy
 from .distributed import is_main_process, refuse_many
 from .finetune import DESCRIPTIONS, SETTINGS, finetune_settings, resolve_backbone, run_finetune  # noqa: F401 (SETTINGS re-exported)
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
-
-#: the report's Office-Home validation accuracies (for comparison columns only)
-REPORT_ACC = {"A": 0.162, "B": 0.229, "C": 0.585, "D": 0.201, "E": 0.445}
 
 
 def torch_threads() -> int:
@@ -236,7 +234,7 @@ def table(runs_root: str | Path):
                      # sample sd over seeds; undefined for one
                      "val_acc_std": acc.std(ddof=1) if len(rs) > 1 else float("nan"),
                      "final_val_acc": float(pd.Series([r["final_val_acc"] for r in rs]).mean()),
-                     "seeds": len(rs), "report": REPORT_ACC[setting]})
+                     "seeds": len(rs), "report": AE_ACC[setting]})
     return pd.DataFrame(rows, columns=["setting", "pre-training", "fine-tuning", "val_acc",
                                        "val_acc_std", "final_val_acc", "seeds", "report"])
 
