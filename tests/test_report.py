@@ -20,10 +20,37 @@ def test_figures_readme_lists_every_catalogued_item():
         assert f"`{it.stem}.{it.formats[0]}`" in readme
 
 
-def test_smoke_figures_never_go_to_the_committed_folder(tmp_path, monkeypatch):
+def test_runs_never_write_the_committed_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("HW4_FIGURES", raising=False)
     assert figures_dir("smoke") == tmp_path / "reports" / "smoke" / "figures"
-    assert figures_dir("quick") == PROJECT_ROOT / "figures"
+    assert figures_dir("quick") == tmp_path / "reports" / "quick" / "figures"
+
+
+def test_publish_copies_catalogued_files_only(tmp_path):
+    src, dest = tmp_path / "run", tmp_path / "figures"
+    src.mkdir()
+    (src / "ssl_ae_table.md").write_text("new table")
+    (src / "scratch.png").write_bytes(b"not catalogued")
+    dest.mkdir()
+    (dest / "activation_2d.png").write_bytes(b"kept")
+    (dest / "ssl_ae_table.md").write_text("old table")
+    assert catalog.publish(src, dest) == [dest / "ssl_ae_table.md"]
+    assert (dest / "ssl_ae_table.md").read_text() == "new table"
+    assert (dest / "activation_2d.png").read_bytes() == b"kept"   # absent from the run: kept
+    assert not (dest / "scratch.png").exists()
+    assert (dest / "README.md").read_text() == catalog.readme_text()
+    assert not list(dest.glob("*.tmp"))
+
+
+def test_publish_refuses_nothing_and_other_profiles(tmp_path, capsys):
+    from hw4lib.cli import main
+    from hw4lib.errors import UserError
+
+    with pytest.raises(UserError, match="no figures or tables to publish"):
+        catalog.publish(tmp_path, tmp_path / "figures")
+    assert not (tmp_path / "figures").exists()
+    assert main(["report", "--profile", "smoke", "--publish"]) == 2
+    assert "quick profile's figures" in capsys.readouterr().err
 
 
 def test_save_table_writes_three_formats(tmp_path):

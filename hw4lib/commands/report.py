@@ -17,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="notebook chains at once (01-03 DVGO, 04-05 SSL; then 06): default 2 "
                         "on a machine with 2+ cores, 1 = every notebook in order")
+    p.add_argument("--publish", action="store_true",
+                   help="after a run without failures, copy its figures and tables into the "
+                        "committed figures/ (quick profile only)")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -31,6 +34,9 @@ def run(a) -> int:
     profile = profile_name(a.profile)
     if a.jobs is not None and a.jobs < 1:
         raise UserError(f"--jobs {a.jobs}: must be at least 1")
+    if a.publish and profile != "quick":
+        raise UserError(f"--publish: figures/ holds the quick profile's figures, not {profile}'s; "
+                        f"drop --publish (they are in reports/{profile}/figures/)")
     done, failures = run_report(profile, a.only, a.keep_going, a.data, a.device, a.force,
                                 jobs=a.jobs)
     out = reports_dir(profile)
@@ -46,4 +52,10 @@ def run(a) -> int:
         for f in failures:
             print(f"  {f.line()}", file=sys.stderr)
         return 1
+    if a.publish:
+        from ..report.catalog import publish
+        from ..report.tables import PUBLISHED
+
+        copied = publish(figures_dir(profile), PUBLISHED)
+        print(f"published:          {len(copied)} files to {PUBLISHED}")
     return 0

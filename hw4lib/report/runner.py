@@ -152,6 +152,20 @@ def _prepare_inputs(profile: str, data_dir: str | None) -> None:
     print(f"[hw4 report] preparing {', '.join(parts + ('the DVGO kernels',))}",
           file=sys.stderr, flush=True)
     prepare_generated(profile, parts, extra=(build_extension,))
+    if parts:
+        _data_previews(profile)
+
+
+def _data_previews(profile: str) -> None:
+    """The generated scene and corpora as the report shows them (figures catalogue)."""
+    from ..data import corpus, scene
+    from ..data.generated import images_dir, scene_dir
+    from .tables import figures_dir
+
+    fig = figures_dir(profile)
+    scene.preview(scene_dir(profile, "hotdog", progress=False), fig / "scene_hotdog.png")
+    corpus.preview(images_dir(profile, progress=False), fig / "corpus_samples.png", classes=5,
+                   per_class=8)
 
 
 #: notebooks that build on each other's runs: 02 trains what 03 sweeps from, 04 pre-trains the

@@ -10,19 +10,19 @@ from .. import PROJECT_ROOT
 
 
 def figures_dir(profile: str) -> Path:
-    """``figures/`` for the quick profile (committed); ``reports/<profile>/figures`` otherwise.
-
-    Smoke runs (tests, nbval) and full runs never overwrite the committed quick figures.
-    ``$HW4_FIGURES`` overrides.
-    """
+    """``reports/<profile>/figures``, where a run writes its figures and tables (``$HW4_FIGURES``
+    overrides). The committed ``figures/`` changes only by :func:`.catalog.publish`
+    (``hw4 report --publish``), so a run never dirties the working tree."""
     if os.environ.get("HW4_FIGURES"):
         d = Path(os.environ["HW4_FIGURES"])
-    elif profile == "quick":
-        d = PROJECT_ROOT / "figures"
     else:
         d = Path(os.environ.get("HW4_REPORTS") or PROJECT_ROOT / "reports") / profile / "figures"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+#: the committed figures and tables (the quick profile's, refreshed by ``hw4 report --publish``)
+PUBLISHED = PROJECT_ROOT / "figures"
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
