@@ -23,11 +23,11 @@ class Item:
 
 
 ITEMS: tuple[Item, ...] = (
-    Item("scene_hotdog", "figure", "hw4 report (data preparation)",
+    Item("scene_hotdog", "figure", "hw4 data (previews made by hw4 report)",
          "The generated `hotdog` scene: four training views (100 px)."),
     Item("scene_ficus", "figure", "hw4 data (hw4lib.data.scene.preview)",
          "The generated `ficus` scene (thin stems, checkered texture)."),
-    Item("corpus_samples", "figure", "hw4 report (data preparation)",
+    Item("corpus_samples", "figure", "hw4 data (previews made by hw4 report)",
          "Samples of the generated image corpora (mini and office classes)."),
     Item("activation_2d", "figure", "01_nerf_theory",
          "Report fig. (a): 2D image fit at (H/5)x(W/5) with pre-, in- and post-activation; "
