@@ -43,12 +43,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict
 
 
 @torch.no_grad()
-def render_view(model: VoxelModel, c2w: torch.Tensor, H: int, W: int, fx: float, fy: float,
-                cx: float, cy: float, background: float, near: float, far: float,
-                chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image: ``rgb (H, W, 3)`` in [0, 1] and ``depth (H, W)``."""
+def render_image(model: VoxelModel, cams: Cameras, c2w: torch.Tensor, background: float,
+                 near: float, far: float, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image from pose ``c2w`` with the intrinsics of ``cams``: ``rgb (H, W, 3)`` in [0, 1]
+    and ``depth (H, W)``."""
     dev = model.lo.device
-    dirs = pixel_dirs(H, W, fx, fy, cx, cy, dev).reshape(-1, 3)
+    H, W = cams.H, cams.W
+    dirs = pixel_dirs(H, W, cams.fx, cams.fy, cams.cx, cams.cy, dev).reshape(-1, 3)
     o, d = rays_of_pose(c2w.to(dev), dirs)
     rgb, depth = [], []
     for s in range(0, d.shape[0], chunk):
@@ -117,8 +118,7 @@ def render_transforms(run_dir: str | Path, transforms: str | Path, out_dir: str 
     near, far = meta.get("near", 2.0), meta.get("far", 6.0)
     written = []
     for i in tqdm(range(len(cams)), desc="render", disable=not progress):
-        rgb, dep = render_view(model, cams.poses[i], cams.H, cams.W, cams.fx, cams.fy, cams.cx,
-                               cams.cy, bg, near, far, chunk)
+        rgb, dep = render_image(model, cams, cams.poses[i], bg, near, far, chunk)
         p = out / f"{cams.names[i]}.png"
         _save_png(to_uint8(rgb), p)
         written.append(p)
@@ -143,8 +143,7 @@ def render_orbit(model: VoxelModel, cams: Cameras, stem: Path, background: float
     """An orbit video ``stem.mp4`` (``stem.gif`` when no mp4 writer is available)."""
     frames = []
     for c2w in tqdm(orbit_cameras(cams, n), desc="orbit", disable=not progress):
-        rgb, _ = render_view(model, c2w, cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy,
-                             background, near, far)
+        rgb, _ = render_image(model, cams, c2w, background, near, far)
         frames.append(to_uint8(rgb))
     try:
         import imageio.v2 as imageio

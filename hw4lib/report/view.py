@@ -14,7 +14,7 @@ import torch
 
 from ..data.blender import BACKGROUNDS, read_transforms
 from ..nerf.rays import orbit_poses
-from ..nerf.renderer import depth_to_uint8, load_run, render_view, to_uint8
+from ..nerf.renderer import depth_to_uint8, load_run, render_image, to_uint8
 from .live import in_kernel
 
 
@@ -46,8 +46,8 @@ class SceneView:
                ) -> tuple[np.ndarray, np.ndarray]:
         """(rgb (H, W, 3) uint8, depth (H, W) uint8: near white, far black)."""
         c = self.cams
-        rgb, depth = render_view(self.model, camera_pose(azimuth, elevation, radius), c.H, c.W,
-                                 c.fx, c.fy, c.cx, c.cy, self.bg, self.near, self.far)
+        rgb, depth = render_image(self.model, c, camera_pose(azimuth, elevation, radius), self.bg,
+                                  self.near, self.far)
         return to_uint8(rgb), depth_to_uint8(depth, self.near, self.far)
 
     def side_by_side_png(self, azimuth: float, elevation: float, radius: float) -> bytes:
