@@ -138,6 +138,11 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().div_(255.0)
 
 
+def image_input(x: torch.Tensor) -> torch.Tensor:
+    """A uint8 image batch as the network's input, unaugmented (evaluation, features)."""
+    return normalize(to_float(x))
+
+
 class BatchAugment(nn.Module):
     """x in [0,1] (N,3,H,W) -> an augmented, normalised view of each image."""
 

@@ -26,7 +26,7 @@ from ..config import SSLConfig
 from ..errors import UserError
 from ..results import atomic_write_text
 from . import checkpoint as ckpt
-from .augment import LIGHT, BatchAugment, normalize, spec_from_dict, to_float
+from .augment import LIGHT, BatchAugment, image_input, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .models import file_sha1, load_backbone_file, make_classifier
 
@@ -124,11 +124,6 @@ def finetune_settings(setting: str, data_root: Path, backbone_file: Path | None,
     return s
 
 
-def image_input(x: torch.Tensor) -> torch.Tensor:
-    """A uint8 image batch as the network's input (no augmentation)."""
-    return normalize(to_float(x))
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: str, prepare=image_input) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a labeled loader; ``prepare`` makes a batch the
@@ -142,6 +137,10 @@ def evaluate(model: nn.Module, loader, device: str, prepare=image_input) -> tupl
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)
     return tot / max(n, 1), correct / max(n, 1)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 @torch.no_grad()
@@ -191,8 +190,8 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
     # what trains: the whole model on images, or only its head on the frozen backbone's
     # features (computed once: without augmentation they never change)
     on_features = frozen and augment is None
-    net, prepare = (model.fc, lambda f: f) if on_features else (
-        model, lambda x: augment(to_float(x)) if augment else image_input(x))
+    net, prepare, prepare_val = (model.fc, _identity, _identity) if on_features else (
+        model, (lambda x: augment(to_float(x))) if augment else image_input, image_input)
     train_set, val_set = ((frozen_features(model, train, device),
                            frozen_features(model, val, device)) if on_features else (train, val))
     train_loader = make_loader(train_set, batch, shuffle=True, drop_last=len(train) > batch,
@@ -229,8 +228,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         if not math.isfinite(train_loss):
             raise RuntimeError(f"setting {setting} diverged at epoch {epoch + 1}; lower the "
                                "learning rate")
-        val_loss, val_acc = evaluate(net, val_loader, device,
-                                     (lambda f: f) if on_features else image_input)
+        val_loss, val_acc = evaluate(net, val_loader, device, prepare_val)
         e = epoch + 1
         history.append({"epoch": e, "train_loss": train_loss, "val_loss": val_loss,
                         "val_acc": val_acc, "lr": sched.get_last_lr()[0]})
@@ -292,7 +290,7 @@ def predict(run: str | Path, csv_path: str | Path, image_dir: str | Path, out_cs
     preds = []
     with torch.no_grad():
         for x, _ in loader:
-            preds.append(model(normalize(to_float(x.to(device)))).argmax(1).cpu())
+            preds.append(model(image_input(x.to(device))).argmax(1).cpu())
     pred = torch.cat(preds)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

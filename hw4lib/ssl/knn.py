@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import normalize, to_float
+from .augment import image_input
 
 
 @torch.no_grad()
@@ -14,7 +14,7 @@ def extract_features(net: nn.Module, images: torch.Tensor, device: str,
     """Backbone features of uint8 images (N,3,S,S), eval mode, no augmentation."""
     was = net.training
     net.eval()
-    out = [net(normalize(to_float(images[i:i + batch_size].to(device)))).flatten(1).float().cpu()
+    out = [net(image_input(images[i:i + batch_size].to(device))).flatten(1).float().cpu()
            for i in range(0, len(images), batch_size)]
     net.train(was)
     return torch.cat(out)
