@@ -24,7 +24,7 @@ from ..reference import AE_ACC
 from ..results import write_result
 from .checkpoint import finished, stale_policy
 from .distributed import is_main_process, refuse_many
-from .finetune import DESCRIPTIONS, SETTINGS, finetune_settings, resolve_backbone, run_finetune  # noqa: F401 (SETTINGS re-exported)
+from .finetune import DESCRIPTIONS, SETTINGS, finetune_settings, resolve_backbone, run_finetune
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
 
 
