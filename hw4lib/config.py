@@ -4,6 +4,8 @@ Three profiles share one shape:
 
 * ``smoke`` -- seconds; what the tests and ``pytest --nbval-lax notebooks/`` run.
 * ``quick`` -- the default; the whole report on a 2-core CPU in minutes, on generated data.
+* ``cpu800`` -- DVGO at the report's 800 px on a 2-core CPU in under an hour (Problem 1 only;
+  its SSL settings are the quick profile's).
 * ``full``  -- the report's exact settings, for a GPU and the course's data.
 
 A profile is chosen by ``--profile``, else ``$HW4_PROFILE``, else ``quick``.
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import UserError
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "cpu800", "full")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -56,6 +58,9 @@ class DVGOStage:
     weight_entropy: float = 0.01
     weight_rgbper: float = 0.1
     pg_scale: tuple[int, ...] = ()  # progressive scaling: iterations at which voxels double
+    # at each progressive scaling, mark as free the voxels whose own alpha (max-pooled over
+    # 3^3) fell below fast_color_thres, as DVGO's scale_volume_grid does
+    mask_refresh: bool = False
     rgbnet_width: int = 128
     rgbnet_depth: int = 2  # hidden layers
     feat_dim: int = 12     # fine-stage feature channels (0 = coarse, direct rgb)
@@ -70,15 +75,17 @@ class NerfConfig:
         iters=5000, num_voxels=1024000, alpha_init=1e-6, fast_color_thres=1e-7, feat_dim=0,
         weight_entropy=0.01, weight_rgbper=0.1))
     fine: DVGOStage = field(default_factory=lambda: DVGOStage(
-        iters=20000, num_voxels=180 ** 3, alpha_init=1e-2, fast_color_thres=1e-4,
-        weight_entropy=0.001, weight_rgbper=0.01, pg_scale=(1000, 2000, 3000, 4000)))
+        iters=20000, num_voxels=160 ** 3, alpha_init=1e-2, fast_color_thres=1e-4,
+        weight_entropy=0.001, weight_rgbper=0.01, pg_scale=(1000, 2000, 3000, 4000),
+        mask_refresh=True))
     max_train_size: int | None = None  # cap on the long side of training images (None = keep)
     near: float = 2.0
     far: float = 6.0
     background: str = "white"
-    #: the five settings of the report's table: (stepsize, fine voxels)
+    #: the five settings of the report's table: (stepsize, fine voxels). The table says 180^3,
+    #: but the report's text (4,096,000 voxels) and its configs (default*.py) ran 160^3.
     sweep: tuple[tuple[float, int], ...] = (
-        (0.5, 180 ** 3), (2.0, 180 ** 3), (4.0, 180 ** 3), (0.5, 120 ** 3), (0.5, 80 ** 3))
+        (0.5, 160 ** 3), (2.0, 160 ** 3), (4.0, 160 ** 3), (0.5, 120 ** 3), (0.5, 80 ** 3))
     eval_views: int | None = None  # None = every val view
     seed: int = 0
     activation_iters: int = 1000   # the 2D pre/in/post-activation fit (notebook 01)
@@ -166,10 +173,11 @@ def _quick() -> Profile:
         # rgb MLP width 64 (not 128): same val PSNR (measured 29.83 vs 29.85 dB at 1000 steps).
         # Steps matter more than rays a step (2048 rays x 600 steps: 29.79 dB).
         fine=replace(full.nerf.fine, iters=1300, num_voxels=80 ** 3, n_rays=1024,
-                     fast_color_thres=1e-3, pg_scale=(100, 200), rgbnet_width=64),
+                     fast_color_thres=1e-3, pg_scale=(100, 200), rgbnet_width=64,
+                     mask_refresh=False),
         max_train_size=100,
-        # the report's 180^3 / 120^3 / 80^3 in the same ratios
-        sweep=((0.5, 80 ** 3), (2.0, 80 ** 3), (4.0, 80 ** 3), (0.5, 53 ** 3), (0.5, 36 ** 3)),
+        # the report's 160^3 / 120^3 / 80^3 (as it ran them) in the same ratios
+        sweep=((0.5, 80 ** 3), (2.0, 80 ** 3), (4.0, 80 ** 3), (0.5, 60 ** 3), (0.5, 40 ** 3)),
         eval_views=10,
         orbit_frames=24,
     )
@@ -188,6 +196,29 @@ def _quick() -> Profile:
                   # ~90-190 MB a checkpoint: writing one every epoch cost ~10% of the study
                   checkpoint_every_s=60.0)
     return Profile("quick", SceneGen(size=100), CorpusGen(mini_per_class=40), nerf, ssl)
+
+
+def _cpu800() -> Profile:
+    full, quick = _full(), _quick()
+    # Why each value: docs/experiments.md, 2026-12-01 (measured on a generated 800 px scene).
+    # The coarse stage is DVGO's (100^3, alpha_init 1e-6) on fewer rays: a clean coarse grid
+    # gives a 3x smaller fine box than the quick one's. The fine stage is the report's 160^3
+    # with a colour threshold of 1e-3 (not 1e-4): at 1e-4 the fine stage's initial fog
+    # (alpha_init 1e-2) is coloured everywhere and clears slowly; at 1e-3 the same PSNR at
+    # 1500 steps in 45% of the time, and val rendering 7x faster. 4096 rays a step, the
+    # learning rate decays 10x over the run as in DVGO's 20k steps.
+    iters = 12000
+    nerf = replace(
+        full.nerf,
+        coarse=replace(full.nerf.coarse, iters=3000, n_rays=2048),
+        fine=replace(full.nerf.fine, iters=iters, n_rays=4096, fast_color_thres=1e-3,
+                     rgbnet_width=64, lr_decay_steps=iters, pg_scale=(500, 1000, 1500, 2000)),
+        max_train_size=None,
+        sweep=full.nerf.sweep,
+        eval_views=None,
+        orbit_frames=quick.nerf.orbit_frames,
+    )
+    return Profile("cpu800", full.scene, quick.corpus, nerf, quick.ssl)
 
 
 def _smoke() -> Profile:
@@ -213,7 +244,7 @@ def _smoke() -> Profile:
                    nerf, ssl)
 
 
-_BUILDERS = {"smoke": _smoke, "quick": _quick, "full": _full}
+_BUILDERS = {"smoke": _smoke, "quick": _quick, "cpu800": _cpu800, "full": _full}
 
 
 def profile_name(name: str | None = None) -> str:

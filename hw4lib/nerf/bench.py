@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -27,16 +28,30 @@ def _sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, repeats: int, dev: str) -> float:
-    fn()  # warm-up (and the kernel build)
-    _sync(dev)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _rounds(fns: dict[str, Callable[[], None]], repeats: int, dev: str
+            ) -> dict[str, list[float]]:
+    """Seconds of each function in ``repeats`` interleaved rounds (a, b, a, b, ...), after one
+    warm-up call each (and the kernel build): a machine that slows down or speeds up during
+    the run weighs on both sides of every round's ratio alike."""
+    for fn in fns.values():
         fn()
-        _sync(dev)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    _sync(dev)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def _ratio_line(label: str, t_ref: list[float], t_ours: list[float]) -> tuple[str, float]:
+    """``(line, median)`` of the per-round speed-ups ``t_ref / t_ours``, with their spread."""
+    ratios = [r / o for r, o in zip(t_ref, t_ours)]
+    med = statistics.median(ratios)
+    return (f"{label}per-round speed-ups {' '.join(f'{x:.1f}' for x in ratios)}: median "
+            f"{med:.1f}x, spread {min(ratios):.1f}-{max(ratios):.1f}x", med)
 
 
 def bench_grid(args) -> int:
@@ -59,12 +74,14 @@ def bench_grid(args) -> int:
 
     path = "C++ kernel" if G.uses_extension(grid) else "torch (embedding_bag + index_add_)"
     print(f"trilinear lookup fwd+bwd: grid {res}^3 x {C}, {N} random points, device {dev}, "
-          f"{torch.get_num_threads()} threads, ours = {path}")
-    t_ours = _time(ours, repeats, dev)
-    print(f"ours        {t_ours * 1e3:8.1f} ms  {N / t_ours / 1e6:6.2f} M points/s")
-    t_ref = _time(ref, max(1, repeats // 2), dev)
-    print(f"grid_sample {t_ref * 1e3:8.1f} ms  {N / t_ref / 1e6:6.2f} M points/s")
-    print(f"speed-up {t_ref / t_ours:.1f}x")
+          f"{torch.get_num_threads()} threads, ours = {path}, {repeats} interleaved rounds")
+    t = _rounds({"ours": ours, "grid_sample": ref}, repeats, dev)
+    for k in ("ours", "grid_sample"):
+        med = statistics.median(t[k])
+        print(f"{k:11s} {med * 1e3:8.1f} ms  {N / med / 1e6:6.2f} M points/s (median)")
+    line, med = _ratio_line("", t["grid_sample"], t["ours"])
+    print(line)
+    print(f"speed-up {med:.1f}x")
     return 0
 
 
@@ -145,11 +162,48 @@ def bench_nerf(args) -> int:
 
         _, t_all, valid = sample_along(ro, rd, m.lo, m.hi, cfg.near, cfg.far, m.step)
         n_all = int(valid.sum())
-        t_o = _time(ours, repeats, dev)
-        t_r = _time(ref, max(1, repeats // 2), dev)
+        t = _rounds({"ours": ours, "ref": ref}, repeats, dev)
+        t_o, t_r = statistics.median(t["ours"]), statistics.median(t["ref"])
         print(f"{name:6s} ours        {t_o * 1e3:8.1f} ms  {n_rays / t_o:9.0f} rays/s  "
               f"{npts['n'] / t_o / 1e6:6.2f} M points/s ({npts['n']} points after skipping)")
         print(f"{name:6s} grid_sample {t_r * 1e3:8.1f} ms  {n_rays / t_r:9.0f} rays/s  "
               f"{n_all / t_r / 1e6:6.2f} M points/s ({n_all} points)")
-        print(f"{name:6s} speed-up {t_r / t_o:.1f}x")
+        line, med = _ratio_line(f"{name:6s} ", t["ref"], t["ours"])
+        print(line)
+        if name == "fine":
+            print_breakdown(step_breakdown(ours, repeats))
+        print(f"{name:6s} speed-up {med:.1f}x")
     return 0
+
+
+#: the labelled parts of VoxelModel.render, in the order they run
+PHASES = ("dvgo.march", "dvgo.density", "dvgo.weights", "dvgo.features", "dvgo.rgbnet",
+          "dvgo.composite")
+
+
+def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
+    """Milliseconds per call of each part of a training ``step`` under the profiler: the
+    forward's labelled phases (:data:`PHASES`), the backward pass (with its costliest autograd
+    nodes as ``backward: <node>``) and the optimiser step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            step()
+    total = {e.key: e.cpu_time_total / 1e3 / repeats for e in prof.key_averages()}
+    out = {k.removeprefix("dvgo."): total.get(k, 0.0) for k in PHASES}
+    nodes = {k.split(": ", 1)[1]: v for k, v in total.items()
+             if k.startswith("autograd::engine::evaluate_function: ")}
+    out["backward"] = sum(nodes.values())
+    for k, v in sorted(nodes.items(), key=lambda kv: -kv[1])[:4]:
+        out[f"backward: {k}"] = v
+    out["optimizer"] = sum(v for k, v in total.items() if k.startswith("Optimizer.step"))
+    return out
+
+
+def print_breakdown(parts: dict[str, float]) -> None:
+    whole = sum(v for k, v in parts.items() if not k.startswith("backward: "))
+    print(f"fine   step breakdown (profiler, ms per step; {whole:.1f} ms labelled):")
+    for k, v in parts.items():
+        share = f"{100 * v / whole:5.1f}%" if whole else "    -"
+        print(f"         {k:34s} {v:8.1f} ms {share}")

@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 from ..config import DVGOStage, NerfConfig
 from ..data.blender import BACKGROUNDS, load_split
 from ..errors import UserError
+from ..memory import keep_freed_memory
 from ..results import atomic_save, atomic_write_text, load_checkpoint
 from . import grid as G
 from . import render as R
-from .dvgo import FreeSpaceMask, VoxelModel, free_space_mask, tight_box
+from .dvgo import FreeSpaceMask, VoxelModel, free_space_mask, refresh_free_space, tight_box
 from .rays import camera_rays, march, scene_box
 
 CKPT_EVERY = 500       # iterations between checkpoints
@@ -192,6 +193,8 @@ def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tens
     for it in bar:
         if it in pg:  # progressive scaling: double the voxels, fresh optimizer
             m.scale_volume(m.num_voxels * 2)
+            if st.mask_refresh and m.mask is not None:
+                m.mask = refresh_free_space(m, st.fast_color_thres)
             opt = make_optimizer(m, st)
         decay = 0.1 ** (it / st.lr_decay_steps)
         for g in opt.param_groups:
@@ -258,6 +261,8 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *,
     ``run_dir`` may be written (:func:`hw4lib.nerf.jobs.train_run` does).
     """
     data_dir, run = Path(data_dir), Path(run_dir)
+    if device == "cpu":
+        keep_freed_memory()
     bg_name = background or cfg.background
     bg = BACKGROUNDS[bg_name]
     ck_path = run / "checkpoint.pt"
