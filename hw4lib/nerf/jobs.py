@@ -15,7 +15,7 @@ from ..config import get_profile, profile_name, resolve_device
 from ..data.blender import BACKGROUNDS
 from ..errors import UserError
 from ..results import atomic_write_text, write_result
-from ..runs import NERF_TRAIN, check_run_dir
+from ..runs import FRESH, NERF_TRAIN, RESUME, REUSE, plan_run, start_fresh
 from . import render as R
 from .renderer import load_run, render_image, render_transforms
 from .train import train
@@ -56,11 +56,6 @@ def _json(path: Path) -> dict | None:
         return None
 
 
-def _same(a: dict | None, b: dict) -> bool:
-    return a is not None and json.loads(json.dumps(a, default=str)) == json.loads(
-        json.dumps(b, default=str))
-
-
 def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = None,
               stepsize: float | None = None, fine_voxels: int | str | None = None,
               device: str = "auto", force: bool = False, progress: bool = True,
@@ -72,9 +67,10 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
     Returns ``{"history": {"loss","psnr","seconds","points"} (coarse iterations first, then
     fine), "coarse_iters", "timings": {"coarse_s","fine_s"}, "val_psnr", "rays_kept",
     "free_fraction", "fine_box", "settings", "reused"}``. A run directory holding a run with
-    other settings is refused unless ``force`` (which starts it over). With ``replace_stale``
-    (the notebooks, whose ``runs/<profile>/`` folders are their cache) such a run is replaced,
-    and an interrupted run with the same settings is resumed.
+    other settings is refused unless ``force`` (which starts it over); an interrupted one is
+    continued with ``resume``. With ``replace_stale`` (the notebooks, whose ``runs/<profile>/``
+    folders are their cache) such a run is replaced, and an interrupted run with the same
+    settings is resumed (:func:`hw4lib.runs.plan_run`).
     """
     profile = profile_name(profile)
     cfg = get_profile(profile).nerf
@@ -85,28 +81,15 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
         raise UserError(f"--background {background!r}: choose white or black")
     settings = run_settings(data_dir, profile, stepsize, fine_voxels, background, downscale)
     # before anything is reused, deleted or written: only an empty folder or our own run
-    check_run_dir(run, NERF_TRAIN)
-    old = _json(run / "settings.json")
-    done = _json(run / "done.json")
-    if not force and done is not None and _same(done.get("settings"), settings) \
-            and (run / "fine.pt").is_file():
-        return {**done, "reused": True}
-    has_state = any((run / f).exists() for f in ("checkpoint.pt", "fine.pt", "coarse.pt"))
-    if replace_stale and not force:
-        if has_state and not _same(old, settings):
-            force = True
-        elif (run / "checkpoint.pt").is_file():
-            resume = True
-    if has_state and not _same(old, settings):
-        if not force:
-            raise UserError(f"{run}: holds a DVGO run with other settings; choose a new --out "
-                            "(or pass force=True to start it over)")
-    if force and run.exists():
-        for f in ("checkpoint.pt", "coarse.pt", "fine.pt", "done.json"):
-            (run / f).unlink(missing_ok=True)
+    plan = plan_run(run, NERF_TRAIN, settings, resume=resume, force=force, cache=replace_stale)
+    if plan.action == REUSE:
+        return {**plan.done, "reused": True}
+    if plan.action == FRESH:
+        start_fresh(run, NERF_TRAIN)   # train() writes settings.json once the data has loaded
     t0 = time.perf_counter()
     result = train(data_dir, run, cfg, stepsize=stepsize, fine_voxels=fine_voxels,
-                   background=background, downscale=downscale, device=dev, resume=resume,
+                   background=background, downscale=downscale, device=dev,
+                   resume=plan.action == RESUME,
                    coarse_from=coarse_from, progress=progress, settings=settings, on_row=on_row)
     result["val_psnr"] = val_psnr(run, data_dir, profile, device=dev, progress=progress)
     result["seconds"] = time.perf_counter() - t0

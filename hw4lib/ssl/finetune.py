@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 from ..config import SSLConfig
 from ..errors import UserError
 from ..results import atomic_write_text
+from ..runs import REUSE, SSL_FINETUNE, plan_run
 from . import checkpoint as ckpt
 from .augment import LIGHT, BatchAugment, image_input, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
@@ -159,16 +160,20 @@ def frozen_features(model: nn.Module, ds: ImageSet, device: str) -> TensorDatase
 def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
                  backbone: str | Path | None = None, device: str = "cpu",
                  epochs: int | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True) -> dict:
+                 seed: int = 0, progress: bool = True, replace_stale: bool = False) -> dict:
     """Fine-tune one setting; writes ``best.pt`` (best val accuracy, with the class names),
-    ``last.pt`` and ``run.json``; returns the summary with the per-epoch history."""
+    ``last.pt`` and ``run.json``; returns the summary with the per-epoch history. A finished
+    run with the same settings is reused unless ``force``; ``replace_stale``: the folder is a
+    cache (:func:`hw4lib.runs.plan_run`)."""
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
     bfile = resolve_backbone(backbone)
     settings = finetune_settings(setting, data_root, bfile, cfg, profile, epochs, seed)
-    if not force and not resume and (done := ckpt.finished(run_dir, settings)):
-        return done
+    plan = plan_run(run_dir, SSL_FINETUNE, settings, resume=resume, force=force,
+                    cache=replace_stale)
+    if plan.action == REUSE:
+        return plan.done
     paths = office_paths(data_root)
     size = settings["image_size"]
     # read (and so validate) the data before the run folder is touched
@@ -176,7 +181,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
                      cache=cfg.cache_images, progress=progress)
     val = ImageSet(paths["val_csv"], paths["val_dir"], size, classes=train.classes,
                    require_label=True, cache=cfg.cache_images, progress=progress)
-    state = ckpt.prepare_run(run_dir, settings, resume, force)
+    state = ckpt.begin(run_dir, SSL_FINETUNE, plan, settings)
     torch.manual_seed(seed)
     bstate = load_backbone_file(bfile)[1] if bfile is not None else None
     model = build_model(setting, settings["arch"], len(train.classes), bstate,

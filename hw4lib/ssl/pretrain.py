@@ -21,6 +21,7 @@ from torch import nn
 
 from ..config import SSLConfig
 from ..errors import UserError
+from ..runs import RESUME, REUSE, SSL_PRETRAIN, RunPlan, plan_run
 from . import checkpoint as ckpt
 from . import distributed
 from .augment import LIGHT, BatchAugment, byol_view, spec_from_dict, to_float
@@ -156,7 +157,7 @@ def _check_resume_processes(run_dir: Path, world: int) -> None:
     try:
         was = json.loads(sfile.read_text()).get("processes", 1)
     except (json.JSONDecodeError, AttributeError):
-        return   # prepare_run names the broken file
+        return   # check_run_dir names the broken file
     if was != world:
         how = ("`hw4 ssl pretrain ... --resume`" if was == 1 else
                f"`torchrun --nproc_per_node {was} -m hw4lib ssl pretrain ... --resume`")
@@ -167,7 +168,7 @@ def _check_resume_processes(run_dir: Path, world: int) -> None:
 def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
                  device: str = "cpu", epochs: int | None = None, steps: int | None = None,
                  init: str | Path | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True,
+                 seed: int = 0, progress: bool = True, replace_stale: bool = False,
                  on_row: Callable[[dict], None] | None = None) -> dict:
     """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
 
@@ -175,7 +176,8 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     History rows come every ``log_every`` steps (at least one an epoch, about 20 in all), kNN
     monitor points ``cfg.knn_evals`` times; a resume continues from the last row checkpointed,
     with the data order and random state it had, so it repeats the uninterrupted run.
-    A finished run with the same settings is reused unless ``force``. ``on_row(row)``, if given,
+    A finished run with the same settings is reused unless ``force``; ``replace_stale``: the
+    folder is a cache (:func:`hw4lib.runs.plan_run`). ``on_row(row)``, if given,
     sees each new history row (live curves; in the main process only).
 
     Under torchrun / accelerate launch (:mod:`.distributed`) each of the N processes trains on
@@ -186,10 +188,12 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     d = distributed.from_env(device)
     settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed, steps, init,
                                  processes=d.world)
-    if not force and not resume and (done := ckpt.finished(run_dir, settings)):
-        return done
     if resume:
         _check_resume_processes(run_dir, d.world)
+    plan = plan_run(run_dir, SSL_PRETRAIN, settings, resume=resume, force=force,
+                    cache=replace_stale)
+    if plan.action == REUSE:
+        return plan.done
     csv_path, img_dir = mini_paths(data_root)
     main = d.main
     # read (and so validate) the data before the run folder is touched
@@ -216,14 +220,14 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     d.start()
     try:
         return _train(method, settings, run_dir, cfg, d, ds, loader, batch, per_epoch, total,
-                      log_every, knn_every, model, net, resume, force, progress and main, on_row)
+                      log_every, knn_every, model, net, plan, progress and main, on_row)
     finally:
         d.close()
 
 
 def _train(method: str, settings: dict, run_dir: Path, cfg: SSLConfig, d: distributed.Dist,
            ds: ImageSet, loader, batch: int, per_epoch: int, total: int, log_every: int,
-           knn_every: int, model: nn.Module, net: nn.Module, resume: bool, force: bool,
+           knn_every: int, model: nn.Module, net: nn.Module, plan: RunPlan,
            progress: bool, on_row: Callable[[dict], None] | None = None) -> dict:
     """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
     from tqdm.auto import tqdm
@@ -233,13 +237,13 @@ def _train(method: str, settings: dict, run_dir: Path, cfg: SSLConfig, d: distri
     err, state = None, None
     if main:   # one process checks and prepares the run folder; the others follow its verdict
         try:
-            state = ckpt.prepare_run(run_dir, settings, resume, force, ckpt.LAST_KEYS + ("step",))
+            state = ckpt.begin(run_dir, SSL_PRETRAIN, plan, settings, ckpt.LAST_KEYS + ("step",))
         except UserError as e:
             err = str(e)
     err = d.broadcast(err)
     if err is not None:
         raise UserError(err)
-    if not main and resume and (run_dir / "last.pt").is_file():
+    if not main and plan.action == RESUME:
         state = ckpt.load(run_dir / "last.pt")
     if d.sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # converts net in place too
