@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..results import atomic_write_text, write_result
 from ..runs import FRESH, NERF_TRAIN, RESUME, REUSE, plan_run, start_fresh
 from . import render as R
-from .renderer import load_run, render_image, render_transforms
+from .renderer import load_run, near_far, render_image, render_transforms
 from .train import train
 
 
@@ -117,8 +117,7 @@ def render_split(run_dir: str | Path, data_dir: str | Path, split: str = "val",
     from tqdm.auto import tqdm
 
     for i in tqdm(range(n), desc=f"render {split}", disable=not progress):
-        rgb, _ = render_image(model, cams, cams.poses[i], bg, meta.get("near", 2.0),
-                              meta.get("far", 6.0))
+        rgb, _ = render_image(model, cams, cams.poses[i], bg, *near_far(meta))
         preds.append(rgb)
     return preds, [gts[i] for i in range(n)], cams.names[:n]
 
@@ -243,8 +242,8 @@ def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, spli
     bg_name = meta.get("background", "white")
     cams = s.cameras
     n = min(n_views, len(cams))
-    views = [render_image(model, cams, cams.poses[i], BACKGROUNDS[bg_name], meta.get("near", 2.0),
-                          meta.get("far", 6.0)) for i in range(n)]
+    views = [render_image(model, cams, cams.poses[i], BACKGROUNDS[bg_name], *near_far(meta))
+             for i in range(n)]
     gts = s.rgb(bg_name)
     return views, [gts[i] for i in range(n)], cams.names[:n]
 
@@ -259,5 +258,4 @@ def orbit(run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "
     model, meta = load_run(run_dir, dev)
     cams = load_split(data_dir, "train", max_size=meta.get("train_size", [None])[0]).cameras
     bg = BACKGROUNDS[meta.get("background", "white")]
-    return [render_image(model, cams, p, bg, meta.get("near", 2.0), meta.get("far", 6.0))[0]
-            for p in orbit_cameras(cams, n)]
+    return [render_image(model, cams, p, bg, *near_far(meta))[0] for p in orbit_cameras(cams, n)]

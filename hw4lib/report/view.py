@@ -14,7 +14,7 @@ import torch
 
 from ..data.blender import BACKGROUNDS, read_transforms
 from ..nerf.rays import orbit_poses
-from ..nerf.renderer import depth_to_uint8, load_run, render_image, to_uint8
+from ..nerf.renderer import depth_to_uint8, load_run, near_far, render_image, to_uint8
 from .live import in_kernel
 
 
@@ -36,7 +36,7 @@ class SceneView:
         cams = read_transforms(Path(data_dir) / "transforms_train.json")
         self.cams = cams.resized(size, size)
         self.bg = BACKGROUNDS[meta.get("background", "white")]
-        self.near, self.far = meta.get("near", 2.0), meta.get("far", 6.0)
+        self.near, self.far = near_far(meta)
         pos = cams.poses[:, :3, 3]
         dist = pos.norm(dim=-1)
         self.radius = float(dist.mean())    # the training cameras' sphere
