@@ -83,7 +83,7 @@ def test_a_runs_ray_bounds_are_the_ones_it_trained_with(run):
     """Rendering, evaluation and the live view take near/far from the run's fine.pt; a
     fine.pt without them has the config's defaults, not numbers of their own."""
     from hw4lib.config import NerfConfig, get_profile
-    from hw4lib.nerf.renderer import load_run, near_far
+    from hw4lib.nerf.images import load_run, near_far
 
     _, meta = load_run(run[0])
     cfg = get_profile("smoke").nerf

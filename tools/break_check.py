@@ -40,7 +40,7 @@ class Break:
 
 BREAKS = (
     Break("render_backwards", "hw4 nerf render shoots every ray backwards (background only)",
-          "hw4lib/nerf/renderer.py", "    o, d = rays_of_pose(c2w.to(dev), dirs)\n",
+          "hw4lib/nerf/images.py", "    o, d = rays_of_pose(c2w.to(dev), dirs)\n",
           "    o, d = rays_of_pose(c2w.to(dev), dirs)\n    d = -d\n",
           ("tests/test_nerf_train.py", "-k", "render_writes or eval_command")),
     Break("predict_class0", "hw4 ssl predict always answers the first class",

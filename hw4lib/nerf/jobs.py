@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..results import atomic_write_text, write_result
 from ..runs import FRESH, NERF_TRAIN, RESUME, REUSE, plan_run, start_fresh
 from . import render as R
-from .renderer import load_run, near_far, render_image, render_transforms
+from .images import load_run, near_far, render_image, render_transforms
 from .train import train
 
 
@@ -252,7 +252,7 @@ def orbit(run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "
           ) -> list[torch.Tensor]:
     """RGB frames (H, W, 3) of an orbit around the scene at the training size."""
     from ..data.blender import load_split
-    from .renderer import orbit_cameras
+    from .images import orbit_cameras
 
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..data.blender import BACKGROUNDS, read_transforms
+from ..nerf.images import depth_to_uint8, load_run, near_far, render_image, to_uint8
 from ..nerf.rays import orbit_poses
-from ..nerf.renderer import depth_to_uint8, load_run, near_far, render_image, to_uint8
 from .live import in_kernel
 
 

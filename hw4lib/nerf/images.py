@@ -1,4 +1,6 @@
-"""Rendering a trained run: frames of a transforms file as PNGs, depth maps, an orbit video.
+"""A trained run's images: its fine model loaded, views rendered from it, the frames of a
+transforms file written as PNGs, depth maps, an orbit video. (The volume-rendering equations
+themselves are :mod:`.render`'s.)
 
 The output folder carries a marker (``.hw4-nerf-render.json``) naming the run that wrote it,
 so a folder holding another run's (or anyone else's) images is never overwritten.
