@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ..config import get_profile, profile_name, resolve_device
-from ..data.blender import BACKGROUNDS
+from ..data.blender import BACKGROUNDS, load_split, read_transforms
 from ..errors import UserError
 from ..results import atomic_write_text, write_result
 from ..runs import FRESH, NERF_TRAIN, RESUME, REUSE, plan_run, start_fresh
 from . import render as R
-from .images import load_run, near_far, render_image, render_transforms
+from .images import load_run, near_far, orbit_cameras, render_image, render_transforms
+from .rays import frustum_corners, scene_box
 from .train import train
 
 
@@ -104,8 +106,6 @@ def render_split(run_dir: str | Path, data_dir: str | Path, split: str = "val",
                  device: str = "cpu", progress: bool = False
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
     """Render the first ``n_views`` views of a split: (predictions, ground truths, names)."""
-    from ..data.blender import load_split
-
     model, meta = load_run(run_dir, device)
     split_ = load_split(data_dir, split, downscale=downscale, max_size=max_size)
     bg_name = meta.get("background", "white")
@@ -114,8 +114,6 @@ def render_split(run_dir: str | Path, data_dir: str | Path, split: str = "val",
     n = len(cams) if n_views is None else min(n_views, len(cams))
     bg = BACKGROUNDS[bg_name]
     preds = []
-    from tqdm.auto import tqdm
-
     for i in tqdm(range(n), desc=f"render {split}", disable=not progress):
         rgb, _ = render_image(model, cams, cams.poses[i], bg, *near_far(meta))
         preds.append(rgb)
@@ -143,7 +141,7 @@ def render_run(run_dir: str | Path, transforms_json: str | Path, out_dir: str | 
 def evaluate_run(run_dir: str | Path, data_dir: str | Path, profile: str | None = None,
                  device: str = "auto", progress: bool = False) -> dict[str, Any]:
     """PSNR / SSIM / LPIPS(vgg) on the profile's val views, at the original image size."""
-    from ..metrics import evaluate_images
+    from ..metrics import evaluate_images  # LPIPS(vgg) and torchvision: seconds to import
 
     cfg = get_profile(profile).nerf
     dev = resolve_device(device)
@@ -163,7 +161,7 @@ def sweep(data_dir: str | Path, runs_root: str | Path, profile: str | None = Non
     lends its coarse stage to the others. Runs made with other settings are replaced. Each row
     is stored with ``write_result("nerf/sweep_s{S}_v{N}", ...)``.
     """
-    import pandas as pd
+    import pandas as pd  # slow to import; only the sweep's table needs it
 
     profile = profile_name(profile)
     cfg = get_profile(profile).nerf
@@ -201,9 +199,6 @@ def sweep(data_dir: str | Path, runs_root: str | Path, profile: str | None = Non
 def box_and_frustums(data_dir: str | Path, profile: str | None = None, near: float | None = None,
                      far: float | None = None) -> dict[str, torch.Tensor]:
     """Scene box corners (8, 3) and camera frustum corners (N, 8, 3) of the training views."""
-    from ..data.blender import read_transforms
-    from .rays import frustum_corners, scene_box
-
     cfg = get_profile(profile).nerf
     near, far = near or cfg.near, far or cfg.far
     cams = read_transforms(Path(data_dir) / "transforms_train.json")
@@ -234,8 +229,6 @@ def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, spli
                ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor], list[str]]:
     """``(rgb, depth)`` of the first ``n_views`` views at the training size, with their ground
     truths and names: ``(views, ground truths, names)``."""
-    from ..data.blender import load_split
-
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     s = load_split(data_dir, split, max_size=meta.get("train_size", [None])[0])
@@ -251,9 +244,6 @@ def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, spli
 def orbit(run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "auto"
           ) -> list[torch.Tensor]:
     """RGB frames (H, W, 3) of an orbit around the scene at the training size."""
-    from ..data.blender import load_split
-    from .images import orbit_cameras
-
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     cams = load_split(data_dir, "train", max_size=meta.get("train_size", [None])[0]).cameras

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from ..config import SSLConfig
 from ..errors import UserError
@@ -199,8 +200,6 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
     ``last.pt`` and ``run.json``; returns the summary with the per-epoch history. A finished
     run with the same settings is reused unless ``force``; ``replace_stale``: the folder is a
     cache (:func:`hw4lib.runs.plan_run`)."""
-    from tqdm.auto import tqdm
-
     run_dir = Path(run_dir)
     bfile = resolve_backbone(backbone)
     settings = finetune_settings(setting, data_root, bfile, cfg, profile, epochs, seed)

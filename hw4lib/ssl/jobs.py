@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
 from ..errors import UserError
@@ -29,8 +31,6 @@ from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
 
 
 def torch_threads() -> int:
-    import torch
-
     return torch.get_num_threads()
 
 
@@ -217,7 +217,7 @@ def finetune_runs(runs_root: str | Path) -> list[dict]:
 def table(runs_root: str | Path):
     """The A-E table: one row per setting (mean and sample sd over seeds of the best val
     accuracy, and how many seeds)."""
-    import pandas as pd
+    import pandas as pd  # slow to import; only the table needs it
 
     runs = finetune_runs(runs_root)
     rows = []

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ..config import SSLConfig
 from ..errors import UserError
@@ -104,7 +105,7 @@ def init_record(init: str | Path | None, arch: str) -> dict | None:
 def imagenet_weights(arch: str) -> Path:
     """torchvision's cached ImageNet file for ``arch`` (never downloaded here): the weights
     ``models.resnet50(pretrained=True)`` loads, as the report's code did (IMAGENET1K_V1)."""
-    import torchvision
+    import torchvision  # slow to import: only --init imagenet needs its weight registry
 
     try:
         w = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
@@ -127,7 +128,7 @@ def _build(method: str, s: dict, n_classes: int,
     otherwise pick SyncBatchNorm on its own (which has no CPU kernels)."""
     init = load_backbone_file(s["init"]["path"])[1] if s["init"] else None
     if method == "byol":
-        from byol_pytorch import BYOL
+        from byol_pytorch import BYOL  # only BYOL runs need it
 
         net = make_backbone(s["arch"])
         if init is not None:
@@ -283,8 +284,6 @@ def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist
 def _train(job: _Job, d: distributed.Dist, progress: bool,
            on_row: Callable[[dict], None] | None = None) -> dict:
     """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
-    from tqdm.auto import tqdm
-
     method, total, per_epoch, dev = job.method, job.total, job.per_epoch, d.device
     state = loop.resume_state(job.run_dir, SSL_PRETRAIN, job.plan, job.settings,
                               ckpt.LAST_KEYS + ("step",), d)
