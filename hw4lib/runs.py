@@ -120,12 +120,12 @@ def _json(path: Path) -> Any:
         return None
 
 
+_MISSING = object()   # a key one side of a settings diff lacks
+
+
 def _short(v: Any) -> str:
     r = "(none)" if v is _MISSING else repr(v)
     return r if len(r) <= 40 else r[:37] + "..."
-
-
-_MISSING = object()
 
 
 def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
