@@ -43,7 +43,7 @@ def _init_worker(threads: int) -> None:
 
 def _call(fn: Callable[..., Any], kwargs: dict, threads: int | None) -> Any:
     if threads:
-        import torch
+        import torch  # in the worker only: the parent schedules jobs without torch
 
         torch.set_num_threads(threads)
     return fn(**kwargs)

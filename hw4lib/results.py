@@ -61,7 +61,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file and ``os.replace``: never a torn checkpoint."""
-    import torch
+    import torch  # results also serves the light commands (tables, reports): torch on use
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
-"""Run folders: a command writes its run only into an empty folder or one holding its own run.
+"""Run folders: a command writes its run only into an empty folder or one holding its own run,
+and one policy says whether that run is reused, resumed or started afresh.
 
 ``hw4 nerf train``, ``hw4 ssl pretrain`` and ``hw4 ssl finetune`` each write a known set of
 files into ``--out``. :func:`check_run_dir` refuses, before anything is written or deleted, a
 folder holding any other file (a user's notes, someone else's ``settings.json``) or another
 command's run; a folder the same command wrote stays reusable and resumable. Runs made before
 this check existed are recognised by their file names and the keys of their ``settings.json``.
+:func:`plan_run` then decides, from the folder's ``settings.json``, checkpoint and record of a
+finished run, what the command does with it; :func:`start_fresh` clears a run it replaces.
 """
 from __future__ import annotations
 
@@ -13,8 +16,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
+from .results import atomic_write_text
+
+SETTINGS = "settings.json"   # what every run was asked to do, written when it starts
 
 
 @dataclass(frozen=True)
@@ -22,18 +29,25 @@ class RunKind:
     command: str                       # how the user calls it, for the messages
     files: frozenset[str]              # every name the command writes in its run folder
     owns: Callable[[dict], bool]       # whether a settings.json (a dict) is this command's
+    checkpoint: str                    # the state an interrupted run resumes from
+    done: str                          # the finished run's record (JSON), written last
+    product: str                       # what a finished run is for
+    restart: str                       # how the user starts a run over, for the messages
 
 
 NERF_TRAIN = RunKind("hw4 nerf train",
-                     frozenset({"settings.json", "checkpoint.pt", "coarse.pt", "fine.pt",
-                                "done.json"}),
-                     lambda s: "nerf" in s and "stepsize" in s and "fine_voxels" in s)
+                     frozenset({SETTINGS, "checkpoint.pt", "coarse.pt", "fine.pt", "done.json"}),
+                     lambda s: "nerf" in s and "stepsize" in s and "fine_voxels" in s,
+                     "checkpoint.pt", "done.json", "fine.pt",
+                     "delete the folder to train it afresh")
 SSL_PRETRAIN = RunKind("hw4 ssl pretrain",
-                       frozenset({"settings.json", "last.pt", "backbone.pt", "run.json"}),
-                       lambda s: s.get("method") in ("byol", "supervised") and "setting" not in s)
+                       frozenset({SETTINGS, "last.pt", "backbone.pt", "run.json"}),
+                       lambda s: s.get("method") in ("byol", "supervised") and "setting" not in s,
+                       "last.pt", "run.json", "backbone.pt", "add --force to start it afresh")
 SSL_FINETUNE = RunKind("hw4 ssl finetune",
-                       frozenset({"settings.json", "last.pt", "best.pt", "run.json"}),
-                       lambda s: s.get("setting") in tuple("ABCDE") and "frozen" in s)
+                       frozenset({SETTINGS, "last.pt", "best.pt", "run.json"}),
+                       lambda s: s.get("setting") in tuple("ABCDE") and "frozen" in s,
+                       "last.pt", "run.json", "best.pt", "add --force to start it afresh")
 KINDS = (NERF_TRAIN, SSL_PRETRAIN, SSL_FINETUNE)
 
 # what atomic_write_text / atomic_save leave behind when killed mid-write: .<name>.<random>.tmp
@@ -68,7 +82,7 @@ def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
                 else f"not written by `{kind.command}`")
         raise UserError(f"{p}: {what}; `{kind.command}` writes only into an empty folder or "
                         f"its own run; {fix}")
-    sfile = run / "settings.json"
+    sfile = run / SETTINGS
     if sfile.is_file():
         try:
             settings = json.loads(sfile.read_text())
@@ -79,3 +93,117 @@ def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
             what = f"the settings of a `{owner.command}` run" if owner else \
                 f"not a `{kind.command}` run's settings"
             raise UserError(f"{sfile}: {what}; {fix}")
+
+
+# -- reuse, resume or start afresh ------------------------------------------------------------
+REUSE, RESUME, FRESH = "reuse", "resume", "fresh"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a command does with its run folder: ``action`` is :data:`REUSE` (``done`` holds the
+    finished run's record), :data:`RESUME` (from ``kind.checkpoint``) or :data:`FRESH` (train
+    from the start, once :func:`start_fresh` has cleared the folder)."""
+    action: str
+    done: dict | None = None
+
+
+def normal(settings: Any) -> Any:
+    """``settings`` as they read back from ``settings.json`` (paths and tuples as JSON has them)."""
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+_MISSING = object()   # a key one side of a settings diff lacks
+
+
+def _short(v: Any) -> str:
+    r = "(none)" if v is _MISSING else repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for each setting that differs (nested keys dotted), sorted."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [f"{prefix or 'settings'}: {_short(old)} -> {_short(new)}"]
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, _MISSING), new.get(k, _MISSING)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {_short(a)} -> {_short(b)}")
+    return out
+
+
+def plan_run(run_dir: str | Path, kind: RunKind, settings: dict, *, resume: bool = False,
+             force: bool = False, cache: bool = False) -> RunPlan:
+    """Whether ``kind``'s command reuses, resumes or starts afresh the run in ``run_dir``, asked
+    for with ``settings``; reads the folder, changes nothing. In this order:
+
+    * a stranger's files or another command's run: refused (:func:`check_run_dir`), even with
+      ``force``;
+    * ``force``: start afresh;
+    * finished with these settings (record and product on disk): reuse it, unless ``resume``
+      finds its checkpoint (which then trains nothing more);
+    * ``cache`` (a folder the notebooks own) without ``resume``: a run with other settings is
+      started afresh, an interrupted one with these settings resumed;
+    * ``resume``: the checkpoint, made with these settings; else a one-line error;
+    * anything else a run left: an interrupted run with these settings or any run with other
+      settings is refused (one line saying how to go on); leftovers of an unfinished run with
+      these settings and no checkpoint are started afresh; an empty folder starts afresh.
+    """
+    run = Path(run_dir)
+    check_run_dir(run, kind)
+    if force:
+        return RunPlan(FRESH)
+    want, sfile = normal(settings), run / SETTINGS
+    old = _json(sfile)   # None when missing (check_run_dir refused an unreadable one)
+    same = old == want
+    has_ckpt = (run / kind.checkpoint).is_file()
+    done = _json(run / kind.done) if same and (run / kind.product).is_file() else None
+    if isinstance(done, dict) and not (resume and has_ckpt):
+        return RunPlan(REUSE, done)
+    left = sorted(f for f in kind.files - {SETTINGS} if (run / f).is_file())
+    if cache and not resume:
+        if left and not same:
+            return RunPlan(FRESH)
+        resume = has_ckpt
+    if resume:
+        if not has_ckpt:
+            raise UserError(f"{run}: no {kind.checkpoint} to resume from; drop --resume to "
+                            "start a new run")
+        if old is None:
+            raise UserError(f"{sfile}: missing, so the run cannot be checked; start afresh "
+                            "in a new --out folder")
+        if not same:
+            d = "; ".join(settings_diff(old, want)[:3])
+            raise UserError(f"{sfile}: cannot resume with different settings ({d}); rerun "
+                            "with the original settings or use a new --out folder")
+        return RunPlan(RESUME)
+    if left and same and has_ckpt:
+        raise UserError(f"{run}: already holds an unfinished run with these settings; add "
+                        "--resume to continue it, or choose another --out")
+    if left and not same:
+        d = "; ".join(settings_diff(old, want)[:3]) if old is not None else \
+            f"no {SETTINGS}"
+        raise UserError(f"{run}: already holds a run with other settings ({d}); choose "
+                        f"another --out, or {kind.restart}")
+    return RunPlan(FRESH)
+
+
+def start_fresh(run_dir: str | Path, kind: RunKind, settings: dict | None = None) -> None:
+    """Clear what an earlier run of ``kind`` left in ``run_dir`` (a checkpoint, products, its
+    record: nothing else, :func:`check_run_dir` having passed) and, given ``settings``, record
+    them as the new run's ``settings.json``."""
+    run = Path(run_dir)
+    for name in sorted(kind.files - {SETTINGS}):
+        (run / name).unlink(missing_ok=True)
+    if settings is not None:
+        atomic_write_text(run / SETTINGS, json.dumps(normal(settings), indent=2, sort_keys=True))

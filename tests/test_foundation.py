@@ -116,6 +116,21 @@ def test_cli_help_lists_every_group():
         assert g in r.stdout
 
 
+def test_cli_help_imports_no_heavy_library():
+    """The commands import their libraries lazily (hw4lib/commands): every group's --help
+    answers without torch, matplotlib, pandas or LPIPS."""
+    code = ("import contextlib, io, sys\nfrom hw4lib.cli import main\n"
+            "for g in ('data', 'nerf', 'ssl', 'bench', 'weights', 'report'):\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "        main([g, '--help'])\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'pandas', 'lpips') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=PROJECT_ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
+
+
 @pytest.mark.parametrize("args, pattern", [
     (["report", "--profile", "fast"], r"unknown profile 'fast': choose one of smoke, quick, full"),
     (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),

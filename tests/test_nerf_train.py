@@ -79,6 +79,19 @@ def test_finished_run_is_reused(run, scene):
         train_run(scene, out, "smoke", stepsize=2.0, device="cpu", progress=False)
 
 
+def test_a_runs_ray_bounds_are_the_ones_it_trained_with(run):
+    """Rendering, evaluation and the live view take near/far from the run's fine.pt; a
+    fine.pt without them has the config's defaults, not numbers of their own."""
+    from hw4lib.config import NerfConfig, get_profile
+    from hw4lib.nerf.images import load_run, near_far
+
+    _, meta = load_run(run[0])
+    cfg = get_profile("smoke").nerf
+    assert near_far(meta) == (meta["near"], meta["far"]) == (cfg.near, cfg.far)
+    assert near_far({"near": 0.5, "far": 9.0}) == (0.5, 9.0)
+    assert near_far({}) == (NerfConfig.near, NerfConfig.far)
+
+
 def test_render_writes_one_png_per_frame_named_after_file_path(run, scene, tmp_path, capsys):
     out, _ = run
     dst = tmp_path / "renders"

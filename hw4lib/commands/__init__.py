@@ -1,4 +1,8 @@
-"""``hw4`` subcommand groups: each module has ``register(subparsers)``; ``cli`` wires them."""
+"""``hw4`` subcommand groups: each module has ``register(subparsers)``; ``cli`` wires them.
+
+Each command imports the library it runs inside its function, so ``hw4 --help`` and the light
+commands never pay for torch, matplotlib or LPIPS.
+"""
 from __future__ import annotations
 
 import argparse

@@ -17,7 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config import data_root, get_profile
+from .. import PROJECT_ROOT
+from ..config import CorpusGen, data_root, get_profile
 from ..errors import UserError
 
 #: marker written into generated mini/ and office/ (and into ``hw4 data images`` outputs)
@@ -27,8 +28,6 @@ COURSE_PARTS = ("hotdog", "mini", "office")
 
 def generated_root(root: str | Path | None = None) -> Path:
     """``root``, else ``$HW4_GENERATED``, else ``<project>/data/generated``."""
-    from .. import PROJECT_ROOT
-
     return Path(root or os.environ.get("HW4_GENERATED") or PROJECT_ROOT / "data" / "generated")
 
 
@@ -49,7 +48,7 @@ def scene_settings(profile: str, scene: str = "hotdog", seed: int = 0) -> dict:
 def scene_dir(profile: str, scene: str = "hotdog", root: str | Path | None = None,
               progress: bool = True) -> Path:
     """``<root>/<profile>/<scene>``, rendered first if absent, incomplete or made differently."""
-    from .scene import MARKER, generate_scene
+    from .scene import MARKER, generate_scene  # the ray tracer (numpy, PIL): only here
 
     out = generated_root(root) / profile / scene
     want = scene_settings(profile, scene)
@@ -66,8 +65,7 @@ def corpus_settings(profile: str, seed: int = 0) -> dict:
 
 def write_corpora(out: Path, settings: dict, progress: bool = True) -> None:
     """Run the corpus generator into a temporary folder, mark ``mini``/``office``, move them in."""
-    from ..config import CorpusGen
-    from .corpus import generate_corpora
+    from .corpus import generate_corpora  # numpy and PIL: only when corpora are written
     from .outdir import make_tmp, replace_dir
 
     cfg = CorpusGen(**{k: v for k, v in settings.items()

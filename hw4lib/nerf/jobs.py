@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ..config import get_profile, profile_name, resolve_device
-from ..data.blender import BACKGROUNDS
+from ..data.blender import BACKGROUNDS, load_split, read_transforms
 from ..errors import UserError
 from ..results import atomic_write_text, write_result
-from ..runs import NERF_TRAIN, check_run_dir
+from ..runs import FRESH, NERF_TRAIN, RESUME, REUSE, plan_run, start_fresh
 from . import render as R
-from .renderer import load_run, render_image, render_transforms
+from .images import load_run, near_far, orbit_cameras, render_image, render_transforms
+from .rays import frustum_corners, scene_box
 from .train import train
 
 
@@ -56,11 +58,6 @@ def _json(path: Path) -> dict | None:
         return None
 
 
-def _same(a: dict | None, b: dict) -> bool:
-    return a is not None and json.loads(json.dumps(a, default=str)) == json.loads(
-        json.dumps(b, default=str))
-
-
 def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = None,
               stepsize: float | None = None, fine_voxels: int | str | None = None,
               device: str = "auto", force: bool = False, progress: bool = True,
@@ -72,9 +69,10 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
     Returns ``{"history": {"loss","psnr","seconds","points"} (coarse iterations first, then
     fine), "coarse_iters", "timings": {"coarse_s","fine_s"}, "val_psnr", "rays_kept",
     "free_fraction", "fine_box", "settings", "reused"}``. A run directory holding a run with
-    other settings is refused unless ``force`` (which starts it over). With ``replace_stale``
-    (the notebooks, whose ``runs/<profile>/`` folders are their cache) such a run is replaced,
-    and an interrupted run with the same settings is resumed.
+    other settings is refused unless ``force`` (which starts it over); an interrupted one is
+    continued with ``resume``. With ``replace_stale`` (the notebooks, whose ``runs/<profile>/``
+    folders are their cache) such a run is replaced, and an interrupted run with the same
+    settings is resumed (:func:`hw4lib.runs.plan_run`).
     """
     profile = profile_name(profile)
     cfg = get_profile(profile).nerf
@@ -85,28 +83,15 @@ def train_run(data_dir: str | Path, run_dir: str | Path, profile: str | None = N
         raise UserError(f"--background {background!r}: choose white or black")
     settings = run_settings(data_dir, profile, stepsize, fine_voxels, background, downscale)
     # before anything is reused, deleted or written: only an empty folder or our own run
-    check_run_dir(run, NERF_TRAIN)
-    old = _json(run / "settings.json")
-    done = _json(run / "done.json")
-    if not force and done is not None and _same(done.get("settings"), settings) \
-            and (run / "fine.pt").is_file():
-        return {**done, "reused": True}
-    has_state = any((run / f).exists() for f in ("checkpoint.pt", "fine.pt", "coarse.pt"))
-    if replace_stale and not force:
-        if has_state and not _same(old, settings):
-            force = True
-        elif (run / "checkpoint.pt").is_file():
-            resume = True
-    if has_state and not _same(old, settings):
-        if not force:
-            raise UserError(f"{run}: holds a DVGO run with other settings; choose a new --out "
-                            "(or pass force=True to start it over)")
-    if force and run.exists():
-        for f in ("checkpoint.pt", "coarse.pt", "fine.pt", "done.json"):
-            (run / f).unlink(missing_ok=True)
+    plan = plan_run(run, NERF_TRAIN, settings, resume=resume, force=force, cache=replace_stale)
+    if plan.action == REUSE:
+        return {**plan.done, "reused": True}
+    if plan.action == FRESH:
+        start_fresh(run, NERF_TRAIN)   # train() writes settings.json once the data has loaded
     t0 = time.perf_counter()
     result = train(data_dir, run, cfg, stepsize=stepsize, fine_voxels=fine_voxels,
-                   background=background, downscale=downscale, device=dev, resume=resume,
+                   background=background, downscale=downscale, device=dev,
+                   resume=plan.action == RESUME,
                    coarse_from=coarse_from, progress=progress, settings=settings, on_row=on_row)
     result["val_psnr"] = val_psnr(run, data_dir, profile, device=dev, progress=progress)
     result["seconds"] = time.perf_counter() - t0
@@ -121,8 +106,6 @@ def render_split(run_dir: str | Path, data_dir: str | Path, split: str = "val",
                  device: str = "cpu", progress: bool = False
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
     """Render the first ``n_views`` views of a split: (predictions, ground truths, names)."""
-    from ..data.blender import load_split
-
     model, meta = load_run(run_dir, device)
     split_ = load_split(data_dir, split, downscale=downscale, max_size=max_size)
     bg_name = meta.get("background", "white")
@@ -131,11 +114,8 @@ def render_split(run_dir: str | Path, data_dir: str | Path, split: str = "val",
     n = len(cams) if n_views is None else min(n_views, len(cams))
     bg = BACKGROUNDS[bg_name]
     preds = []
-    from tqdm.auto import tqdm
-
     for i in tqdm(range(n), desc=f"render {split}", disable=not progress):
-        rgb, _ = render_image(model, cams, cams.poses[i], bg, meta.get("near", 2.0),
-                              meta.get("far", 6.0))
+        rgb, _ = render_image(model, cams, cams.poses[i], bg, *near_far(meta))
         preds.append(rgb)
     return preds, [gts[i] for i in range(n)], cams.names[:n]
 
@@ -161,7 +141,7 @@ def render_run(run_dir: str | Path, transforms_json: str | Path, out_dir: str | 
 def evaluate_run(run_dir: str | Path, data_dir: str | Path, profile: str | None = None,
                  device: str = "auto", progress: bool = False) -> dict[str, Any]:
     """PSNR / SSIM / LPIPS(vgg) on the profile's val views, at the original image size."""
-    from ..metrics import evaluate_images
+    from ..metrics import evaluate_images  # LPIPS(vgg) and torchvision: seconds to import
 
     cfg = get_profile(profile).nerf
     dev = resolve_device(device)
@@ -181,7 +161,7 @@ def sweep(data_dir: str | Path, runs_root: str | Path, profile: str | None = Non
     lends its coarse stage to the others. Runs made with other settings are replaced. Each row
     is stored with ``write_result("nerf/sweep_s{S}_v{N}", ...)``.
     """
-    import pandas as pd
+    import pandas as pd  # slow to import; only the sweep's table needs it
 
     profile = profile_name(profile)
     cfg = get_profile(profile).nerf
@@ -219,9 +199,6 @@ def sweep(data_dir: str | Path, runs_root: str | Path, profile: str | None = Non
 def box_and_frustums(data_dir: str | Path, profile: str | None = None, near: float | None = None,
                      far: float | None = None) -> dict[str, torch.Tensor]:
     """Scene box corners (8, 3) and camera frustum corners (N, 8, 3) of the training views."""
-    from ..data.blender import read_transforms
-    from .rays import frustum_corners, scene_box
-
     cfg = get_profile(profile).nerf
     near, far = near or cfg.near, far or cfg.far
     cams = read_transforms(Path(data_dir) / "transforms_train.json")
@@ -252,16 +229,14 @@ def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, spli
                ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor], list[str]]:
     """``(rgb, depth)`` of the first ``n_views`` views at the training size, with their ground
     truths and names: ``(views, ground truths, names)``."""
-    from ..data.blender import load_split
-
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     s = load_split(data_dir, split, max_size=meta.get("train_size", [None])[0])
     bg_name = meta.get("background", "white")
     cams = s.cameras
     n = min(n_views, len(cams))
-    views = [render_image(model, cams, cams.poses[i], BACKGROUNDS[bg_name], meta.get("near", 2.0),
-                          meta.get("far", 6.0)) for i in range(n)]
+    views = [render_image(model, cams, cams.poses[i], BACKGROUNDS[bg_name], *near_far(meta))
+             for i in range(n)]
     gts = s.rgb(bg_name)
     return views, [gts[i] for i in range(n)], cams.names[:n]
 
@@ -269,12 +244,8 @@ def depth_maps(run_dir: str | Path, data_dir: str | Path, n_views: int = 4, spli
 def orbit(run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "auto"
           ) -> list[torch.Tensor]:
     """RGB frames (H, W, 3) of an orbit around the scene at the training size."""
-    from ..data.blender import load_split
-    from .renderer import orbit_cameras
-
     dev = resolve_device(device)
     model, meta = load_run(run_dir, dev)
     cams = load_split(data_dir, "train", max_size=meta.get("train_size", [None])[0]).cameras
     bg = BACKGROUNDS[meta.get("background", "white")]
-    return [render_image(model, cams, p, bg, meta.get("near", 2.0), meta.get("far", 6.0))[0]
-            for p in orbit_cameras(cams, n)]
+    return [render_image(model, cams, p, bg, *near_far(meta))[0] for p in orbit_cameras(cams, n)]

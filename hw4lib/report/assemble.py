@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import PROJECT_ROOT
+from ..data.generated import describe_source
 from ..results import list_results, read_result
 from .catalog import ITEMS, Item
 
@@ -21,8 +22,6 @@ def shown_path(p: str | Path | None) -> str | None:
         return None
     if not os.path.isabs(str(p)):
         return str(p)
-    from ..data.generated import describe_source
-
     path = Path(p).resolve()
     shown = describe_source(path)
     if shown.startswith("generated:"):

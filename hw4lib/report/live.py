@@ -99,7 +99,7 @@ def dvgo_rows_to_history(rows: Sequence[Row]) -> tuple[dict[str, list], int]:
 
 def dvgo_curves(interactive: bool = True, **kw) -> LivePlot:
     """Live loss / PSNR of DVGO training, drawn like the saved ``nerf_training_curves``."""
-    from .figures import training_curves
+    from .figures import training_curves  # matplotlib: only when curves are drawn
 
     return LivePlot(lambda rows: training_curves(*dvgo_rows_to_history(rows)), interactive, **kw)
 
@@ -107,7 +107,7 @@ def dvgo_curves(interactive: bool = True, **kw) -> LivePlot:
 def ssl_curves(interactive: bool = True, **kw) -> LivePlot:
     """Live loss / kNN accuracy of pre-training runs (one :meth:`LivePlot.series` each), drawn
     like the saved ``ssl_pretrain_curves``."""
-    from .figures import pretrain_curves
+    from .figures import pretrain_curves  # matplotlib: only when curves are drawn
 
     def draw(rows: list[dict]):
         names = list(dict.fromkeys(r["series"] for r in rows))

@@ -144,7 +144,7 @@ def _prepare_inputs(profile: str, data_dir: str | None) -> None:
     after another). Nothing to do for the user's own data or what is already made."""
     from ..config import data_root
     from ..data.generated import COURSE_PARTS, missing_parts, prepare_generated
-    from ..nerf.grid import build_extension
+    from ..nerf.grid import build_extension  # torch and the C++ build: only before a report
 
     own = data_dir or os.environ.get("HW4_DATA") or not missing_parts(Path(data_root()),
                                                                       COURSE_PARTS)
@@ -158,7 +158,7 @@ def _prepare_inputs(profile: str, data_dir: str | None) -> None:
 
 def _data_previews(profile: str) -> None:
     """The generated scene and corpora as the report shows them (figures catalogue)."""
-    from ..data import corpus, scene
+    from ..data import corpus, scene  # numpy, PIL, the ray tracer: only for new data
     from ..data.generated import images_dir, scene_dir
     from .tables import figures_dir
 

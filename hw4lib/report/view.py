@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..config import resolve_device
 from ..data.blender import BACKGROUNDS, read_transforms
+from ..nerf.images import depth_to_uint8, load_run, near_far, render_image, to_uint8
 from ..nerf.rays import orbit_poses
-from ..nerf.renderer import depth_to_uint8, load_run, render_image, to_uint8
 from .live import in_kernel
 
 
@@ -36,7 +38,7 @@ class SceneView:
         cams = read_transforms(Path(data_dir) / "transforms_train.json")
         self.cams = cams.resized(size, size)
         self.bg = BACKGROUNDS[meta.get("background", "white")]
-        self.near, self.far = meta.get("near", 2.0), meta.get("far", 6.0)
+        self.near, self.far = near_far(meta)
         pos = cams.poses[:, :3, 3]
         dist = pos.norm(dim=-1)
         self.radius = float(dist.mean())    # the training cameras' sphere
@@ -52,8 +54,6 @@ class SceneView:
 
     def side_by_side_png(self, azimuth: float, elevation: float, radius: float) -> bytes:
         """The view and its depth map next to each other, as PNG bytes."""
-        from PIL import Image
-
         rgb, depth = self.render(azimuth, elevation, radius)
         both = np.concatenate([rgb, np.repeat(depth[..., None], 3, axis=-1)], axis=1)
         buf = io.BytesIO()
@@ -63,7 +63,7 @@ class SceneView:
     def strip(self, n: int = 6):
         """A matplotlib figure: ``n`` views around the object at the training elevation and
         radius, with their depth maps below."""
-        from .figures import image_grid
+        from .figures import image_grid  # matplotlib: only when the strip is drawn
 
         azs = [360.0 * i / n for i in range(n)]
         views = [self.render(a, self.elevation, self.radius) for a in azs]
@@ -107,8 +107,6 @@ def show(run_dir: str | Path, data_dir: str | Path, interactive: bool = True, si
          device: str = "cpu"):
     """The sliders in a live JupyterLab session (``interactive`` and a kernel); else the fixed
     strip of views, as a figure."""
-    from ..config import resolve_device
-
     view = SceneView(run_dir, data_dir, size, resolve_device(device))
     if interactive and in_kernel():
         from IPython.display import display

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from PIL import Image
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from tqdm.auto import tqdm
 
 from ..data.csvimages import CsvImageDataset, load_rgb
+from .distributed import ShardedBatches
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,8 +24,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def to_uint8_tensor(img, size: int) -> torch.Tensor:
     """A PIL RGB image resized (antialiased bilinear) to ``size`` x ``size``, as uint8 (3, S, S)."""
-    from PIL import Image
-
     img = img.resize((size, size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
@@ -64,8 +65,6 @@ class ImageSet(Dataset):
             self.images = _DECODED[key]
 
     def _decode(self, size: int, progress: bool) -> torch.Tensor:
-        from tqdm.auto import tqdm
-
         imgs = torch.empty(len(self.base), 3, size, size, dtype=torch.uint8)
         for i, r in enumerate(tqdm(self.base.rows, desc=f"load {self.base.csv_path.name}",
                                    disable=not progress, leave=False)):
@@ -103,10 +102,6 @@ def make_loader(ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool, wo
               "persistent_workers": w > 0}
     rank, world = shard
     if world > 1:
-        from torch.utils.data import BatchSampler, RandomSampler
-
-        from .distributed import ShardedBatches
-
         if not (shuffle and drop_last):
             raise ValueError("a sharded loader draws shuffled whole batches only")
         # what DataLoader(shuffle=True, drop_last=True) builds, then cut per process

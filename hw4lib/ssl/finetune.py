@@ -14,18 +14,22 @@ import csv
 import io
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from ..config import SSLConfig
 from ..errors import UserError
 from ..results import atomic_write_text
+from ..runs import REUSE, SSL_FINETUNE, plan_run
 from . import checkpoint as ckpt
+from . import loop
 from .augment import LIGHT, BatchAugment, image_input, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .models import file_sha1, load_backbone_file, make_classifier
@@ -156,110 +160,107 @@ def frozen_features(model: nn.Module, ds: ImageSet, device: str) -> TensorDatase
     return TensorDataset(feats, ds.labels)
 
 
+def _inputs(model: nn.Module, train: ImageSet, val: ImageSet, settings: dict, cfg: SSLConfig,
+            device: str) -> tuple[nn.Module, Callable, Callable, DataLoader, DataLoader]:
+    """What trains and on what: ``(net, prepare train batch, prepare val batch, train loader,
+    val loader)``. The whole model on images, or, frozen without augmentation, only its head
+    on the backbone's features (computed once: without augmentation they never change)."""
+    augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
+    on_features = settings["frozen"] and augment is None
+    net, prepare, prepare_val = (model.fc, _identity, _identity) if on_features else (
+        model, (lambda x: augment(to_float(x))) if augment else image_input, image_input)
+    train_set, val_set = ((frozen_features(model, train, device),
+                           frozen_features(model, val, device)) if on_features else (train, val))
+    batch, workers = settings["batch"], 0 if on_features else cfg.workers
+    train_loader = make_loader(train_set, batch, shuffle=True, drop_last=len(train) > batch,
+                               workers=workers, device=device, seed=settings["seed"])
+    val_loader = make_loader(val_set, 4 * batch, shuffle=False, drop_last=False,
+                             workers=workers, device=device)
+    return net, prepare, prepare_val, train_loader, val_loader
+
+
+def _train_epoch(run: loop.RunLoop, net: nn.Module, loader: DataLoader, prepare: Callable,
+                 device: str) -> float:
+    """One pass over ``loader``, one optimizer step a batch; the mean training loss."""
+    tot, n = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        loss = F.cross_entropy(net(prepare(x)), y)
+        run.step(loss)
+        tot += float(loss.detach()) * len(y)
+        n += len(y)
+    return tot / max(n, 1)
+
+
 def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
                  backbone: str | Path | None = None, device: str = "cpu",
                  epochs: int | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True) -> dict:
+                 seed: int = 0, progress: bool = True, replace_stale: bool = False) -> dict:
     """Fine-tune one setting; writes ``best.pt`` (best val accuracy, with the class names),
-    ``last.pt`` and ``run.json``; returns the summary with the per-epoch history."""
-    from tqdm.auto import tqdm
-
+    ``last.pt`` and ``run.json``; returns the summary with the per-epoch history. A finished
+    run with the same settings is reused unless ``force``; ``replace_stale``: the folder is a
+    cache (:func:`hw4lib.runs.plan_run`)."""
     run_dir = Path(run_dir)
     bfile = resolve_backbone(backbone)
     settings = finetune_settings(setting, data_root, bfile, cfg, profile, epochs, seed)
-    if not force and not resume and (done := ckpt.finished(run_dir, settings)):
-        return done
-    paths = office_paths(data_root)
-    size = settings["image_size"]
+    plan = plan_run(run_dir, SSL_FINETUNE, settings, resume=resume, force=force,
+                    cache=replace_stale)
+    if plan.action == REUSE:
+        return plan.done
+    paths, size = office_paths(data_root), settings["image_size"]
     # read (and so validate) the data before the run folder is touched
     train = ImageSet(paths["train_csv"], paths["train_dir"], size, require_label=True,
                      cache=cfg.cache_images, progress=progress)
     val = ImageSet(paths["val_csv"], paths["val_dir"], size, classes=train.classes,
                    require_label=True, cache=cfg.cache_images, progress=progress)
-    state = ckpt.prepare_run(run_dir, settings, resume, force)
+    state = loop.resume_state(run_dir, SSL_FINETUNE, plan, settings)
     torch.manual_seed(seed)
     bstate = load_backbone_file(bfile)[1] if bfile is not None else None
     model = build_model(setting, settings["arch"], len(train.classes), bstate,
                         settings["head_norm"]).to(device)
-    frozen = settings["frozen"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"])
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=settings["gamma"])
-    batch = settings["batch"]
-    augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
-    # what trains: the whole model on images, or only its head on the frozen backbone's
-    # features (computed once: without augmentation they never change)
-    on_features = frozen and augment is None
-    net, prepare, prepare_val = (model.fc, _identity, _identity) if on_features else (
-        model, (lambda x: augment(to_float(x))) if augment else image_input, image_input)
-    train_set, val_set = ((frozen_features(model, train, device),
-                           frozen_features(model, val, device)) if on_features else (train, val))
-    train_loader = make_loader(train_set, batch, shuffle=True, drop_last=len(train) > batch,
-                               workers=0 if on_features else cfg.workers, device=device,
-                               seed=seed)
-    val_loader = make_loader(val_set, 4 * batch, shuffle=False, drop_last=False,
-                             workers=0 if on_features else cfg.workers, device=device)
+    net, prepare, prepare_val, train_loader, val_loader = _inputs(model, train, val, settings,
+                                                                  cfg, device)
+    run = loop.RunLoop(run_dir, model, settings, 1, state, cfg.checkpoint_every_s)
     n_epochs = settings["epochs"] or math.ceil(settings["steps"] / len(train_loader))
     start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         start, history, best = state["epoch"], state["history"], state["best"]
         torch.set_rng_state(state["rng"])
         train_loader.generator.set_state(state["order"])
-    t_all = time.perf_counter()
-    last_save, best_state = t_all, None   # best_state: a better model not yet on disk
+    t_all = run.start_clock()
+    best_state = None   # a better model not yet on disk
     bar = tqdm(range(start, n_epochs), desc=f"setting {setting}", disable=not progress,
                initial=start, total=n_epochs)
     for epoch in bar:
-        set_train_mode(model, frozen)
-        tot, n = 0.0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(net(prepare(x)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(y)
-            n += len(y)
-        sched.step()
-        train_loss = tot / max(n, 1)
-        if not math.isfinite(train_loss):
-            raise RuntimeError(f"setting {setting} diverged at epoch {epoch + 1}; lower the "
-                               "learning rate")
+        set_train_mode(model, settings["frozen"])
+        train_loss = _train_epoch(run, net, train_loader, prepare, device)
+        run.sched.step()
+        loop.check_finite(train_loss, f"setting {setting}", f"epoch {epoch + 1}")
         val_loss, val_acc = evaluate(net, val_loader, device, prepare_val)
         e = epoch + 1
         history.append({"epoch": e, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_acc": val_acc, "lr": sched.get_last_lr()[0]})
+                        "val_acc": val_acc, "lr": run.lr})
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": e}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        # best.pt then last.pt (so last.pt's "best" is always on disk), at most every
-        # checkpoint_every_s seconds and after the last epoch: each write is ~2x the model
-        if e == n_epochs or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+        if run.due(e == n_epochs):   # best.pt then last.pt: last.pt's "best" is on disk
             if best_state is not None:
                 ckpt.atomic_save({"setting": setting, "arch": settings["arch"],
-                                  "head_norm": settings["head_norm"],
-                                  "image_size": size, "classes": train.classes,
-                                  "model": best_state, "epoch": best["epoch"],
-                                  "val_acc": best["val_acc"]}, run_dir / "best.pt")
+                                  "head_norm": settings["head_norm"], "image_size": size,
+                                  "classes": train.classes, "model": best_state,
+                                  "epoch": best["epoch"], "val_acc": best["val_acc"]},
+                                 run_dir / "best.pt")
                 best_state = None
-            ckpt.atomic_save({"epoch": e, "model": model.state_dict(),
-                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                              "history": history, "best": best, "rng": torch.get_rng_state(),
-                              "order": train_loader.generator.get_state()},
-                             run_dir / "last.pt")
-            last_save = time.perf_counter()
+            run.save({"epoch": e, "history": history, "best": best,
+                      "rng": torch.get_rng_state(), "order": train_loader.generator.get_state()})
         bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
-    n_train = sum(p.numel() for p in params)
-    n_all = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in run.params)
     summary = {"kind": "finetune", "setting": setting, "run_dir": str(run_dir),
                "pretraining": DESCRIPTIONS[setting][0], "finetuning": DESCRIPTIONS[setting][1],
                "arch": settings["arch"], "best_val_acc": best["val_acc"],
                "best_epoch": best["epoch"], "final_val_acc": history[-1]["val_acc"],
                "epochs": n_epochs, "history": history, "trainable_params": n_train,
-               "frozen_params": n_all - n_train,
+               "frozen_params": sum(p.numel() for p in model.parameters()) - n_train,
                "n_train": len(train), "n_val": len(val), "n_classes": len(train.classes),
                "seconds": round(time.perf_counter() - t_all, 2), "device": device,
                "settings": settings}

@@ -16,21 +16,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
 from ..errors import UserError
 from ..parallel import Job, run_jobs
 from ..reference import AE_ACC
 from ..results import write_result
-from .checkpoint import finished, stale_policy
+from ..runs import REUSE, SSL_FINETUNE, SSL_PRETRAIN, plan_run
 from .distributed import is_main_process, refuse_many
 from .finetune import DESCRIPTIONS, SETTINGS, finetune_settings, resolve_backbone, run_finetune
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
 
 
 def torch_threads() -> int:
-    import torch
-
     return torch.get_num_threads()
 
 
@@ -78,12 +78,10 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
     settings is started over and an interrupted one with the same settings resumed."""
     prof = get_profile(profile)
     dev = resolve_device(device)
-    if replace_stale and not force and not resume:
-        want = _pretrain_want(prof, method, data_root, epochs, seed, steps, init)
-        force, resume = stale_policy(Path(run_dir), want)
     s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      device=dev, epochs=epochs, steps=steps, init=init, resume=resume,
-                     force=force, seed=seed, progress=progress, on_row=on_row)
+                     force=force, seed=seed, progress=progress, replace_stale=replace_stale,
+                     on_row=on_row)
     if is_main_process():   # under torchrun, one result file (rank 0's)
         _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root),
                dev)
@@ -100,12 +98,9 @@ def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
     refuse_many("hw4 ssl finetune")
     prof = get_profile(profile)
     dev = resolve_device(device)
-    if replace_stale and not force and not resume:
-        want = _finetune_want(prof, setting, data_root, backbone_run, epochs, seed)
-        force, resume = stale_policy(Path(run_dir), want)
     s = run_finetune(setting, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
                      backbone=backbone_run, device=dev, epochs=epochs, resume=resume,
-                     force=force, seed=seed, progress=progress)
+                     force=force, seed=seed, progress=progress, replace_stale=replace_stale)
     _store(result or f"ssl/finetune_{setting}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
     return s
 
@@ -141,13 +136,15 @@ def _reused(job: Job, prof) -> bool:
     kw = job.kwargs
     if kw["force"]:
         return False
-    want, args = ((_pretrain_want, ("method", "data_root", "seed")) if job.fn is pretrain
-                  else (_finetune_want, ("setting", "data_root", "backbone_run", "seed")))
+    want, args, kind = ((_pretrain_want, ("method", "data_root", "seed"), SSL_PRETRAIN)
+                        if job.fn is pretrain else
+                        (_finetune_want, ("setting", "data_root", "backbone_run", "seed"),
+                         SSL_FINETUNE))
     try:
-        settings = want(prof, **{k: kw[k] for k in args})
+        return plan_run(kw["run_dir"], kind, want(prof, **{k: kw[k] for k in args})
+                        ).action == REUSE
     except UserError:
         return False
-    return finished(Path(kw["run_dir"]), settings) is not None
 
 
 def run_study(data_root: str | Path, runs_root: str | Path | None = None,
@@ -220,7 +217,7 @@ def finetune_runs(runs_root: str | Path) -> list[dict]:
 def table(runs_root: str | Path):
     """The A-E table: one row per setting (mean and sample sd over seeds of the best val
     accuracy, and how many seeds)."""
-    import pandas as pd
+    import pandas as pd  # slow to import; only the table needs it
 
     runs = finetune_runs(runs_root)
     rows = []

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..results import OUR_CHECKPOINT, load_checkpoint
 
 # blocks per stage of each architecture, and whether it uses bottleneck blocks (torchvision's
 # layouts; resnet10, one basic block a stage, is half a resnet18)
@@ -25,7 +26,7 @@ ARCHS = tuple(_LAYOUT)
 def make_backbone(arch: str) -> nn.Module:
     """A randomly initialised torchvision ResNet with ``fc = Identity`` (built as
     ``torchvision.models.resnet18(weights=None)`` etc. build theirs)."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet  # slow: on first build
 
     if arch not in ARCHS:
         raise UserError(f"unknown backbone {arch!r}: choose one of {', '.join(ARCHS)}")
@@ -93,8 +94,6 @@ def load_backbone_file(path: str | Path) -> tuple[str, dict[str, torch.Tensor]]:
     if not path.is_file():
         raise UserError(f"{path}: backbone file not found; pass a pre-training run folder or a "
                         "ResNet state dict (.pt)")
-    from ..results import OUR_CHECKPOINT, load_checkpoint
-
     obj = load_checkpoint(path, what=f"{OUR_CHECKPOINT} or a ResNet state dict", fix=(
         "pass a pre-training run folder you trust, or a torchvision ResNet state dict saved "
         "with torch.save(model.state_dict(), ...)"))

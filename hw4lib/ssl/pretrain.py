@@ -11,18 +11,21 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ..config import SSLConfig
 from ..errors import UserError
+from ..runs import REUSE, SSL_PRETRAIN, RunPlan, plan_run
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, loop
 from .augment import LIGHT, BatchAugment, byol_view, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .knn import extract_features, knn_loo_accuracy, monitor_subset
@@ -102,7 +105,7 @@ def init_record(init: str | Path | None, arch: str) -> dict | None:
 def imagenet_weights(arch: str) -> Path:
     """torchvision's cached ImageNet file for ``arch`` (never downloaded here): the weights
     ``models.resnet50(pretrained=True)`` loads, as the report's code did (IMAGENET1K_V1)."""
-    import torchvision
+    import torchvision  # slow to import: only --init imagenet needs its weight registry
 
     try:
         w = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
@@ -125,7 +128,7 @@ def _build(method: str, s: dict, n_classes: int,
     otherwise pick SyncBatchNorm on its own (which has no CPU kernels)."""
     init = load_backbone_file(s["init"]["path"])[1] if s["init"] else None
     if method == "byol":
-        from byol_pytorch import BYOL
+        from byol_pytorch import BYOL  # only BYOL runs need it
 
         net = make_backbone(s["arch"])
         if init is not None:
@@ -156,7 +159,7 @@ def _check_resume_processes(run_dir: Path, world: int) -> None:
     try:
         was = json.loads(sfile.read_text()).get("processes", 1)
     except (json.JSONDecodeError, AttributeError):
-        return   # prepare_run names the broken file
+        return   # check_run_dir names the broken file
     if was != world:
         how = ("`hw4 ssl pretrain ... --resume`" if was == 1 else
                f"`torchrun --nproc_per_node {was} -m hw4lib ssl pretrain ... --resume`")
@@ -167,7 +170,7 @@ def _check_resume_processes(run_dir: Path, world: int) -> None:
 def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
                  device: str = "cpu", epochs: int | None = None, steps: int | None = None,
                  init: str | Path | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True,
+                 seed: int = 0, progress: bool = True, replace_stale: bool = False,
                  on_row: Callable[[dict], None] | None = None) -> dict:
     """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
 
@@ -175,7 +178,8 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     History rows come every ``log_every`` steps (at least one an epoch, about 20 in all), kNN
     monitor points ``cfg.knn_evals`` times; a resume continues from the last row checkpointed,
     with the data order and random state it had, so it repeats the uninterrupted run.
-    A finished run with the same settings is reused unless ``force``. ``on_row(row)``, if given,
+    A finished run with the same settings is reused unless ``force``; ``replace_stale``: the
+    folder is a cache (:func:`hw4lib.runs.plan_run`). ``on_row(row)``, if given,
     sees each new history row (live curves; in the main process only).
 
     Under torchrun / accelerate launch (:mod:`.distributed`) each of the N processes trains on
@@ -186,10 +190,12 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     d = distributed.from_env(device)
     settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed, steps, init,
                                  processes=d.world)
-    if not force and not resume and (done := ckpt.finished(run_dir, settings)):
-        return done
     if resume:
         _check_resume_processes(run_dir, d.world)
+    plan = plan_run(run_dir, SSL_PRETRAIN, settings, resume=resume, force=force,
+                    cache=replace_stale)
+    if plan.action == REUSE:
+        return plan.done
     csv_path, img_dir = mini_paths(data_root)
     main = d.main
     # read (and so validate) the data before the run folder is touched
@@ -206,160 +212,170 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     torch.manual_seed(seed)
     loader = make_loader(ds, batch, shuffle=True, drop_last=True, workers=cfg.workers,
                          device=d.device.type, seed=seed, shard=(d.rank, d.world))
-    per_epoch = len(loader)
-    total = settings["steps"] or settings["epochs"] * per_epoch
-    log_every = max(1, min(per_epoch, math.ceil(total / 20)))
-    knn_every = math.ceil(total / cfg.knn_evals) if cfg.knn_evals else 0
+    total = settings["steps"] or settings["epochs"] * len(loader)
     model, net = _build(method, settings, len(ds.classes), d.device)
     if d.rank:   # the same initial weights everywhere; each process its own augmentation draws
         torch.manual_seed(seed * 1_000_003 + d.rank)
     d.start()
     try:
-        return _train(method, settings, run_dir, cfg, d, ds, loader, batch, per_epoch, total,
-                      log_every, knn_every, model, net, resume, force, progress and main, on_row)
+        return _train(_Job(method, settings, run_dir, cfg, plan, ds, loader, batch, total, model,
+                           net), d, progress and main, on_row)
     finally:
         d.close()
 
 
-def _train(method: str, settings: dict, run_dir: Path, cfg: SSLConfig, d: distributed.Dist,
-           ds: ImageSet, loader, batch: int, per_epoch: int, total: int, log_every: int,
-           knn_every: int, model: nn.Module, net: nn.Module, resume: bool, force: bool,
-           progress: bool, on_row: Callable[[dict], None] | None = None) -> dict:
-    """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
-    from tqdm.auto import tqdm
+@dataclass
+class _Job:
+    """One pre-training run as :func:`run_pretrain` set it up: its data, budget and model."""
+    method: str
+    settings: dict
+    run_dir: Path
+    cfg: SSLConfig
+    plan: RunPlan
+    ds: ImageSet
+    loader: DataLoader
+    batch: int
+    total: int          # optimizer steps
+    model: nn.Module    # what trains (BYOL's online + target networks, or the classifier)
+    net: nn.Module      # the backbone inside it
 
-    main = d.main
-    order = loader.generator   # draws each epoch's shuffle (the same in every process)
-    err, state = None, None
-    if main:   # one process checks and prepares the run folder; the others follow its verdict
-        try:
-            state = ckpt.prepare_run(run_dir, settings, resume, force, ckpt.LAST_KEYS + ("step",))
-        except UserError as e:
-            err = str(e)
-    err = d.broadcast(err)
-    if err is not None:
-        raise UserError(err)
-    if not main and resume and (run_dir / "last.pt").is_file():
-        state = ckpt.load(run_dir / "last.pt")
-    if d.sync_batchnorm:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # converts net in place too
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings["lr"],
-                          momentum=settings["momentum"])
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings["step_size"],
-                                            gamma=settings["gamma"])
-    step, history, epoch_order = 0, [], order.get_state()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, history, epoch_order = state["step"], state["history"], state["order"]
-        rngs = state.get("rng_ranks", [state["rng"]])
-        if len(rngs) != d.world:
-            raise UserError(f"{run_dir / 'last.pt'}: holds the random state of {len(rngs)} "
-                            f"process(es), this resume has {d.world}; resume it on "
-                            f"{len(rngs)}, or start afresh in a new --out folder")
-        torch.set_rng_state(rngs[d.rank])
-    fwd = d.wrap(model)   # DDP: every process ends each step with the same weights
-    aug = BatchAugment(LIGHT)
-    dev = d.device
+    @property
+    def per_epoch(self) -> int:
+        return len(self.loader)
 
-    # kNN monitor on a fixed labeled subset of mini (labels are read only for monitoring)
+    @property
+    def log_every(self) -> int:
+        """Steps between history rows: about 20 in all, at least one an epoch."""
+        return max(1, min(self.per_epoch, math.ceil(self.total / 20)))
+
+    @property
+    def knn_every(self) -> int:
+        return math.ceil(self.total / self.cfg.knn_evals) if self.cfg.knn_evals else 0
+
+
+def _rank_rng(state: dict, d: distributed.Dist, run_dir: Path) -> torch.Tensor:
+    """This process's random state in a checkpoint, which holds one for each process."""
+    rngs = state.get("rng_ranks", [state["rng"]])
+    if len(rngs) != d.world:
+        raise UserError(f"{run_dir / 'last.pt'}: holds the random state of {len(rngs)} "
+                        f"process(es), this resume has {d.world}; resume it on "
+                        f"{len(rngs)}, or start afresh in a new --out folder")
+    return rngs[d.rank]
+
+
+def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist
+                 ) -> Callable[[], float | None]:
+    """kNN accuracy of the backbone now, on a fixed labeled subset of mini (labels are read
+    only for monitoring): computed once, on rank 0, and the others take its number."""
+    ds, cfg = job.ds, job.cfg
     probe = monitor_subset(ds.labels, cfg.knn_per_class) if (ds.labels >= 0).all() else None
     probe_imgs = torch.stack([ds[int(i)][0] for i in probe]) if probe is not None else None
 
     def knn() -> float | None:
         acc = None
-        if probe is not None and main:   # once, on rank 0; the others take its number
-            trunk = model.net if method == "byol" else _backbone_view(net)
-            f = extract_features(trunk, probe_imgs, str(dev))
+        if probe is not None and d.main:
+            trunk = model.net if job.method == "byol" else _backbone_view(job.net)
+            f = extract_features(trunk, probe_imgs, str(d.device))
             acc = knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
         return d.broadcast(acc)
+    return knn
+
+
+def _train(job: _Job, d: distributed.Dist, progress: bool,
+           on_row: Callable[[dict], None] | None = None) -> dict:
+    """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
+    method, total, per_epoch, dev = job.method, job.total, job.per_epoch, d.device
+    state = loop.resume_state(job.run_dir, SSL_PRETRAIN, job.plan, job.settings,
+                              ckpt.LAST_KEYS + ("step",), d)
+    model = job.model
+    if d.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # converts net in place too
+    run = loop.RunLoop(job.run_dir, model, job.settings, job.settings["step_size"], state,
+                       job.cfg.checkpoint_every_s)
+    order = job.loader.generator   # draws each epoch's shuffle (the same in every process)
+    step, history, epoch_order = 0, [], order.get_state()
+    if state is not None:
+        step, history, epoch_order = state["step"], state["history"], state["order"]
+        torch.set_rng_state(_rank_rng(state, d, job.run_dir))
+    fwd = d.wrap(model)   # DDP: every process ends each step with the same weights
+    aug = BatchAugment(LIGHT)
+    knn = _knn_monitor(job, model, d)
 
     def row(loss: float | None, seconds: float) -> dict:
-        due = knn_every and (step % knn_every == 0 or step == total)
-        return {"step": step, "epoch": round(step / per_epoch, 3), "loss": loss,
-                "lr": sched.get_last_lr()[0], "knn": knn() if due else None,
-                "seconds": round(seconds, 3)}
+        due = job.knn_every and (step % job.knn_every == 0 or step == total)
+        return {"step": step, "epoch": round(step / per_epoch, 3), "loss": loss, "lr": run.lr,
+                "knn": knn() if due else None, "seconds": round(seconds, 3)}
 
     pause_at = int(os.environ.get(PAUSE_ENV) or 0)
-    if step == 0 and cfg.knn_evals:
+    if step == 0 and job.cfg.knn_evals:
         history.append(row(None, 0.0))
-    t_all = time.perf_counter()
-    last_save = t0 = t_all
+    t_all = t0 = run.start_clock()
     n_imgs, tot, cnt = 0, torch.zeros((), device=dev), 0
     bar = tqdm(total=total, initial=step, desc=f"{method} pre-training", disable=not progress)
     while step < total:
         if step % per_epoch == 0:
             epoch_order = order.get_state()
         order.set_state(epoch_order)   # this epoch's shuffle (a resume replays it)
-        batches = iter(loader)
+        batches = iter(job.loader)
         for _ in range(step % per_epoch):   # a resume mid-epoch skips what it trained
             next(batches)
         model.train()
         for x, y in batches:
             x, y = to_float(x.to(dev, non_blocking=True)), y.to(dev, non_blocking=True)
             loss = fwd(x) if method == "byol" else F.cross_entropy(fwd(aug(x)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            run.step(loss)
+            run.sched.step()
             if method == "byol":
                 model.update_moving_average()
-            tot += loss.detach()
-            cnt += 1
-            step += 1
+            tot, cnt, step = tot + loss.detach(), cnt + 1, step + 1
             n_imgs += x.shape[0] * d.world
             bar.update(1)
-            if step % log_every and step % per_epoch and step != total:
+            if step % job.log_every and step % per_epoch and step != total:
                 continue
-            mean_loss = d.mean(tot / cnt)
-            if not math.isfinite(mean_loss):
-                raise RuntimeError(f"{method} pre-training diverged at step {step} "
-                                   f"(loss {mean_loss}); lower the learning rate")
+            mean_loss = loop.check_finite(d.mean(tot / cnt), f"{method} pre-training",
+                                          f"step {step}")
             history.append(row(mean_loss, time.perf_counter() - t0))
-            if on_row is not None and main:
+            if on_row is not None and d.main:
                 on_row(history[-1])
             tot, cnt, t0 = torch.zeros((), device=dev), 0, time.perf_counter()
             bar.set_postfix(loss=f"{mean_loss:.3f}", knn=f"{history[-1]['knn']:.3f}"
                             if history[-1]["knn"] is not None else "-")
-            # resume checkpoint (online + target network + optimiser: ~3x the backbone's
-            # size), at most every checkpoint_every_s seconds, and always after the last step;
-            # every process takes part (each one's random state goes in)
-            due = (step == total or step == pause_at
-                   or time.perf_counter() - last_save >= cfg.checkpoint_every_s)
-            if d.any(due):
+            # online + target network + optimiser (~3x the backbone); every process takes
+            # part in deciding and gathering (each one's random state goes in)
+            if d.any(run.due(step in (total, pause_at))):
                 rngs = d.gather(torch.get_rng_state())
-                if main:
-                    ckpt.atomic_save({"step": step, "epoch": step / per_epoch,
-                                      "model": model.state_dict(),
-                                      "optimizer": opt.state_dict(),
-                                      "scheduler": sched.state_dict(), "history": history,
-                                      "rng": rngs[0], "order": epoch_order,
-                                      **({"rng_ranks": rngs} if d.world > 1 else {})},
-                                     run_dir / "last.pt")
-                last_save = time.perf_counter()
+                run.save({"step": step, "epoch": step / per_epoch, "history": history,
+                          "rng": rngs[0], "order": epoch_order,
+                          **({"rng_ranks": rngs} if d.world > 1 else {})}, write=d.main)
             d.barrier()
             while step == pause_at:   # the test kills the launcher here
                 time.sleep(1.0)
             if step == total:
                 break
     bar.close()
-    seconds = time.perf_counter() - t_all
+    return _finish(job, d, model, history, time.perf_counter() - t_all, n_imgs)
+
+
+def _finish(job: _Job, d: distributed.Dist, model: nn.Module, history: list[dict],
+            seconds: float, n_imgs: int) -> dict:
+    """The run's summary; rank 0 writes ``backbone.pt`` and ``run.json``."""
     d.broadcast_buffers(model)   # per-process BatchNorm statistics: rank 0's everywhere
-    backbone = backbone_state(model.net if method == "byol" else net)
+    method, settings, run_dir = job.method, job.settings, job.run_dir
+    backbone = backbone_state(model.net if method == "byol" else job.net)
     knns = [h["knn"] for h in history if h["knn"] is not None]
     summary = {"kind": "pretrain", "method": method, "run_dir": str(run_dir),
                "backbone": str(run_dir / "backbone.pt"), "arch": settings["arch"],
-               "steps": total, "epochs": round(total / per_epoch, 3), "history": history,
-               "knn_initial": knns[0] if knns else None, "knn_final": knns[-1] if knns else None,
-               "classes": ds.classes, "seconds": round(seconds, 2),
+               "steps": job.total, "epochs": round(job.total / job.per_epoch, 3),
+               "history": history, "knn_initial": knns[0] if knns else None,
+               "knn_final": knns[-1] if knns else None, "classes": job.ds.classes,
+               "seconds": round(seconds, 2),
                "images_per_s": round(n_imgs / seconds, 1) if seconds > 0 and n_imgs else None,
-               "device": dev.type, "processes": d.world, "backend": d.backend,
-               "batchnorm": d.batchnorm, "batch_per_process": batch // d.world,
+               "device": d.device.type, "processes": d.world, "backend": d.backend,
+               "batchnorm": d.batchnorm, "batch_per_process": job.batch // d.world,
                "settings": settings}
     if d.world > 1:   # each process's final weights, to show they are one model
         summary["rank_weights_sha1"] = d.gather(distributed.state_sha1(model))
-    if main:
+    if d.main:
         ckpt.atomic_save({"arch": settings["arch"], "method": method,
                           "backbone": backbone}, run_dir / "backbone.pt")
         ckpt.write_run(run_dir, summary)

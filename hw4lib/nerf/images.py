@@ -1,4 +1,6 @@
-"""Rendering a trained run: frames of a transforms file as PNGs, depth maps, an orbit video.
+"""A trained run's images: its fine model loaded, views rendered from it, the frames of a
+transforms file written as PNGs, depth maps, an orbit video. (The volume-rendering equations
+themselves are :mod:`.render`'s.)
 
 The output folder carries a marker (``.hw4-nerf-render.json``) naming the run that wrote it,
 so a folder holding another run's (or anyone else's) images is never overwritten.
@@ -13,6 +15,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..config import NerfConfig
 from ..data.blender import BACKGROUNDS, Cameras, read_transforms
 from ..errors import UserError
 from ..results import atomic_write_text, load_checkpoint
@@ -40,6 +43,12 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict
         "you trust"))
     meta = {k: ck[k] for k in ("orig_size", "train_size", "near", "far", "background") if k in ck}
     return build_model(ck["args"], ck["state"], device), meta
+
+
+def near_far(meta: dict) -> tuple[float, float]:
+    """The ray bounds a run was trained with (:func:`load_run`'s ``meta``); a ``fine.pt``
+    without them has :class:`~hw4lib.config.NerfConfig`'s."""
+    return meta.get("near", NerfConfig.near), meta.get("far", NerfConfig.far)
 
 
 @torch.no_grad()
@@ -115,7 +124,7 @@ def render_transforms(run_dir: str | Path, transforms: str | Path, out_dir: str 
     atomic_write_text(out / MARKER, json.dumps({"run": str(run.resolve()),
                                                 "transforms": str(Path(transforms).resolve())}))
     bg = BACKGROUNDS[meta.get("background", "white")]
-    near, far = meta.get("near", 2.0), meta.get("far", 6.0)
+    near, far = near_far(meta)
     written = []
     for i in tqdm(range(len(cams)), desc="render", disable=not progress):
         rgb, dep = render_image(model, cams, cams.poses[i], bg, near, far, chunk)

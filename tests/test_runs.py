@@ -1,0 +1,164 @@
+"""The one run-cache policy (`hw4lib.runs.plan_run`): every branch, for each command's run
+folder, on files alone (no training): reuse a finished run, resume an interrupted one, start
+afresh, or refuse with one line that says how to go on, never changing the folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hw4lib import runs
+from hw4lib.errors import UserError
+from hw4lib.runs import FRESH, RESUME, REUSE, RunKind, plan_run, settings_diff, start_fresh
+
+# settings each command's run would own (kind_of_settings), with one value to vary: lr
+BASE = {runs.NERF_TRAIN: {"nerf": {"fine": {"stepsize": 0.5}}, "stepsize": 0.5,
+                          "fine_voxels": 8},
+        runs.SSL_PRETRAIN: {"method": "byol"},
+        runs.SSL_FINETUNE: {"setting": "A", "frozen": False}}
+KINDS = runs.KINDS
+IDS = [k.command for k in KINDS]
+
+
+def _settings(kind: RunKind, lr: float = 0.1) -> dict:
+    return {**BASE[kind], "lr": lr, "data": Path("/data")}   # a Path, as the callers' have
+
+
+def _run(tmp_path: Path, kind: RunKind, lr: float | None = 0.1, checkpoint: bool = False,
+         finished: bool = False) -> Path:
+    """A run folder as ``kind``'s command leaves it: settings (lr, or none), a checkpoint, a
+    finished run's product and record."""
+    run = tmp_path / "run"
+    run.mkdir()
+    if lr is not None:
+        (run / "settings.json").write_text(json.dumps(_settings(kind, lr), default=str))
+    if checkpoint:
+        (run / kind.checkpoint).write_bytes(b"state")
+    if finished:
+        (run / kind.product).write_bytes(b"weights")
+        (run / kind.done).write_text(json.dumps({"val": 1.5}))
+    return run
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run.iterdir()} if run.exists() else {}
+
+
+def _plan(run: Path, kind: RunKind, lr: float = 0.1, **kw):
+    """plan_run's verdict, checking it changed nothing in the folder."""
+    before = _files(run)
+    try:
+        return plan_run(run, kind, _settings(kind, lr), **kw)
+    finally:
+        assert _files(run) == before
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_an_empty_or_missing_folder_starts_afresh(kind, tmp_path):
+    for kw in ({}, {"cache": True}, {"force": True}):
+        assert _plan(tmp_path / "new", kind, **kw).action == FRESH
+        assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    assert _plan(tmp_path / "empty", kind).action == FRESH
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_a_finished_run_with_the_same_settings_is_reused(kind, tmp_path):
+    run = _run(tmp_path, kind, checkpoint=kind.checkpoint == "last.pt", finished=True)
+    for kw in ({}, {"cache": True}):
+        plan = _plan(run, kind, **kw)
+        assert plan.action == REUSE and plan.done == {"val": 1.5}
+    # --resume of a finished run: its checkpoint when one is kept (it then trains nothing)
+    assert _plan(run, kind, resume=True).action == (RESUME if kind.checkpoint == "last.pt"
+                                                    else REUSE)
+    assert _plan(run, kind, force=True).action == FRESH
+    # without its product the run is not finished
+    (run / kind.product).unlink()
+    assert _plan(run, kind, cache=True).action == (RESUME if kind.checkpoint == "last.pt"
+                                                   else FRESH)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_an_interrupted_run_is_resumed_only_when_asked(kind, tmp_path):
+    run = _run(tmp_path, kind, checkpoint=True)
+    assert _plan(run, kind, resume=True).action == RESUME
+    assert _plan(run, kind, cache=True).action == RESUME
+    with pytest.raises(UserError, match=r"unfinished run with these settings; add --resume"):
+        _plan(run, kind)
+    with pytest.raises(UserError, match=r"cannot resume with different settings \(lr: 0\.1 -> "
+                                         r"0\.2\)"):
+        _plan(run, kind, lr=0.2, resume=True)
+    assert _plan(run, kind, force=True).action == FRESH
+    (run / "settings.json").unlink()
+    with pytest.raises(UserError, match=r"settings.json: missing, so the run cannot be checked"):
+        _plan(run, kind, resume=True)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_a_run_with_other_settings_is_refused_unless_replaced(kind, tmp_path):
+    run = _run(tmp_path, kind, checkpoint=True, finished=True)
+    with pytest.raises(UserError) as e:
+        _plan(run, kind, lr=0.2)
+    msg = str(e.value)
+    assert msg.startswith(f"{run}: already holds a run with other settings (lr: 0.1 -> 0.2)")
+    assert msg.endswith(kind.restart) and "\n" not in msg
+    assert _plan(run, kind, lr=0.2, cache=True).action == FRESH
+    assert _plan(run, kind, lr=0.2, force=True).action == FRESH
+    # a product alone (its checkpoint gone) still counts as someone's run
+    (run / kind.checkpoint).unlink()
+    (run / kind.done).unlink()
+    with pytest.raises(UserError, match="other settings"):
+        _plan(run, kind, lr=0.2)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_nothing_to_resume_is_one_line(kind, tmp_path):
+    for run in (tmp_path / "new", _run(tmp_path, kind)):
+        with pytest.raises(UserError, match=f"no {kind.checkpoint} to resume from; drop "
+                                            "--resume"):
+            _plan(run, kind, resume=True)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_leftovers_of_this_very_run_without_a_checkpoint_start_afresh(kind, tmp_path):
+    run = _run(tmp_path, kind)               # killed before its first checkpoint
+    (run / kind.done).write_text("{}")       # (or its record torn from its product)
+    assert _plan(run, kind).action == FRESH
+    (run / "settings.json").unlink()         # leftovers whose settings are unknown
+    with pytest.raises(UserError, match=r"other settings \(no settings.json\)"):
+        _plan(run, kind)
+    assert _plan(run, kind, cache=True).action == FRESH
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_a_strangers_folder_is_refused_even_with_force(kind, tmp_path):
+    run = _run(tmp_path, kind, checkpoint=True)
+    (run / "notes.txt").write_text("mine")
+    for kw in ({}, {"force": True}, {"cache": True}, {"resume": True}):
+        with pytest.raises(UserError, match="notes.txt: not written by"):
+            _plan(run, kind, **kw)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_start_fresh_clears_the_earlier_run_and_records_the_settings(kind, tmp_path):
+    run = _run(tmp_path, kind, checkpoint=True, finished=True)
+    for name in kind.files - {"settings.json"}:
+        (run / name).write_bytes(b"old")
+    start_fresh(run, kind)
+    assert sorted(p.name for p in run.iterdir()) == ["settings.json"]
+    start_fresh(run, kind, _settings(kind, 0.2))
+    assert json.loads((run / "settings.json").read_text()) == {**BASE[kind], "lr": 0.2,
+                                                               "data": "/data"}
+    # what it recorded is what plan_run compares against
+    (run / kind.checkpoint).write_bytes(b"state")
+    assert _plan(run, kind, lr=0.2, resume=True).action == RESUME
+
+
+def test_settings_diff_names_nested_keys_and_shortens_values():
+    old = {"a": 1, "nerf": {"fine": {"stepsize": 0.5}, "seed": 0}, "long": "x" * 80}
+    new = {"a": 1, "nerf": {"fine": {"stepsize": 2.0}, "seed": 0}, "long": "y" * 80, "b": None}
+    assert settings_diff(old, new) == [
+        "b: (none) -> None", f"long: '{'x' * 36}... -> '{'y' * 36}...",
+        "nerf.fine.stepsize: 0.5 -> 2.0"]
+    assert settings_diff(old, old) == []
