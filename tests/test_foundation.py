@@ -52,7 +52,7 @@ def test_profiles_and_env(monkeypatch):
     assert profile_name("smoke") == "smoke"  # the flag wins over the variable
     for name in PROFILES:
         assert get_profile(name).name == name
-    with pytest.raises(UserError, match="unknown profile 'fast'.*smoke, quick, full"):
+    with pytest.raises(UserError, match="unknown profile 'fast'.*smoke, quick, cpu800, full"):
         get_profile("fast")
 
 
@@ -62,12 +62,34 @@ def test_full_profile_keeps_the_reports_settings():
     assert (c.iters, c.num_voxels, c.alpha_init, c.fast_color_thres) == (5000, 1024000, 1e-6, 1e-7)
     assert (f.iters, f.alpha_init, f.fast_color_thres, f.stepsize) == (20000, 1e-2, 1e-4, 0.5)
     assert [s for s, _ in full.nerf.sweep] == [0.5, 2.0, 4.0, 0.5, 0.5]
-    assert [v for _, v in full.nerf.sweep] == [180**3, 180**3, 180**3, 120**3, 80**3]
+    # 160^3, not the table's 180^3: the report's text and configs (reference.DVGO_TABLE)
+    assert f.num_voxels == 160**3 and f.mask_refresh
+    assert [v for _, v in full.nerf.sweep] == [160**3, 160**3, 160**3, 120**3, 80**3]
     s = full.ssl
     assert ((s.backbone, s.image_size, s.pretrain_batch, s.pretrain_lr)
             == ("resnet50", 128, 64, 0.05))
     assert ((s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs)
             == (3e-4, 0.998, 16, 100))
+
+
+def test_cpu800_profile_is_the_reports_grids_at_800_px():
+    p, full = get_profile("cpu800"), get_profile("full")
+    assert p.nerf.max_train_size is None and p.scene.size == 800 and p.nerf.eval_views is None
+    assert p.nerf.fine.num_voxels == 160**3 and p.nerf.coarse.num_voxels == 1024000
+    assert p.nerf.fine.lr_decay_steps == p.nerf.fine.iters  # lr x0.1 over the run, as DVGO's
+    assert p.nerf.sweep == full.nerf.sweep and p.nerf.fine.mask_refresh
+    assert get_profile("quick").nerf.fine.mask_refresh is False  # quick's numbers unchanged
+
+
+def test_keep_freed_memory_is_idempotent():
+    import platform
+
+    from hw4lib.memory import keep_freed_memory
+
+    first = keep_freed_memory()
+    assert keep_freed_memory() is first
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert first is True
 
 
 def test_device_resolution(monkeypatch):
@@ -132,7 +154,7 @@ def test_cli_help_imports_no_heavy_library():
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["report", "--profile", "fast"], r"unknown profile 'fast': choose one of smoke, quick, full"),
+    (["report", "--profile", "fast"], r"unknown profile 'fast': choose one of smoke, quick, cpu800, full"),
     (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
     (["report", "--data", "/nonexistent/hw4_data"],
      r"/nonexistent/hw4_data: data directory not found"),

@@ -163,6 +163,20 @@ def test_evaluate_folders_rgba_gt_and_json(tmp_path, no_lpips):
     assert "missing" in format_summary(res)
 
 
+def test_summary_says_pass_or_fail_against_the_course_marks():
+    """PSNR >= 35 and SSIM >= 0.97 pass (the grader's marks); just under fails; None: missing."""
+    from hw4lib.metrics.evaluate import pass_line
+
+    assert pass_line({"psnr": 35.0, "ssim": 0.9699}) == (
+        "course pass marks on val: PSNR pass (>= 35), SSIM fail (>= 0.97)")
+    assert pass_line({"psnr": 34.99, "ssim": 0.97}) == (
+        "course pass marks on val: PSNR fail (>= 35), SSIM pass (>= 0.97)")
+    assert "SSIM missing" in pass_line({"psnr": 36.0, "ssim": None})
+    res = {"images": [], "n": 0, "lpips": "vgg", "mean": {"psnr": 36.0, "ssim": 0.98,
+                                                          "lpips": 0.01}}
+    assert format_summary(res).splitlines()[-1].endswith("PSNR pass (>= 35), SSIM pass (>= 0.97)")
+
+
 def test_evaluate_folders_name_mismatch(tmp_path, no_lpips):
     pred, gt = _folders(tmp_path)
     (pred / "r_1.png").rename(pred / "r_7.png")

@@ -203,6 +203,31 @@ def test_free_space_mask_and_tight_box_follow_the_density():
     assert 0.9 < mask.fraction_free() < 1.0
 
 
+def test_mask_refresh_frees_what_the_fine_grid_emptied_and_never_grows():
+    """DVGO's refresh at a progressive scaling: unknown = old unknown AND (own alpha for one
+    voxel step, max-pooled 3^3) >= thres. A ball of density inside a mask that only knows the
+    half-space x > -0.5: after the refresh the ball and its one-voxel rim stay unknown, empty
+    space turns free, and x < -0.5 stays free even where the grid is dense."""
+    from hw4lib.nerf.dvgo import FreeSpaceMask, refresh_free_space
+
+    lo, hi = -torch.ones(3), torch.ones(3)
+    occ = voxel_centres(lo, hi, (9, 9, 9))[..., 0] > -0.5
+    m = VoxelModel(lo, hi, 21 ** 3, 0.1, 1e-2, 0.5, 1e-3, mask=FreeSpaceMask(occ, lo, hi))
+    xyz = voxel_centres(m.lo, m.hi, m.shape)
+    ball = xyz.norm(dim=-1) < 0.3
+    with torch.no_grad():
+        m.density[..., 0] = torch.where(ball | (xyz[..., 0] < -0.7), 10.0, -30.0)
+    new = refresh_free_space(m, 1e-3)
+    assert new.occupied.shape == m.shape  # now over the model's own grid
+    assert new.occupied[ball].all()
+    step = float((m.hi - m.lo)[0]) / (m.shape[0] - 1)
+    rim = (xyz.norm(dim=-1) < 0.3 + 1.5 * step) & ~ball  # within the 3^3 max-pool
+    far = xyz.norm(dim=-1) > 0.3 + 2.5 * step
+    assert new.occupied[rim & (xyz[..., 0] > -0.4)].any()
+    assert not new.occupied[far & (xyz[..., 0] > -0.4)].any()
+    assert not new.occupied[xyz[..., 0] < -0.7].any()  # free before: stays free
+
+
 def test_render_skips_free_space_and_matches_reference_composite():
     m = VoxelModel(-torch.ones(3), torch.ones(3), 16 ** 3, 0.125, 1e-2, 0.5, 0.0)
     g = torch.Generator().manual_seed(3)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..data.blender import BACKGROUNDS
 from ..data.blender import composite as _composite
 from ..errors import UserError
+from ..reference import PASS_MARKS
 from ..results import atomic_write_text
 from .image import psnr, ssim, to_float_image
 from .lpips_vgg import load_lpips
@@ -156,4 +157,15 @@ def format_summary(result: dict[str, Any]) -> str:
                  f"{fmt(m['ssim'], 4):>9}{fmt(m['lpips'], 4):>9}")
     if result.get("lpips") is None:
         lines.append("LPIPS missing: run `hw4 weights lpips` to obtain the VGG16 backbone")
+    lines.append(pass_line(m))
     return "\n".join(lines)
+
+
+def pass_line(mean: dict[str, float | None]) -> str:
+    """The mean PSNR and SSIM against the course grader's pass marks (LPIPS is not graded)."""
+    verdicts = []
+    for k, mark in PASS_MARKS.items():
+        v = mean.get(k)
+        verdict = "missing" if v is None else ("pass" if v >= mark else "fail")
+        verdicts.append(f"{k.upper()} {verdict} (>= {mark:g})")
+    return "course pass marks on val: " + ", ".join(verdicts)
