@@ -154,7 +154,8 @@ def test_cli_help_imports_no_heavy_library():
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["report", "--profile", "fast"], r"unknown profile 'fast': choose one of smoke, quick, cpu800, full"),
+    (["report", "--profile", "fast"],
+     r"unknown profile 'fast': choose one of smoke, quick, cpu800, full"),
     (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
     (["report", "--data", "/nonexistent/hw4_data"],
      r"/nonexistent/hw4_data: data directory not found"),
