@@ -3,10 +3,10 @@
 A training step frees and re-allocates the same large CPU tensors every iteration. glibc's
 ``malloc`` serves blocks above its mmap threshold (128 kB, growing to at most 32 MB) with fresh
 ``mmap`` pages and unmaps them on ``free``, so every step zero-fills its working set again
-through page faults: on a 2-core CPU that was half the time of a DVGO fine step at 800 px
-(docs/experiments.md, 2026-12-01). :func:`keep_freed_memory` makes ``malloc`` keep freed
-memory for reuse instead. It changes no number, only where the bytes come from; the cost is
-that the process keeps its peak heap until it exits.
+through page faults: on a 2-core CPU that was 27% of a DVGO fine step at 800 px on an idle
+machine, more beside other jobs (docs/experiments.md, 2026-12-01). :func:`keep_freed_memory`
+makes ``malloc`` keep freed memory for reuse instead. It changes no number, only where the
+bytes come from; the cost is that the process keeps its peak heap until it exits.
 """
 from __future__ import annotations
 

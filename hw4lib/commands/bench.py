@@ -1,7 +1,7 @@
 """`hw4 bench grid|nerf|ssl`: speed benchmarks printing ratios measured in one run."""
 from __future__ import annotations
 
-from . import add_device
+from . import add_device, add_profile
 
 
 def register(sub) -> None:
@@ -15,7 +15,10 @@ def register(sub) -> None:
     g.add_argument("--repeats", type=int, default=5)
     add_device(g)
     g.set_defaults(func=lambda a: _call("hw4lib.nerf.bench", "bench_grid", a))
-    n = bs.add_parser("nerf", help="rays/s and points/s of coarse and fine training steps")
+    n = bs.add_parser("nerf", help="rays/s and points/s of coarse and fine training steps, and a "
+                       "fine step's breakdown")
+    add_profile(n)
+    n.add_argument("--repeats", type=int, default=5)
     add_device(n)
     n.set_defaults(func=lambda a: _call("hw4lib.nerf.bench", "bench_nerf", a))
     s = bs.add_parser("ssl", help="BYOL step images/s: real loader vs in-memory tensors")

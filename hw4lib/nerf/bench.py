@@ -1,10 +1,14 @@
 """Benchmarks (``hw4 bench grid|nerf``): ratios measured in one run, on one machine.
 
+Both sides run in interleaved rounds (ours, reference, ours, ...); each round gives a ratio,
+and the median of those, with their spread, is the result.
+
 * ``bench_grid``: our trilinear lookup, forward + backward, against ``F.grid_sample`` on the
-  same grid and points; the last line is ``speed-up <x>x``.
+  same grid and points; the last line is ``speed-up <median>x``.
 * ``bench_nerf``: rays/s and points/s of a coarse and a fine DVGO training step (forward,
   backward, optimiser step), ours against a straightforward implementation of the same step
-  (``grid_sample`` at every sample, no free-space or colour skipping).
+  (``grid_sample`` at every sample, no free-space or colour skipping), and where a fine step's
+  time goes (:func:`step_breakdown`).
 """
 from __future__ import annotations
 
