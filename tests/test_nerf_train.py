@@ -192,6 +192,32 @@ def test_render_bad_inputs_exit_2(run, scene, tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
+    """With ``mask_refresh`` the fine model ends with DVGO's refreshed mask over its own grid,
+    never more unknown than the coarse one; without it, the coarse stage's mask stays."""
+    import dataclasses
+
+    from hw4lib.config import get_profile
+    from hw4lib.nerf import train as T
+    from hw4lib.nerf.dvgo import voxel_centres
+
+    cfg = get_profile("smoke").nerf
+    cfg = dataclasses.replace(cfg, coarse=dataclasses.replace(cfg.coarse, iters=30))
+    masks = {}
+    for on in (False, True):
+        c = dataclasses.replace(cfg, fine=dataclasses.replace(cfg.fine, iters=25,
+                                                              pg_scale=(10,), mask_refresh=on))
+        T.train(scene, tmp_path / str(on), c, device="cpu", progress=False)
+        masks[on] = T.load_model(tmp_path / str(on) / "fine.pt")
+    coarse = T.load_model(tmp_path / "False" / "coarse.pt")
+    off, on = masks[False], masks[True]
+    assert off.mask.occupied.shape == coarse.shape
+    assert on.mask.occupied.shape == on.shape != coarse.shape
+    xyz = voxel_centres(on.lo, on.hi, on.shape).reshape(-1, 3)
+    refreshed, before = on.mask.unknown(xyz), off.mask.unknown(xyz)
+    assert not (refreshed & ~before).any()  # only ever shrinks
+
+
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypatch):
     from hw4lib.config import get_profile
     from hw4lib.nerf import render as R
