@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from ..config import get_profile, resolve_device
 from . import grid as G
@@ -189,8 +190,6 @@ def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
     """Milliseconds per call of each part of a training ``step`` under the profiler: the
     forward's labelled phases (:data:`PHASES`), the backward pass (with its costliest autograd
     nodes as ``backward: <node>``) and the optimiser step."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(repeats):
             step()

@@ -177,19 +177,23 @@ def tight_box(coarse: VoxelModel, thres: float = 1e-3) -> tuple[torch.Tensor, to
     return lo, hi
 
 
+def pooled_alpha(m: VoxelModel, interval: float, kernel: int = 3) -> torch.Tensor:
+    """Each voxel's alpha (a step of ``interval`` base voxels), max-pooled over ``kernel``^3
+    neighbours: (X, Y, Z). What both free-space masks threshold."""
+    alpha = m.voxel_alpha(interval)[None, None]
+    return F.max_pool3d(alpha, kernel, stride=1, padding=kernel // 2)[0, 0]
+
+
 def free_space_mask(coarse: VoxelModel, thres: float = 1e-3, kernel: int = 3) -> FreeSpaceMask:
     """Known-free space: coarse alpha max-pooled over ``kernel``^3 voxels, below ``thres``."""
-    alpha = coarse.voxel_alpha(1.0)[None, None]
-    pooled = F.max_pool3d(alpha, kernel, stride=1, padding=kernel // 2)[0, 0]
-    return FreeSpaceMask(pooled >= thres, coarse.lo, coarse.hi)
+    return FreeSpaceMask(pooled_alpha(coarse, 1.0, kernel) >= thres, coarse.lo, coarse.hi)
 
 
 def refresh_free_space(m: VoxelModel, thres: float) -> FreeSpaceMask:
     """DVGO's mask update at a progressive scaling: over ``m``'s own grid, unknown where the old
     mask said unknown and ``m``'s alpha for one voxel step, max-pooled over 3^3 voxels, is at
     least ``thres``. Only ever shrinks the unknown space."""
-    alpha = m.voxel_alpha(m.voxel_size / m.base_voxel)[None, None]
-    pooled = F.max_pool3d(alpha, 3, stride=1, padding=1)[0, 0]
     xyz = voxel_centres(m.lo, m.hi, m.shape).reshape(-1, 3).to(m.lo.device)
     old = m.mask.unknown(xyz).view(m.shape)
-    return FreeSpaceMask(old & (pooled >= thres), m.lo, m.hi)
+    return FreeSpaceMask(old & (pooled_alpha(m, m.voxel_size / m.base_voxel) >= thres),
+                         m.lo, m.hi)
