@@ -244,10 +244,11 @@ def test_notebooks_01_and_02_run_in_jupyterlab(lab):
             handle = view.locator(".widget-slider").first.locator(".noUi-handle").first
             handle.focus()
             page.keyboard.press("ArrowRight")   # azimuth one step (5°) further
+            # the image and the note are two widgets, synced by two messages: wait for both
             page.wait_for_function(
-                "([el, old]) => el.querySelector('img').src !== old", arg=[view.element_handle(),
-                                                                           before],
-                timeout=30_000)
+                "([el, old]) => el.querySelector('img').src !== old && el.querySelector("
+                "'.hw4-view-note').innerText.startsWith('azimuth 5')",
+                arg=[view.element_handle(), before], timeout=30_000)
             assert view.locator(".hw4-view-note").inner_text().startswith("azimuth 5°")
             _shot(page, view, SHOTS / "02_view_slider.png")
             t02 = time.perf_counter() - t0 - t01
