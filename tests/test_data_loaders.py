@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hw4lib.data.blender import composite, load_split, read_transforms, target_size
+from hw4lib.data.blender import load_split, over_background, read_transforms, target_size
 from hw4lib.data.csvimages import CsvImageDataset, classes_of, load_rgb, read_csv
 from hw4lib.errors import UserError
 
@@ -122,7 +122,7 @@ def test_rgb_images_pass_through(tmp_path):
     s = load_split(_write_scene(tmp_path / "s", mode="RGB"))
     assert s.images.shape[-1] == 3
     np.testing.assert_allclose(s.rgb("white").numpy(), s.images.numpy() / 255.0, rtol=1e-6)
-    np.testing.assert_allclose(composite(s.images, 0.0).numpy(), s.images.numpy() / 255.0,
+    np.testing.assert_allclose(over_background(s.images, 0.0).numpy(), s.images.numpy() / 255.0,
                                rtol=1e-6)
 
 

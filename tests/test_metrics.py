@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from hw4lib.errors import UserError
 from hw4lib.metrics import evaluate_folders, evaluate_images, lpips_vgg, psnr, ssim, ssim_map
-from hw4lib.metrics.evaluate import composite, format_summary
+from hw4lib.metrics.evaluate import format_summary, image_on_background
 
 
 @pytest.fixture
@@ -100,13 +100,13 @@ def test_ssim_small_image_error():
 
 def test_composite_rgba_on_background():
     rgba = np.array([[[255, 0, 0, 0], [0, 255, 0, 255], [0, 0, 255, 51]]], np.uint8)
-    white = composite(rgba, "white").numpy()
+    white = image_on_background(rgba, "white").numpy()
     np.testing.assert_allclose(white[0, 0], [1, 1, 1])
     np.testing.assert_allclose(white[0, 1], [0, 1, 0])
     np.testing.assert_allclose(white[0, 2], [0.8, 0.8, 1.0])  # a = 0.2 over white
-    np.testing.assert_allclose(composite(rgba, "black").numpy()[0, 2], [0, 0, 0.2])
+    np.testing.assert_allclose(image_on_background(rgba, "black").numpy()[0, 2], [0, 0, 0.2])
     with pytest.raises(UserError, match="background"):
-        composite(rgba, "grey")
+        image_on_background(rgba, "grey")
 
 
 def test_evaluate_images_means_and_missing_lpips(no_lpips):

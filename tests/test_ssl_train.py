@@ -211,7 +211,7 @@ def r18_state() -> dict:
 def test_setting_trainable_parameters(setting, r18_state):
     method, frozen = FT.SETTINGS[setting]
     bstate = None if method is None else r18_state
-    m = FT.build_model(setting, "resnet18", 5, bstate)
+    m = FT.setting_classifier(setting, "resnet18", 5, bstate)
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     if frozen:
         assert trainable == {"fc.weight", "fc.bias"}
@@ -325,7 +325,7 @@ def test_frozen_settings_use_the_head_learning_rate(tmp_path, r18_state):
 
 
 def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(r18_state):
-    m = FT.build_model("E", "resnet18", 5, r18_state, head_norm=True)
+    m = FT.setting_classifier("E", "resnet18", 5, r18_state, head_norm=True)
     assert {n for n, p in m.named_parameters() if p.requires_grad} == {"fc.1.weight", "fc.1.bias"}
     FT.set_train_mode(m, frozen=True)
     feats = 7.0 * torch.randn(64, 512) + 3.0            # any scale and offset
@@ -342,7 +342,7 @@ def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(
     assert {"fc.0.running_mean", "fc.1.weight"} <= moved
     assert all(k.startswith("fc.") for k in moved)
     with pytest.raises(ValueError, match="head_norm is for D and E"):
-        FT.build_model("C", "resnet18", 5, r18_state, head_norm=True)
+        FT.setting_classifier("C", "resnet18", 5, r18_state, head_norm=True)
 
 
 def test_head_norm_run_predicts_what_it_validated(data, tmp_path, byol_run):

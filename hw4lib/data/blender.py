@@ -173,10 +173,10 @@ class BlenderSplit:
             bg = BACKGROUNDS[background]
         else:
             bg = float(background)
-        return composite(self.images, bg)
+        return over_background(self.images, bg)
 
 
-def composite(images: torch.Tensor, bg: float) -> torch.Tensor:
+def over_background(images: torch.Tensor, bg: float) -> torch.Tensor:
     """(..., 3|4) uint8 or float in [0, 1] -> float (..., 3) on a constant background."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     if x.shape[-1] == 4:

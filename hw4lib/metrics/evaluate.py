@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.blender import BACKGROUNDS
-from ..data.blender import composite as _composite
+from ..data.blender import BACKGROUNDS, over_background
 from ..errors import UserError
 from ..reference import PASS_MARKS
 from ..results import atomic_write_text
@@ -25,14 +24,14 @@ METRICS = ("psnr", "ssim", "lpips")
 _AUX_MAP = re.compile(r"_(depth|normal)_\d+\.png$", re.IGNORECASE)
 
 
-def composite(img: np.ndarray | torch.Tensor, background: str = "white") -> torch.Tensor:
+def image_on_background(img: np.ndarray | torch.Tensor, background: str = "white") -> torch.Tensor:
     """An HxWx3 float image in [0, 1]; RGBA is composited over the background colour."""
     if background not in BACKGROUNDS:
         raise UserError(f"unknown background {background!r}: choose white or black")
     t = to_float_image(img)
     if t.ndim != 3 or t.shape[2] not in (3, 4):
         raise ValueError(f"expected an HxWx3 or HxWx4 image, got shape {tuple(t.shape)}")
-    return _composite(t, BACKGROUNDS[background])
+    return over_background(t, BACKGROUNDS[background])
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -60,7 +59,7 @@ def evaluate_images(preds: Sequence[np.ndarray | torch.Tensor],
     pairs = zip(names, preds, gts)
     for name, pred, gt in tqdm(pairs, total=len(names), desc="metrics", leave=False,
                                disable=len(names) < 5):
-        p, g = composite(pred, background), composite(gt, background)
+        p, g = image_on_background(pred, background), image_on_background(gt, background)
         if p.shape != g.shape:
             raise ValueError(f"{name}: prediction {tuple(p.shape)} vs ground truth "
                              f"{tuple(g.shape)}")

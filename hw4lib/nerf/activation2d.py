@@ -72,5 +72,5 @@ def compare_activations(target: torch.Tensor, grid: tuple[int, int] | None = Non
         img = fit_image(target, mode, grid, iters)
         err = (img - target).abs().mean(-1)
         out[mode] = {"image": img, "abs_error": err,
-                     "psnr": R.psnr(float(((img - target) ** 2).mean()))}
+                     "psnr": R.psnr_from_mse(float(((img - target) ** 2).mean()))}
     return out

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..results import atomic_write_text, load_checkpoint
 from .dvgo import VoxelModel
 from .rays import orbit_poses, pixel_dirs, rays_of_pose
-from .train import MODEL_KEYS, build_model
+from .train import MODEL_KEYS, build_voxel_model
 
 MARKER = ".hw4-nerf-render.json"
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
@@ -42,7 +42,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict
         "train a new run (`hw4 nerf train --data DIR --out NEW_RUN`), or render with a run "
         "you trust"))
     meta = {k: ck[k] for k in ("orig_size", "train_size", "near", "far", "background") if k in ck}
-    return build_model(ck["args"], ck["state"], device), meta
+    return build_voxel_model(ck["args"], ck["state"], device), meta
 
 
 def near_far(meta: dict) -> tuple[float, float]:

@@ -126,7 +126,8 @@ def val_psnr(run_dir: str | Path, data_dir: str | Path, profile: str | None = No
     cfg = get_profile(profile).nerf
     preds, gts, _ = render_split(run_dir, data_dir, "val", cfg.eval_views, cfg.max_train_size,
                                  device=device, progress=progress)
-    return float(sum(R.psnr(float(((p - g) ** 2).mean())) for p, g in zip(preds, gts)) / len(preds))
+    mses = [float(((p - g) ** 2).mean()) for p, g in zip(preds, gts)]
+    return sum(R.psnr_from_mse(m) for m in mses) / len(mses)
 
 
 def render_run(run_dir: str | Path, transforms_json: str | Path, out_dir: str | Path,

@@ -111,6 +111,6 @@ def rgbper_loss(w: torch.Tensor, rgb: torch.Tensor, target: torch.Tensor, n_rays
     return (w.detach() * err).sum() / n_rays
 
 
-def psnr(mse: float | torch.Tensor) -> float:
+def psnr_from_mse(mse: float | torch.Tensor) -> float:
     """``-10 log10(mse)`` for images in [0, 1]."""
     return float(-10.0 * math.log10(max(float(mse), 1e-12)))

@@ -41,8 +41,8 @@ def model_args(m: VoxelModel) -> dict[str, Any]:
                 mask_shape=list(m.mask.occupied.shape) if m.mask is not None else None)
 
 
-def build_model(args: dict[str, Any], state: dict[str, torch.Tensor] | None = None,
-                device: str = "cpu") -> VoxelModel:
+def build_voxel_model(args: dict[str, Any], state: dict[str, torch.Tensor] | None = None,
+                      device: str = "cpu") -> VoxelModel:
     """Rebuild a :class:`VoxelModel` from :func:`model_args` (and load ``state``)."""
     mask = None
     if args.get("mask_shape"):
@@ -72,7 +72,7 @@ def load_model(path: Path, device: str = "cpu") -> VoxelModel:
     ck = load_checkpoint(path, keys=MODEL_KEYS, fix=(
         f"delete {Path(path).parent} and train it again (`hw4 nerf train --data DIR --out "
         f"{Path(path).parent}`), or use a run you trust"))
-    return build_model(ck["args"], ck["state"], device)
+    return build_voxel_model(ck["args"], ck["state"], device)
 
 
 def load_resume_checkpoint(ck_path: Path) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def train_stage(m: VoxelModel, st: DVGOStage, data: RayData, ray_ids: torch.Tens
                 for p, b in zip((m.density, m.color), before):
                     p.copy_(b + (p - b) * pervoxel_lr[..., None])
         dt = time.perf_counter() - t0
-        p = R.psnr(mse.item())
+        p = R.psnr_from_mse(mse.item())
         hist["loss"].append(float(loss.item()))
         hist["psnr"].append(p)
         hist["seconds"].append(time.perf_counter() - t_start)
@@ -283,7 +283,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: NerfConfig, *,
     model: VoxelModel | None = None
     if ck is not None:
         state = ck["state"]
-        model = build_model(ck["args"], ck["model"], device)
+        model = build_voxel_model(ck["args"], ck["model"], device)
         if state.get("rng") is not None:  # the fine model's init draws from it
             torch.set_rng_state(state["rng"])
 

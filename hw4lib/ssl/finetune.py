@@ -81,8 +81,8 @@ def set_train_mode(model: nn.Module, frozen: bool) -> None:
                 m.eval()
 
 
-def build_model(setting: str, arch: str, n_classes: int, backbone_state: dict | None,
-                head_norm: bool = False) -> nn.Module:
+def setting_classifier(setting: str, arch: str, n_classes: int, backbone_state: dict | None,
+                       head_norm: bool = False) -> nn.Module:
     """The setting's classifier with ``requires_grad`` set as the table says; ``head_norm``
     (frozen settings only) standardises the features before the linear head."""
     method, frozen = SETTINGS[setting]
@@ -216,7 +216,7 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
     state = loop.resume_state(run_dir, SSL_FINETUNE, plan, settings)
     torch.manual_seed(seed)
     bstate = load_backbone_file(bfile)[1] if bfile is not None else None
-    model = build_model(setting, settings["arch"], len(train.classes), bstate,
+    model = setting_classifier(setting, settings["arch"], len(train.classes), bstate,
                         settings["head_norm"]).to(device)
     net, prepare, prepare_val, train_loader, val_loader = _inputs(model, train, val, settings,
                                                                   cfg, device)
