@@ -12,7 +12,7 @@ import sys
 from .errors import UserError
 
 # group name -> module in hw4lib.commands providing ``register(subparsers)``
-GROUPS = ("data", "nerf", "ssl", "bench", "weights", "report")
+GROUPS = ("data", "nerf", "ssl", "bench", "weights", "report", "env")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,9 +12,10 @@ A profile is chosen by ``--profile``, else ``$HW4_PROFILE``, else ``quick``.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from . import env
 from .errors import UserError
 
 PROFILES = ("smoke", "quick", "cpu800", "full")
@@ -249,7 +250,7 @@ _BUILDERS = {"smoke": _smoke, "quick": _quick, "cpu800": _cpu800, "full": _full}
 
 def profile_name(name: str | None = None) -> str:
     """The profile to use: ``name``, else ``$HW4_PROFILE``, else ``quick``."""
-    name = name or os.environ.get("HW4_PROFILE") or "quick"
+    name = name or env.get("HW4_PROFILE")
     if name not in _BUILDERS:
         raise UserError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
     return name
@@ -265,7 +266,7 @@ def resolve_device(device: str | None = "auto") -> str:
     error."""
     import torch
 
-    device = device or os.environ.get("HW4_DEVICE") or "auto"
+    device = device or env.get("HW4_DEVICE")
     if device not in DEVICES:
         raise UserError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     if device == "auto":
@@ -276,10 +277,6 @@ def resolve_device(device: str | None = "auto") -> str:
     return device
 
 
-def data_root() -> "os.PathLike[str]":
+def data_root() -> Path:
     """Where course-layout data lives: ``$HW4_DATA``, else ``data/hw4_data`` in the project."""
-    from pathlib import Path
-
-    from . import PROJECT_ROOT
-
-    return Path(os.environ.get("HW4_DATA") or PROJECT_ROOT / "data" / "hw4_data")
+    return env.path("HW4_DATA")

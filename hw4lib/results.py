@@ -22,13 +22,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import PROJECT_ROOT
+from . import PROJECT_ROOT, env
 from .errors import UserError
 
 
 def results_root() -> Path:
     """``$HW4_RESULTS`` or ``<project>/results``."""
-    return Path(os.environ.get("HW4_RESULTS") or PROJECT_ROOT / "results")
+    return env.path("HW4_RESULTS")
 
 
 def git_commit() -> str:

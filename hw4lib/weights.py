@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from . import env
 from .errors import UserError
 
 VGG16_FILE = "vgg16-397923af.pth"
@@ -91,7 +92,7 @@ class _SourceFailed(Exception):
 
 def cache_dir() -> Path:
     """``$HW4_CACHE`` or ``~/.cache/hw4``."""
-    return Path(os.environ.get("HW4_CACHE") or Path.home() / ".cache" / "hw4")
+    return env.path("HW4_CACHE")
 
 
 def cache_path() -> Path:

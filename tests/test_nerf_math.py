@@ -8,6 +8,7 @@ import torch
 
 from hw4lib.data.blender import Cameras
 from hw4lib.nerf import grid as G
+from hw4lib.nerf import kernels as K
 from hw4lib.nerf import render as R
 from hw4lib.nerf.activation2d import fit_image
 from hw4lib.nerf.dvgo import VoxelModel, free_space_mask, tight_box, view_encoding, voxel_centres
@@ -50,6 +51,12 @@ def test_weights_plus_final_transmittance_is_one_and_matches_cumprod():
     assert torch.allclose(w, w2, atol=1e-6) and torch.allclose(T_last, T2, atol=1e-6)
 
 
+def test_psnr_from_mse_by_hand():
+    assert R.psnr_from_mse(0.01) == pytest.approx(20.0)
+    assert R.psnr_from_mse(torch.tensor(1e-4)) == pytest.approx(40.0)
+    assert R.psnr_from_mse(0.0) == pytest.approx(120.0)   # clamped at mse 1e-12, not inf
+
+
 @pytest.mark.parametrize("alpha_init,interval",
                          [(1e-6, 0.5), (1e-2, 0.5), (1e-2, 0.137), (1e-4, 2)])
 def test_low_density_shift_gives_alpha_init(alpha_init, interval):
@@ -67,7 +74,7 @@ def test_model_starts_at_alpha_init_everywhere():
 
 
 def _ext_or_torch():
-    return ["torch"] + (["ext"] if G.extension() is not None else [])
+    return ["torch"] + (["ext"] if K.extension() is not None else [])
 
 
 def _lookup(path, grid, pts, lo, hi):

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import PROJECT_ROOT
+from .. import env
 from ..config import CorpusGen, data_root, get_profile
 from ..errors import UserError
 
@@ -28,7 +28,7 @@ COURSE_PARTS = ("hotdog", "mini", "office")
 
 def generated_root(root: str | Path | None = None) -> Path:
     """``root``, else ``$HW4_GENERATED``, else ``<project>/data/generated``."""
-    return Path(root or os.environ.get("HW4_GENERATED") or PROJECT_ROOT / "data" / "generated")
+    return Path(root) if root else env.path("HW4_GENERATED")
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -136,10 +136,10 @@ def course_root(data_dir: str | Path | None, profile: str,
         raise ValueError(f"need must be among {COURSE_PARTS}, got {need}")
     if data_dir:
         root, why = Path(data_dir), "--data"
-    elif os.environ.get("HW4_DATA"):
-        root, why = Path(os.environ["HW4_DATA"]), "$HW4_DATA"
+    elif env.given("HW4_DATA"):
+        root, why = data_root(), "$HW4_DATA"
     else:
-        root, why = Path(data_root()), None
+        root, why = data_root(), None
     if why is not None:
         if not root.is_dir():
             raise UserError(f"{root}: data folder ({why}) not found; it should hold the course "

@@ -6,8 +6,8 @@ lo) / (n - 1)``). Axis 0 is world x. ``F.grid_sample`` would see the same grid a
 Y, Z)`` = ``(N, C, D, H, W)`` and so wants its coordinates in the order ``(z, y, x)``.
 
 Speed on a CPU: ``F.grid_sample`` forward+backward is slow (its backward scatters
-element by element). Ours runs a small C++ kernel (``trilinear.cpp``, built on first use with
-torch's extension loader) that gathers 8 corner rows per point and, in the backward pass,
+element by element). Ours runs a small C++ kernel (``trilinear.cpp``, built on first use by
+:mod:`.kernels`) that gathers 8 corner rows per point and, in the backward pass,
 scatters the gradient with points *sorted by voxel* so the writes are cache-friendly and two
 threads never touch the same voxel. When the kernel cannot be built (no compiler) or the
 tensors live on a GPU, a pure-torch path (``F.embedding_bag`` forward, ``index_add_``
@@ -15,60 +15,10 @@ backward) gives the same numbers.
 """
 from __future__ import annotations
 
-import logging
-import os
-import threading
-import warnings
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-_EXT = None
-_EXT_TRIED = False
-_LOCK = threading.Lock()
-
-
-def extension():
-    """The compiled CPU kernel, or None (no compiler, ``$HW4_NO_EXT=1``, or build failure)."""
-    global _EXT, _EXT_TRIED
-    if _EXT_TRIED:
-        return _EXT
-    with _LOCK:
-        if _EXT_TRIED:
-            return _EXT
-        _EXT_TRIED = True
-        if os.environ.get("HW4_NO_EXT"):
-            return None
-        try:
-            # its import warns "No CUDA runtime is found" on every CPU machine with a CUDA_HOME:
-            # noise in each notebook, not a problem here (these kernels are CPU-only)
-            log = logging.getLogger("torch.utils.cpp_extension")
-            level = log.level
-            log.setLevel(logging.ERROR)
-            try:
-                from torch.utils.cpp_extension import load
-            finally:
-                log.setLevel(level)
-
-            src = Path(__file__).with_name("trilinear.cpp")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # no FMA contraction: the marcher's samples match sample_along bit for bit
-                load(name="hw4_trilinear", sources=[str(src)],
-                     extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"],
-                     extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
-            _EXT = torch.ops.hw4_trilinear  # the ops registered by the library (TORCH_LIBRARY)
-        except Exception as e:  # no compiler / ninja: fall back, but say so once
-            warnings.warn(f"hw4lib.nerf.grid: C++ kernels unavailable ({e}); "
-                          "using the slower pure-torch path")
-            _EXT = None
-    return _EXT
-
-
-def build_extension() -> bool:
-    """Build (or load) the C++ kernels now; True if they are usable. For a worker process."""
-    return extension() is not None
+from .kernels import extension
 
 
 def corner_weights(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,

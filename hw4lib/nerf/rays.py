@@ -6,7 +6,7 @@ import math
 import torch
 
 from ..data.blender import Cameras
-from .grid import extension
+from .kernels import extension
 
 
 def pixel_dirs(H: int, W: int, fx: float, fy: float, cx: float, cy: float,

@@ -7,15 +7,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .. import env
+
 #: names of a Chromium binary, tried in order (``$HW4_CHROMIUM`` first)
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 def find_chromium() -> str | None:
     """Path of a Chromium (``$HW4_CHROMIUM``, else the first of :data:`CHROMIUM_NAMES` on PATH)."""
-    env = os.environ.get("HW4_CHROMIUM")
-    if env:
-        return env if Path(env).is_file() else shutil.which(env)
+    given = env.get("HW4_CHROMIUM")
+    if given:
+        return given if Path(given).is_file() else shutil.which(given)
     for name in CHROMIUM_NAMES:
         if found := shutil.which(name):
             return found

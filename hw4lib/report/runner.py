@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import PROJECT_ROOT
+from .. import PROJECT_ROOT, env
 from ..errors import UserError
 
 KERNEL_NAME = "hw4"
@@ -22,11 +22,11 @@ _NB = re.compile(r"^(\d\d)_.+\.ipynb$")
 
 
 def notebooks_dir() -> Path:
-    return Path(os.environ.get("HW4_NOTEBOOKS") or PROJECT_ROOT / "notebooks")
+    return env.path("HW4_NOTEBOOKS")
 
 
 def reports_dir(profile: str) -> Path:
-    return Path(os.environ.get("HW4_REPORTS") or PROJECT_ROOT / "reports") / profile
+    return env.path("HW4_REPORTS") / profile
 
 
 def discover(nb_dir: Path) -> dict[str, Path]:
@@ -144,10 +144,9 @@ def _prepare_inputs(profile: str, data_dir: str | None) -> None:
     after another). Nothing to do for the user's own data or what is already made."""
     from ..config import data_root
     from ..data.generated import COURSE_PARTS, missing_parts, prepare_generated
-    from ..nerf.grid import build_extension  # torch and the C++ build: only before a report
+    from ..nerf.kernels import build_extension  # torch and the C++ build: only before a report
 
-    own = data_dir or os.environ.get("HW4_DATA") or not missing_parts(Path(data_root()),
-                                                                      COURSE_PARTS)
+    own = data_dir or env.given("HW4_DATA") or not missing_parts(data_root(), COURSE_PARTS)
     parts: tuple[str, ...] = () if own else ("hotdog", "images")
     print(f"[hw4 report] preparing {', '.join(parts + ('the DVGO kernels',))}",
           file=sys.stderr, flush=True)

@@ -1,22 +1,18 @@
 """Tables and figure files: where they go and how they are written (CSV, Markdown, LaTeX)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from .. import PROJECT_ROOT
+from .. import PROJECT_ROOT, env
 
 
 def figures_dir(profile: str) -> Path:
     """``reports/<profile>/figures``, where a run writes its figures and tables (``$HW4_FIGURES``
     overrides). The committed ``figures/`` changes only by :func:`.catalog.publish`
     (``hw4 report --publish``), so a run never dirties the working tree."""
-    if os.environ.get("HW4_FIGURES"):
-        d = Path(os.environ["HW4_FIGURES"])
-    else:
-        d = Path(os.environ.get("HW4_REPORTS") or PROJECT_ROOT / "reports") / profile / "figures"
+    d = env.path("HW4_FIGURES") or env.path("HW4_REPORTS") / profile / "figures"
     d.mkdir(parents=True, exist_ok=True)
     return d
 

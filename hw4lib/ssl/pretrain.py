@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .. import env
 from ..config import SSLConfig
 from ..errors import UserError
 from ..runs import REUSE, SSL_PRETRAIN, RunPlan, plan_run
@@ -306,7 +306,7 @@ def _train(job: _Job, d: distributed.Dist, progress: bool,
         return {"step": step, "epoch": round(step / per_epoch, 3), "loss": loss, "lr": run.lr,
                 "knn": knn() if due else None, "seconds": round(seconds, 3)}
 
-    pause_at = int(os.environ.get(PAUSE_ENV) or 0)
+    pause_at = int(env.get(PAUSE_ENV) or 0)
     if step == 0 and job.cfg.knn_evals:
         history.append(row(None, 0.0))
     t_all = t0 = run.start_clock()
