@@ -6,7 +6,7 @@ PROFILE ?= quick
 # LPIPS=skip: set up without LPIPS(vgg) weights (LPIPS then reads "missing" in every table)
 LPIPS ?= require
 
-.PHONY: setup report publish test lint bench clean
+.PHONY: setup report publish test lint format bench clean
 
 setup: $(VENV)/.installed
 
@@ -33,9 +33,13 @@ publish: setup
 test: lint
 	HW4_PROFILE=smoke $(BIN)/python -m pytest
 
-# ruff's settings are in pyproject.toml
+# ruff's settings are in pyproject.toml; `make format` rewrites what --check refuses
 lint: setup
 	$(BIN)/ruff check hw4lib tests tools
+	$(BIN)/ruff format --check hw4lib tests tools
+
+format: setup
+	$(BIN)/ruff format hw4lib tests tools
 
 bench: setup
 	$(BIN)/hw4 bench grid

@@ -5,6 +5,7 @@ Layers: ``config``/``errors``/``results`` are shared by everything; ``data``, ``
 ``report`` runs notebooks and builds tables; ``cli`` and ``commands`` are the thin ``hw4``
 command line. Nothing below ``cli`` imports it.
 """
+
 from pathlib import Path
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Subcommands live in :mod:`hw4lib.commands` (one module each); a :class:`UserError` anywhere
 becomes one line on stderr and exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="hw4", description="Reproduce DLCV HW4: DVGO novel view synthesis and "
-                "BYOL self-supervised pre-training. Each subcommand has --help.")
+    p = _Parser(
+        prog="hw4",
+        description="Reproduce DLCV HW4: DVGO novel view synthesis and "
+        "BYOL self-supervised pre-training. Each subcommand has --help.",
+    )
     sub = p.add_subparsers(dest="group", required=True, parser_class=_Parser)
     for g in GROUPS:
         mod = importlib.import_module(f"hw4lib.commands.{g}")

@@ -10,6 +10,7 @@ Three profiles share one shape:
 
 A profile is chosen by ``--profile``, else ``$HW4_PROFILE``, else ``quick``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -26,19 +27,19 @@ DEVICES = ("auto", "cpu", "cuda")
 class SceneGen:
     """The procedural Blender-format scene (hw4lib.data.scene)."""
 
-    size: int = 100          # image side in pixels
+    size: int = 100  # image side in pixels
     n_train: int = 50
     n_val: int = 50
     n_test: int = 0
-    supersample: int = 2     # anti-aliasing: rays per pixel side
+    supersample: int = 2  # anti-aliasing: rays per pixel side
 
 
 @dataclass(frozen=True)
 class CorpusGen:
     """The procedural image corpora (hw4lib.data.corpus)."""
 
-    mini_per_class: int = 60     # 64 classes
-    office_train_per_class: int = 12   # 65 classes
+    mini_per_class: int = 60  # 64 classes
+    office_train_per_class: int = 12  # 65 classes
     office_val_per_class: int = 3
     mini_size: int = 84
 
@@ -64,7 +65,7 @@ class DVGOStage:
     mask_refresh: bool = False
     rgbnet_width: int = 128
     rgbnet_depth: int = 2  # hidden layers
-    feat_dim: int = 12     # fine-stage feature channels (0 = coarse, direct rgb)
+    feat_dim: int = 12  # fine-stage feature channels (0 = coarse, direct rgb)
     viewbase_pe: int = 4
 
 
@@ -72,13 +73,29 @@ class DVGOStage:
 class NerfConfig:
     """DVGO training and evaluation settings."""
 
-    coarse: DVGOStage = field(default_factory=lambda: DVGOStage(
-        iters=5000, num_voxels=1024000, alpha_init=1e-6, fast_color_thres=1e-7, feat_dim=0,
-        weight_entropy=0.01, weight_rgbper=0.1))
-    fine: DVGOStage = field(default_factory=lambda: DVGOStage(
-        iters=20000, num_voxels=160 ** 3, alpha_init=1e-2, fast_color_thres=1e-4,
-        weight_entropy=0.001, weight_rgbper=0.01, pg_scale=(1000, 2000, 3000, 4000),
-        mask_refresh=True))
+    coarse: DVGOStage = field(
+        default_factory=lambda: DVGOStage(
+            iters=5000,
+            num_voxels=1024000,
+            alpha_init=1e-6,
+            fast_color_thres=1e-7,
+            feat_dim=0,
+            weight_entropy=0.01,
+            weight_rgbper=0.1,
+        )
+    )
+    fine: DVGOStage = field(
+        default_factory=lambda: DVGOStage(
+            iters=20000,
+            num_voxels=160**3,
+            alpha_init=1e-2,
+            fast_color_thres=1e-4,
+            weight_entropy=0.001,
+            weight_rgbper=0.01,
+            pg_scale=(1000, 2000, 3000, 4000),
+            mask_refresh=True,
+        )
+    )
     max_train_size: int | None = None  # cap on the long side of training images (None = keep)
     near: float = 2.0
     far: float = 6.0
@@ -86,12 +103,17 @@ class NerfConfig:
     #: the five settings of the report's table: (stepsize, fine voxels). The table says 180^3,
     #: but the report's text (4,096,000 voxels) and its configs (default*.py) ran 160^3.
     sweep: tuple[tuple[float, int], ...] = (
-        (0.5, 160 ** 3), (2.0, 160 ** 3), (4.0, 160 ** 3), (0.5, 120 ** 3), (0.5, 80 ** 3))
+        (0.5, 160**3),
+        (2.0, 160**3),
+        (4.0, 160**3),
+        (0.5, 120**3),
+        (0.5, 80**3),
+    )
     eval_views: int | None = None  # None = every val view
     seed: int = 0
-    activation_iters: int = 1000   # the 2D pre/in/post-activation fit (notebook 01)
-    activation_size: int = 200     # its target image's long side
-    orbit_frames: int = 40         # frames of the orbit animation (notebook 02)
+    activation_iters: int = 1000  # the 2D pre/in/post-activation fit (notebook 01)
+    activation_size: int = 200  # its target image's long side
+    orbit_frames: int = 40  # frames of the orbit animation (notebook 02)
 
 
 @dataclass(frozen=True)
@@ -107,37 +129,37 @@ class SSLConfig:
     supervised_steps: int | None = None
     pretrain_batch: int = 64
     pretrain_lr: float = 0.05
-    pretrain_step_size: int = 100   # StepLR: lr *= gamma every step_size optimizer steps
-    pretrain_gamma: float = 0.998   # the report: "decay 0.2% for every 100 steps"
-    byol_hidden: int = 4096         # projector/predictor hidden width (byol-pytorch default)
+    pretrain_step_size: int = 100  # StepLR: lr *= gamma every step_size optimizer steps
+    pretrain_gamma: float = 0.998  # the report: "decay 0.2% for every 100 steps"
+    byol_hidden: int = 4096  # projector/predictor hidden width (byol-pytorch default)
     byol_projection: int = 256
-    byol_ema: float = 0.99          # target network EMA decay (byol-pytorch default)
+    byol_ema: float = 0.99  # target network EMA decay (byol-pytorch default)
     # BYOL views (per-sample; BYOL paper values): crop area min, hue jitter, grayscale prob.
     byol_crop_min: float = 0.08
     byol_hue: float = 0.1
     byol_gray_p: float = 0.2
     byol_blur_p: float = 0.2
-    byol_rotate: float = 0.0        # max view rotation, degrees (the paper: none)
+    byol_rotate: float = 0.0  # max view rotation, degrees (the paper: none)
     supervised_epochs: int = 100
     supervised_lr: float = 0.05
-    momentum: float = 0.9           # SGD momentum (the report does not state it)
+    momentum: float = 0.9  # SGD momentum (the report does not state it)
     finetune_epochs: int = 100
-    finetune_steps: int | None = None   # a step budget, rounded up to whole epochs
+    finetune_steps: int | None = None  # a step budget, rounded up to whole epochs
     # fine-tuning augmentation for all of A-E (crop + flip); the report's code uses none
     finetune_augment: bool = False
     finetune_batch: int = 16
     finetune_lr: float = 3e-4
-    finetune_gamma: float = 0.998   # StepLR every epoch
+    finetune_gamma: float = 0.998  # StepLR every epoch
     # lr for settings D/E (frozen backbone, linear head only); None = finetune_lr (the report)
     finetune_head_lr: float | None = None
     # settings D/E: standardise the frozen features before the linear head (a BatchNorm with no
     # affine parameters, MAE's linear probe); False = the report's plain linear head
     probe_head_norm: bool = False
-    knn_evals: int = 100            # kNN monitor evaluations over a run, after the first (0 = none)
+    knn_evals: int = 100  # kNN monitor evaluations over a run, after the first (0 = none)
     knn_k: int = 20
-    knn_per_class: int = 20         # labeled images per class in the kNN monitor
-    workers: int = 4                # DataLoader workers when images are decoded on the fly
-    cache_images: bool = False      # decode + resize every image once into memory
+    knn_per_class: int = 20  # labeled images per class in the kNN monitor
+    workers: int = 4  # DataLoader workers when images are decoded on the fly
+    cache_images: bool = False  # decode + resize every image once into memory
     # seconds between resume checkpoints (last.pt; best.pt is written with it): 0 = every
     # epoch. Not a run setting: a resume may use another value.
     checkpoint_every_s: float = 0.0
@@ -154,9 +176,13 @@ class Profile:
 
 
 def _full() -> Profile:
-    return Profile("full", SceneGen(size=800, supersample=1), CorpusGen(
-        mini_per_class=600, office_train_per_class=60, office_val_per_class=6),
-        NerfConfig(), SSLConfig())
+    return Profile(
+        "full",
+        SceneGen(size=800, supersample=1),
+        CorpusGen(mini_per_class=600, office_train_per_class=60, office_val_per_class=6),
+        NerfConfig(),
+        SSLConfig(),
+    )
 
 
 def _quick() -> Profile:
@@ -168,17 +194,31 @@ def _quick() -> Profile:
         # The coarse stage only finds the box and free space: rays sampled every voxel (not
         # every half voxel) cost half the points and find the same box; 1000 steps (not 400)
         # clear the floaters that otherwise stretch the fine box 3x in z (measured).
-        coarse=replace(full.nerf.coarse, iters=1000, num_voxels=50 ** 3, n_rays=512,
-                       stepsize=1.0, alpha_init=1e-4, fast_color_thres=1e-5),
+        coarse=replace(
+            full.nerf.coarse,
+            iters=1000,
+            num_voxels=50**3,
+            n_rays=512,
+            stepsize=1.0,
+            alpha_init=1e-4,
+            fast_color_thres=1e-5,
+        ),
         # colour threshold 1e-3 (not 1e-4): the MLP sees ~1/3 of the points, same val PSNR;
         # rgb MLP width 64 (not 128): same val PSNR (measured 29.83 vs 29.85 dB at 1000 steps).
         # Steps matter more than rays a step (2048 rays x 600 steps: 29.79 dB).
-        fine=replace(full.nerf.fine, iters=1300, num_voxels=80 ** 3, n_rays=1024,
-                     fast_color_thres=1e-3, pg_scale=(100, 200), rgbnet_width=64,
-                     mask_refresh=False),
+        fine=replace(
+            full.nerf.fine,
+            iters=1300,
+            num_voxels=80**3,
+            n_rays=1024,
+            fast_color_thres=1e-3,
+            pg_scale=(100, 200),
+            rgbnet_width=64,
+            mask_refresh=False,
+        ),
         max_train_size=100,
         # the report's 160^3 / 120^3 / 80^3 (as it ran them) in the same ratios
-        sweep=((0.5, 80 ** 3), (2.0, 80 ** 3), (4.0, 80 ** 3), (0.5, 60 ** 3), (0.5, 40 ** 3)),
+        sweep=((0.5, 80**3), (2.0, 80**3), (4.0, 80**3), (0.5, 60**3), (0.5, 40**3)),
         eval_views=10,
         orbit_frames=24,
     )
@@ -188,14 +228,29 @@ def _quick() -> Profile:
     # Fig. 3b), no blur (it erases a 64 px image), no rotation (photos are upright); the
     # report's unaugmented fine-tuning for all of A-E; D and E standardise the frozen features
     # (MAE's linear probe).
-    ssl = replace(full.ssl, backbone="resnet10", image_size=64, pretrain_steps=250,
-                  supervised_steps=200, pretrain_batch=64, byol_hidden=1024,
-                  byol_crop_min=0.2, byol_hue=0.02, byol_gray_p=0.0, byol_blur_p=0.0,
-                  finetune_steps=450, finetune_batch=16,
-                  probe_head_norm=True, knn_evals=4, knn_per_class=20, knn_k=10, workers=0,
-                  cache_images=True,
-                  # ~90-190 MB a checkpoint: writing one every epoch cost ~10% of the study
-                  checkpoint_every_s=60.0)
+    ssl = replace(
+        full.ssl,
+        backbone="resnet10",
+        image_size=64,
+        pretrain_steps=250,
+        supervised_steps=200,
+        pretrain_batch=64,
+        byol_hidden=1024,
+        byol_crop_min=0.2,
+        byol_hue=0.02,
+        byol_gray_p=0.0,
+        byol_blur_p=0.0,
+        finetune_steps=450,
+        finetune_batch=16,
+        probe_head_norm=True,
+        knn_evals=4,
+        knn_per_class=20,
+        knn_k=10,
+        workers=0,
+        cache_images=True,
+        # ~90-190 MB a checkpoint: writing one every epoch cost ~10% of the study
+        checkpoint_every_s=60.0,
+    )
     return Profile("quick", SceneGen(size=100), CorpusGen(mini_per_class=40), nerf, ssl)
 
 
@@ -212,8 +267,15 @@ def _cpu800() -> Profile:
     nerf = replace(
         full.nerf,
         coarse=replace(full.nerf.coarse, iters=3000, n_rays=2048),
-        fine=replace(full.nerf.fine, iters=iters, n_rays=4096, fast_color_thres=1e-3,
-                     rgbnet_width=64, lr_decay_steps=iters, pg_scale=(500, 1000, 1500, 2000)),
+        fine=replace(
+            full.nerf.fine,
+            iters=iters,
+            n_rays=4096,
+            fast_color_thres=1e-3,
+            rgbnet_width=64,
+            lr_decay_steps=iters,
+            pg_scale=(500, 1000, 1500, 2000),
+        ),
         max_train_size=None,
         sweep=full.nerf.sweep,
         eval_views=None,
@@ -226,23 +288,37 @@ def _smoke() -> Profile:
     q = _quick()
     nerf = replace(
         q.nerf,
-        coarse=replace(q.nerf.coarse, iters=80, num_voxels=24 ** 3, n_rays=256),
-        fine=replace(q.nerf.fine, iters=50, num_voxels=32 ** 3, n_rays=256, pg_scale=(20,),
-                     rgbnet_width=16),
+        coarse=replace(q.nerf.coarse, iters=80, num_voxels=24**3, n_rays=256),
+        fine=replace(
+            q.nerf.fine, iters=50, num_voxels=32**3, n_rays=256, pg_scale=(20,), rgbnet_width=16
+        ),
         max_train_size=32,
-        sweep=((0.5, 32 ** 3), (2.0, 32 ** 3), (4.0, 32 ** 3), (0.5, 24 ** 3), (0.5, 16 ** 3)),
+        sweep=((0.5, 32**3), (2.0, 32**3), (4.0, 32**3), (0.5, 24**3), (0.5, 16**3)),
         eval_views=2,
         activation_iters=30,
         activation_size=32,
         orbit_frames=3,
     )
-    ssl = replace(q.ssl, image_size=32, pretrain_steps=6, supervised_steps=3,
-                  finetune_steps=None, finetune_epochs=1, pretrain_batch=16, knn_evals=1,
-                  byol_hidden=64, byol_projection=32, knn_per_class=2)
-    return Profile("smoke", SceneGen(size=32, n_train=8, n_val=4, supersample=2),
-                   CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1,
-                             mini_size=32),
-                   nerf, ssl)
+    ssl = replace(
+        q.ssl,
+        image_size=32,
+        pretrain_steps=6,
+        supervised_steps=3,
+        finetune_steps=None,
+        finetune_epochs=1,
+        pretrain_batch=16,
+        knn_evals=1,
+        byol_hidden=64,
+        byol_projection=32,
+        knn_per_class=2,
+    )
+    return Profile(
+        "smoke",
+        SceneGen(size=32, n_train=8, n_val=4, supersample=2),
+        CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1, mini_size=32),
+        nerf,
+        ssl,
+    )
 
 
 _BUILDERS = {"smoke": _smoke, "quick": _quick, "cpu800": _cpu800, "full": _full}
@@ -272,8 +348,9 @@ def resolve_device(device: str | None = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible: "
-                        "use --device cpu or auto")
+        raise UserError(
+            "--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto"
+        )
     return device
 
 

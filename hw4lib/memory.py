@@ -8,6 +8,7 @@ machine, more beside other jobs (docs/experiments.md, 2026-12-01). :func:`keep_f
 makes ``malloc`` keep freed memory for reuse instead. It changes no number, only where the
 bytes come from; the cost is that the process keeps its peak heap until it exits.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -31,8 +32,9 @@ def keep_freed_memory() -> bool:
             libc = ctypes.CDLL(name) if name else None
             mallopt = getattr(libc, "mallopt", None) if libc is not None else None
             if mallopt is not None and getattr(libc, "gnu_get_libc_version", None) is not None:
-                _DONE = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD,
-                                                                        2 ** 31 - 1))
+                _DONE = bool(mallopt(_M_MMAP_MAX, 0)) and bool(
+                    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                )
         except OSError:
             _DONE = False
     return _DONE

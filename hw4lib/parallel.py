@@ -5,6 +5,7 @@ On a CPU its two pre-trainings take most of the time and share nothing, so two o
 workers finish sooner than one two-thread process (small convolutions do not keep two cores
 busy: one thread instead of two makes BYOL only ~1.5x slower).
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,9 @@ def _call(fn: Callable[..., Any], kwargs: dict, threads: int | None) -> Any:
     return fn(**kwargs)
 
 
-def run_jobs(jobs: list[Job], workers: int = 1, threads: int | None = None,
-             label: str = "jobs") -> dict[str, Any]:
+def run_jobs(
+    jobs: list[Job], workers: int = 1, threads: int | None = None, label: str = "jobs"
+) -> dict[str, Any]:
     """Run ``jobs`` and return each one's result by name.
 
     The list order is the priority: whenever a worker is free it takes the first job whose
@@ -100,9 +102,12 @@ def run_jobs(jobs: list[Job], workers: int = 1, threads: int | None = None,
 
         running: dict = {}
         # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                 initializer=_init_worker if threads else None,
-                                 initargs=(threads,) if threads else ()) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker if threads else None,
+            initargs=(threads,) if threads else (),
+        ) as pool:
             while pending or running:
                 drop_blocked()
                 for j in list(pending):
@@ -119,7 +124,9 @@ def run_jobs(jobs: list[Job], workers: int = 1, threads: int | None = None,
                     finish(running.pop(f), f.result)
     if errors:
         first = next(errors[j.name] for j in jobs if j.name in errors)
-        first.add_note(f"{label}: failed: {', '.join(errors)}"
-                       + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+        first.add_note(
+            f"{label}: failed: {', '.join(errors)}"
+            + (f"; skipped: {', '.join(skipped)}" if skipped else "")
+        )
         raise first
     return results

@@ -8,6 +8,7 @@ Checkpoints go through here too, for nerf and ssl alike (which never import each
 :func:`atomic_save` writes them and :func:`load_checkpoint` reads them without ever running
 code from the file.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -33,10 +34,20 @@ def results_root() -> Path:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if out.returncode == 0:
             return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -80,8 +91,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 OUR_CHECKPOINT = "a checkpoint this project wrote"
 
 
-def load_checkpoint(path: str | Path, *, fix: str, keys: Iterable[str] = (),
-                    what: str = OUR_CHECKPOINT) -> Any:
+def load_checkpoint(
+    path: str | Path, *, fix: str, keys: Iterable[str] = (), what: str = OUR_CHECKPOINT
+) -> Any:
     """``torch.load`` a file that may come from someone else, without ever running its code.
 
     The one place a run's files are loaded (``hw4lib.weights`` reads third-party VGG files,
@@ -100,22 +112,28 @@ def load_checkpoint(path: str | Path, *, fix: str, keys: Iterable[str] = (),
         with warnings.catch_warnings():
             # a bare pickle (not torch.save's zip) makes torch warn about its protocol first:
             # noise on stderr in front of our one-line error
-            warnings.filterwarnings("ignore", category=UserWarning,
-                                    module=r"torch\._weights_only_unpickler")
+            warnings.filterwarnings(
+                "ignore", category=UserWarning, module=r"torch\._weights_only_unpickler"
+            )
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refused an object (a function to call, a class, a numpy array): name
         # it, not torch's paragraph on how to load the file unsafely
         m = re.search(r"GLOBAL ([\w.]+)", str(e))
         asks = f"asks for {m.group(1)}" if m else "holds more than tensors and plain values"
-        raise UserError(f"{path}: not {what}, or damaged: it {asks}, which was refused, not "
-                        f"run (unpickling it could execute code); {fix}") from None
+        raise UserError(
+            f"{path}: not {what}, or damaged: it {asks}, which was refused, not "
+            f"run (unpickling it could execute code); {fix}"
+        ) from None
     except OSError as e:  # unreadable, not damaged: say so (a permission, a folder ...)
-        raise UserError(f"{path}: cannot be read ({e.strerror or type(e).__name__}); "
-                        f"{fix}") from None
+        raise UserError(
+            f"{path}: cannot be read ({e.strerror or type(e).__name__}); {fix}"
+        ) from None
     except Exception as e:  # noqa: BLE001 -- torn zip (RuntimeError), empty (EOFError), junk ...
-        raise UserError(f"{path}: damaged (truncated or corrupt) or not {what}: torch cannot "
-                        f"read it ({type(e).__name__}); {fix}") from None
+        raise UserError(
+            f"{path}: damaged (truncated or corrupt) or not {what}: torch cannot "
+            f"read it ({type(e).__name__}); {fix}"
+        ) from None
     need = list(keys)
     if need and not (isinstance(obj, dict) and set(need) <= set(obj)):
         missing = [k for k in need if not isinstance(obj, dict) or k not in obj]
@@ -123,8 +141,13 @@ def load_checkpoint(path: str | Path, *, fix: str, keys: Iterable[str] = (),
     return obj
 
 
-def manifest(profile: str, data_source: str, device: str, seconds: float,
-             settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def manifest(
+    profile: str,
+    data_source: str,
+    device: str,
+    seconds: float,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "profile": profile,
         "data_source": str(data_source),
@@ -136,9 +159,17 @@ def manifest(profile: str, data_source: str, device: str, seconds: float,
     }
 
 
-def write_result(name: str, data: dict[str, Any], *, profile: str, data_source: str,
-                 device: str, seconds: float, settings: dict[str, Any] | None = None,
-                 root: str | Path | None = None) -> Path:
+def write_result(
+    name: str,
+    data: dict[str, Any],
+    *,
+    profile: str,
+    data_source: str,
+    device: str,
+    seconds: float,
+    settings: dict[str, Any] | None = None,
+    root: str | Path | None = None,
+) -> Path:
     """Store ``data`` as ``<root>/<profile>/<name>.json`` with its manifest; returns the path.
 
     ``name`` may contain ``/`` (e.g. ``nerf/sweep_s0.5_v96``).
@@ -162,8 +193,11 @@ def list_results(profile: str, prefix: str = "", root: str | Path | None = None)
     base = Path(root or results_root()) / profile
     if not base.is_dir():
         return []
-    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.json")
-                  if str(p.relative_to(base)).startswith(prefix))
+    return sorted(
+        str(p.relative_to(base).with_suffix(""))
+        for p in base.rglob("*.json")
+        if str(p.relative_to(base)).startswith(prefix)
+    )
 
 
 def _jsonable(o: Any) -> Any:

@@ -9,6 +9,7 @@ this check existed are recognised by their file names and the keys of their ``se
 :func:`plan_run` then decides, from the folder's ``settings.json``, checkpoint and record of a
 finished run, what the command does with it; :func:`start_fresh` clears a run it replaces.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,33 +22,47 @@ from typing import Any
 from .errors import UserError
 from .results import atomic_write_text
 
-SETTINGS = "settings.json"   # what every run was asked to do, written when it starts
+SETTINGS = "settings.json"  # what every run was asked to do, written when it starts
 
 
 @dataclass(frozen=True)
 class RunKind:
-    command: str                       # how the user calls it, for the messages
-    files: frozenset[str]              # every name the command writes in its run folder
-    owns: Callable[[dict], bool]       # whether a settings.json (a dict) is this command's
-    checkpoint: str                    # the state an interrupted run resumes from
-    done: str                          # the finished run's record (JSON), written last
-    product: str                       # what a finished run is for
-    restart: str                       # how the user starts a run over, for the messages
+    command: str  # how the user calls it, for the messages
+    files: frozenset[str]  # every name the command writes in its run folder
+    owns: Callable[[dict], bool]  # whether a settings.json (a dict) is this command's
+    checkpoint: str  # the state an interrupted run resumes from
+    done: str  # the finished run's record (JSON), written last
+    product: str  # what a finished run is for
+    restart: str  # how the user starts a run over, for the messages
 
 
-NERF_TRAIN = RunKind("hw4 nerf train",
-                     frozenset({SETTINGS, "checkpoint.pt", "coarse.pt", "fine.pt", "done.json"}),
-                     lambda s: "nerf" in s and "stepsize" in s and "fine_voxels" in s,
-                     "checkpoint.pt", "done.json", "fine.pt",
-                     "delete the folder to train it afresh")
-SSL_PRETRAIN = RunKind("hw4 ssl pretrain",
-                       frozenset({SETTINGS, "last.pt", "backbone.pt", "run.json"}),
-                       lambda s: s.get("method") in ("byol", "supervised") and "setting" not in s,
-                       "last.pt", "run.json", "backbone.pt", "add --force to start it afresh")
-SSL_FINETUNE = RunKind("hw4 ssl finetune",
-                       frozenset({SETTINGS, "last.pt", "best.pt", "run.json"}),
-                       lambda s: s.get("setting") in tuple("ABCDE") and "frozen" in s,
-                       "last.pt", "run.json", "best.pt", "add --force to start it afresh")
+NERF_TRAIN = RunKind(
+    "hw4 nerf train",
+    frozenset({SETTINGS, "checkpoint.pt", "coarse.pt", "fine.pt", "done.json"}),
+    lambda s: "nerf" in s and "stepsize" in s and "fine_voxels" in s,
+    "checkpoint.pt",
+    "done.json",
+    "fine.pt",
+    "delete the folder to train it afresh",
+)
+SSL_PRETRAIN = RunKind(
+    "hw4 ssl pretrain",
+    frozenset({SETTINGS, "last.pt", "backbone.pt", "run.json"}),
+    lambda s: s.get("method") in ("byol", "supervised") and "setting" not in s,
+    "last.pt",
+    "run.json",
+    "backbone.pt",
+    "add --force to start it afresh",
+)
+SSL_FINETUNE = RunKind(
+    "hw4 ssl finetune",
+    frozenset({SETTINGS, "last.pt", "best.pt", "run.json"}),
+    lambda s: s.get("setting") in tuple("ABCDE") and "frozen" in s,
+    "last.pt",
+    "run.json",
+    "best.pt",
+    "add --force to start it afresh",
+)
 KINDS = (NERF_TRAIN, SSL_PRETRAIN, SSL_FINETUNE)
 
 # what atomic_write_text / atomic_save leave behind when killed mid-write: .<name>.<random>.tmp
@@ -78,10 +93,14 @@ def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
         if p.is_file() and name in kind.files:
             continue
         others = _others_with(name, kind) if p.is_file() else []
-        what = ("a file of a " + " or ".join(f"`{c}`" for c in others) + " run" if others
-                else f"not written by `{kind.command}`")
-        raise UserError(f"{p}: {what}; `{kind.command}` writes only into an empty folder or "
-                        f"its own run; {fix}")
+        what = (
+            "a file of a " + " or ".join(f"`{c}`" for c in others) + " run"
+            if others
+            else f"not written by `{kind.command}`"
+        )
+        raise UserError(
+            f"{p}: {what}; `{kind.command}` writes only into an empty folder or its own run; {fix}"
+        )
     sfile = run / SETTINGS
     if sfile.is_file():
         try:
@@ -90,8 +109,11 @@ def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
             settings = None
         owner = kind_of_settings(settings) if settings is not None else None
         if owner is not kind:
-            what = f"the settings of a `{owner.command}` run" if owner else \
-                f"not a `{kind.command}` run's settings"
+            what = (
+                f"the settings of a `{owner.command}` run"
+                if owner
+                else f"not a `{kind.command}` run's settings"
+            )
             raise UserError(f"{sfile}: {what}; {fix}")
 
 
@@ -104,6 +126,7 @@ class RunPlan:
     """What a command does with its run folder: ``action`` is :data:`REUSE` (``done`` holds the
     finished run's record), :data:`RESUME` (from ``kind.checkpoint``) or :data:`FRESH` (train
     from the start, once :func:`start_fresh` has cleared the folder)."""
+
     action: str
     done: dict | None = None
 
@@ -120,7 +143,7 @@ def _json(path: Path) -> Any:
         return None
 
 
-_MISSING = object()   # a key one side of a settings diff lacks
+_MISSING = object()  # a key one side of a settings diff lacks
 
 
 def _short(v: Any) -> str:
@@ -142,8 +165,15 @@ def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def plan_run(run_dir: str | Path, kind: RunKind, settings: dict, *, resume: bool = False,
-             force: bool = False, cache: bool = False) -> RunPlan:
+def plan_run(
+    run_dir: str | Path,
+    kind: RunKind,
+    settings: dict,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    cache: bool = False,
+) -> RunPlan:
     """Whether ``kind``'s command reuses, resumes or starts afresh the run in ``run_dir``, asked
     for with ``settings``; reads the folder, changes nothing. In this order:
 
@@ -164,7 +194,7 @@ def plan_run(run_dir: str | Path, kind: RunKind, settings: dict, *, resume: bool
     if force:
         return RunPlan(FRESH)
     want, sfile = normal(settings), run / SETTINGS
-    old = _json(sfile)   # None when missing (check_run_dir refused an unreadable one)
+    old = _json(sfile)  # None when missing (check_run_dir refused an unreadable one)
     same = old == want
     has_ckpt = (run / kind.checkpoint).is_file()
     done = _json(run / kind.done) if same and (run / kind.product).is_file() else None
@@ -177,24 +207,32 @@ def plan_run(run_dir: str | Path, kind: RunKind, settings: dict, *, resume: bool
         resume = has_ckpt
     if resume:
         if not has_ckpt:
-            raise UserError(f"{run}: no {kind.checkpoint} to resume from; drop --resume to "
-                            "start a new run")
+            raise UserError(
+                f"{run}: no {kind.checkpoint} to resume from; drop --resume to start a new run"
+            )
         if old is None:
-            raise UserError(f"{sfile}: missing, so the run cannot be checked; start afresh "
-                            "in a new --out folder")
+            raise UserError(
+                f"{sfile}: missing, so the run cannot be checked; start afresh "
+                "in a new --out folder"
+            )
         if not same:
             d = "; ".join(settings_diff(old, want)[:3])
-            raise UserError(f"{sfile}: cannot resume with different settings ({d}); rerun "
-                            "with the original settings or use a new --out folder")
+            raise UserError(
+                f"{sfile}: cannot resume with different settings ({d}); rerun "
+                "with the original settings or use a new --out folder"
+            )
         return RunPlan(RESUME)
     if left and same and has_ckpt:
-        raise UserError(f"{run}: already holds an unfinished run with these settings; add "
-                        "--resume to continue it, or choose another --out")
+        raise UserError(
+            f"{run}: already holds an unfinished run with these settings; add "
+            "--resume to continue it, or choose another --out"
+        )
     if left and not same:
-        d = "; ".join(settings_diff(old, want)[:3]) if old is not None else \
-            f"no {SETTINGS}"
-        raise UserError(f"{run}: already holds a run with other settings ({d}); choose "
-                        f"another --out, or {kind.restart}")
+        d = "; ".join(settings_diff(old, want)[:3]) if old is not None else f"no {SETTINGS}"
+        raise UserError(
+            f"{run}: already holds a run with other settings ({d}); choose "
+            f"another --out, or {kind.restart}"
+        )
     return RunPlan(FRESH)
 
 

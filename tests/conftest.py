@@ -1,5 +1,6 @@
 """Shared fixtures: keep every test's outputs out of the repository; LPIPS weights missing
 is a skip on a user's machine and a failure where ``HW4_REQUIRE_LPIPS=1`` (CI)."""
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,14 @@ def _isolated_outputs(tmp_path, monkeypatch):
 def lpips_unavailable() -> Callable[[str], None]:
     """Call with why the LPIPS(vgg) weights cannot be had: skips the test, or fails it when
     ``HW4_REQUIRE_LPIPS=1`` (set by ``.ci/run``: CI must not go green without LPIPS)."""
+
     def unavailable(reason: str) -> None:
         if os.environ.get("HW4_REQUIRE_LPIPS") == "1":
-            pytest.fail(f"LPIPS(vgg) weights are required here (HW4_REQUIRE_LPIPS=1) but cannot "
-                        f"be obtained: {reason}; run `hw4 weights lpips`", pytrace=False)
+            pytest.fail(
+                f"LPIPS(vgg) weights are required here (HW4_REQUIRE_LPIPS=1) but cannot "
+                f"be obtained: {reason}; run `hw4 weights lpips`",
+                pytrace=False,
+            )
         pytest.skip(f"LPIPS(vgg) weights cannot be obtained here: {reason}")
+
     return unavailable

@@ -1,5 +1,6 @@
 """tools/break_check.py stays usable: each break's snippet occurs exactly once in its file, so a
 refactor or a reformat that moves the code it breaks shows up here, not at the next break check."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _breaks():
     spec = importlib.util.spec_from_file_location("break_check", ROOT / "tools" / "break_check.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("break_check", mod)   # its dataclasses look themselves up there
+    sys.modules.setdefault("break_check", mod)  # its dataclasses look themselves up there
     spec.loader.exec_module(mod)
     return mod.BREAKS
 
@@ -20,8 +21,11 @@ def _breaks():
 def test_every_break_patches_exactly_one_snippet():
     breaks = _breaks()
     assert len(breaks) >= 10 and len({b.name for b in breaks}) == len(breaks)
-    wrong = {b.name: (ROOT / b.file).read_text().count(b.old) for b in breaks
-             if not (ROOT / b.file).is_file() or (ROOT / b.file).read_text().count(b.old) != 1}
+    wrong = {
+        b.name: (ROOT / b.file).read_text().count(b.old)
+        for b in breaks
+        if not (ROOT / b.file).is_file() or (ROOT / b.file).read_text().count(b.old) != 1
+    }
     assert wrong == {}, "break snippets not found exactly once (name: count)"
 
 

@@ -6,6 +6,7 @@ Checks what a person would see: no error output, tqdm bars drawn as progress wid
 renders a new image when moved. Screenshots go to ``reports/browser/``. Skipped with one line when
 Chromium, Playwright or the ``hw4`` kernel is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ from hw4lib import PROJECT_ROOT
 from hw4lib.report.pdf import find_chromium
 
 SHOTS = PROJECT_ROOT / "reports" / "browser"
-RUN_TIMEOUT_S = 300          # one notebook's Run All under smoke (measured: well under a minute)
+RUN_TIMEOUT_S = 300  # one notebook's Run All under smoke (measured: well under a minute)
 
 
 def _requirements() -> str | None:
@@ -73,7 +74,8 @@ def _settings(user_dir: Path) -> None:
     ap = user_dir / "@jupyterlab" / "apputils-extension"
     ap.mkdir(parents=True)
     (ap / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
 
 
 @pytest.fixture
@@ -88,22 +90,39 @@ def lab(tmp_path):
     _copy_notebook(PROJECT_ROOT / "notebooks" / "02_dvgo_training.ipynb", root, force=True)
     _settings(tmp_path / "user-settings")
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ,
-           # the kernels (children of the server) import this checkout under the smoke profile
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                       os.environ.get("PYTHONPATH")])),
-           "HW4_PROFILE": "smoke",
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime")}
+    env = {
+        **os.environ,
+        # the kernels (children of the server) import this checkout under the smoke profile
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+        "HW4_PROFILE": "smoke",
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+    }
     log = (tmp_path / "lab.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True",
-         f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
-         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
+            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -113,12 +132,13 @@ def lab(tmp_path):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("jupyter lab did not start:\n"
-                                + (tmp_path / "lab.log").read_text()[-3000:])
+                    pytest.fail(
+                        "jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:]
+                    )
                 time.sleep(0.3)
         yield {"base": base, "token": token, "log": tmp_path / "lab.log"}
     finally:
-        proc.terminate()   # the server shuts its kernels down on SIGTERM
+        proc.terminate()  # the server shuts its kernels down on SIGTERM
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -166,7 +186,7 @@ def _run_notebook(page, name: str):
     page.evaluate(_RUN_ALL)
     page.wait_for_function(_IDLE, timeout=RUN_TIMEOUT_S * 1000, polling=500)
     assert page.evaluate("() => window.__hw4_done.ok"), page.evaluate("() => window.__hw4_done")
-    page.evaluate("() => window.__hw4_nb.context.save()")   # closing it later asks no question
+    page.evaluate("() => window.__hw4_nb.context.save()")  # closing it later asks no question
     return page.locator(f"#{kernel['id']}"), page.evaluate(_CELLS)
 
 
@@ -175,22 +195,25 @@ def _check_clean(nb, name: str, cells: list[dict]) -> None:
     failed to load."""
     not_run = [c["source"] for c in cells if c["count"] is None]
     assert not not_run, f"{name}: cells that did not run: {not_run}"
-    errors = [(c["source"], o["ename"]) for c in cells for o in c["outputs"]
-              if o["type"] == "error"]
+    errors = [
+        (c["source"], o["ename"]) for c in cells for o in c["outputs"] if o["type"] == "error"
+    ]
     assert not errors, f"{name}: error outputs: {errors}"
     stderr = nb.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
     texts = stderr.all_inner_texts()
     assert not [t for t in texts if "Traceback" in t], f"{name}: a traceback was printed"
-    assert not [t for t in texts if re.search(r"\d+%\|", t)], \
+    assert not [t for t in texts if re.search(r"\d+%\|", t)], (
         f"{name}: a progress bar was printed as text, not drawn as a widget"
+    )
     body = nb.inner_text()
-    assert "Loading widget" not in body and "Error displaying widget" not in body, \
+    assert "Loading widget" not in body and "Error displaying widget" not in body, (
         f"{name}: a widget did not render"
+    )
 
 
 def _shot(page, locator, path: Path) -> None:
     locator.scroll_into_view_if_needed()
-    page.wait_for_timeout(300)   # let the scroll settle before the picture
+    page.wait_for_timeout(300)  # let the scroll settle before the picture
     page.screenshot(path=str(path))
 
 
@@ -200,9 +223,11 @@ def test_notebooks_01_and_02_run_in_jupyterlab(lab):
     SHOTS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=find_chromium(), headless=True,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage",
-                                           "--disable-gpu"])
+        browser = pw.chromium.launch(
+            executable_path=find_chromium(),
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{lab['base']}/lab?reset&token={lab['token']}")
@@ -215,8 +240,7 @@ def test_notebooks_01_and_02_run_in_jupyterlab(lab):
             assert nb.locator(".jp-OutputArea-output img").count() >= 1, "01: no figure"
             checks = nb.locator(".jp-OutputArea-output", has_text="sum of weights = ")
             assert checks.count() == 1 and "0.89030" in checks.inner_text()
-            _shot(page, nb.locator(".jp-OutputArea-output img").last,
-                  SHOTS / "01_nerf_theory.png")
+            _shot(page, nb.locator(".jp-OutputArea-output img").last, SHOTS / "01_nerf_theory.png")
             t01 = time.perf_counter() - t0
 
             # ---- 02: training with bars and the live curve, figures, the view sliders
@@ -243,12 +267,14 @@ def test_notebooks_01_and_02_run_in_jupyterlab(lab):
             assert note.startswith("azimuth 0°"), note
             handle = view.locator(".widget-slider").first.locator(".noUi-handle").first
             handle.focus()
-            page.keyboard.press("ArrowRight")   # azimuth one step (5°) further
+            page.keyboard.press("ArrowRight")  # azimuth one step (5°) further
             # the image and the note are two widgets, synced by two messages: wait for both
             page.wait_for_function(
                 "([el, old]) => el.querySelector('img').src !== old && el.querySelector("
                 "'.hw4-view-note').innerText.startsWith('azimuth 5')",
-                arg=[view.element_handle(), before], timeout=30_000)
+                arg=[view.element_handle(), before],
+                timeout=30_000,
+            )
             assert view.locator(".hw4-view-note").inner_text().startswith("azimuth 5°")
             _shot(page, view, SHOTS / "02_view_slider.png")
             t02 = time.perf_counter() - t0 - t01

@@ -1,4 +1,5 @@
 """The procedural image corpora: course csv layout, class design, file modes, determinism."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,9 @@ TINY = CorpusGen(mini_per_class=2, office_train_per_class=1, office_val_per_clas
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return C.generate_corpora(tmp_path_factory.mktemp("corpus") / "data", TINY, seed=0,
-                              progress=False)
+    return C.generate_corpora(
+        tmp_path_factory.mktemp("corpus") / "data", TINY, seed=0, progress=False
+    )
 
 
 def _rows(p: Path) -> list[dict]:
@@ -34,8 +36,9 @@ def test_layout_and_counts(tiny):
     tr, va = _rows(tiny / "office" / "train.csv"), _rows(tiny / "office" / "val.csv")
     assert len(mini) == 64 * 2 and len(tr) == 65 and len(va) == 65
     assert len({r["label"] for r in mini}) == 64
-    assert ({r["label"] for r in tr} == {r["label"] for r in va}
-            and len({r["label"] for r in tr}) == 65)
+    assert {r["label"] for r in tr} == {r["label"] for r in va} and len(
+        {r["label"] for r in tr}
+    ) == 65
     # mini and office classes are different classes
     assert not {r["label"] for r in mini} & {r["label"] for r in tr}
     for split, rows in (("mini/train", mini), ("office/train", tr), ("office/val", va)):
@@ -93,14 +96,14 @@ def test_shapes_are_what_they_claim():
     x, y = np.meshgrid(np.linspace(-1.2, 1.2, n), np.linspace(-1.2, 1.2, n))
     cell = (2.4 / (n - 1)) ** 2
     area = lambda s: float((C.shape_distance(s, x, y) < 0).sum() * cell)  # noqa: E731
-    assert area("circle") == pytest.approx(np.pi * 0.8 ** 2, rel=0.01)
-    assert area("square") == pytest.approx(1.24 ** 2, rel=0.01)
-    assert area("ring") == pytest.approx(np.pi * (0.84 ** 2 - 0.36 ** 2), rel=0.01)
+    assert area("circle") == pytest.approx(np.pi * 0.8**2, rel=0.01)
+    assert area("square") == pytest.approx(1.24**2, rel=0.01)
+    assert area("ring") == pytest.approx(np.pi * (0.84**2 - 0.36**2), rel=0.01)
     assert area("bar") == pytest.approx(1.76 * 0.6, rel=0.01)
-    assert area("cross") == pytest.approx(2 * 1.7 * 0.48 - 0.48 ** 2, rel=0.01)
+    assert area("cross") == pytest.approx(2 * 1.7 * 0.48 - 0.48**2, rel=0.01)
     # a triangle with apothem 0.45 has side 2*sqrt(3)*0.45
     side = 2 * np.sqrt(3) * 0.45
-    assert area("triangle") == pytest.approx(np.sqrt(3) / 4 * side ** 2, rel=0.01)
+    assert area("triangle") == pytest.approx(np.sqrt(3) / 4 * side**2, rel=0.01)
 
 
 def test_bad_settings(tmp_path):

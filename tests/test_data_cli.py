@@ -1,4 +1,5 @@
 """`hw4 data ...`: scene, images, prepare, import-folder, check; generated-data locations."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,9 @@ from hw4lib.errors import UserError
 
 
 def _tree(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 def _one_line_error(capsys) -> str:
@@ -34,13 +36,47 @@ def _one_line_error(capsys) -> str:
 # ------------------------------------------------------------------ hw4 data scene
 def test_scene_command_and_refusal(tmp_path, capsys):
     out = tmp_path / "scene"
-    assert main(["data", "scene", "--out", str(out), "--size", "12", "--train", "2",
-                 "--val", "1", "--test", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "scene",
+                "--out",
+                str(out),
+                "--size",
+                "12",
+                "--train",
+                "2",
+                "--val",
+                "1",
+                "--test",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert len(load_split(out, "test").cameras) == 1
     before = _tree(out)
     # a previous output may be replaced ...
-    assert main(["data", "scene", "--out", str(out), "--size", "12", "--train", "2",
-                 "--val", "1", "--test", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "scene",
+                "--out",
+                str(out),
+                "--size",
+                "12",
+                "--train",
+                "2",
+                "--val",
+                "1",
+                "--test",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert _tree(out) == before  # deterministic
     # ... a foreign non-empty folder may not, and is left as it was
     foreign = tmp_path / "foreign"
@@ -110,8 +146,9 @@ def _class_tree(root: Path, counts: dict[str, int], size=(7, 5)) -> Path:
 def test_import_class_folders(tmp_path, capsys):
     src = _class_tree(tmp_path / "src", {"Fan": 10, "Couch": 4, "Alarm_Clock": 1})
     out = tmp_path / "data" / "office"
-    assert main(["data", "import-folder", str(src), "--out", str(out),
-                 "--val-fraction", "0.2"]) == 0
+    assert (
+        main(["data", "import-folder", str(src), "--out", str(out), "--val-fraction", "0.2"]) == 0
+    )
     train = read_csv(out / "train.csv", out / "train", require_label=True)
     val = read_csv(out / "val.csv", out / "val", require_label=True)
     per = lambda rows, c: sum(r.label == c for r in rows)  # noqa: E731
@@ -121,20 +158,39 @@ def test_import_class_folders(tmp_path, capsys):
     assert len({r.filename for r in train + val}) == 15
     assert all(r.filename.startswith(r.label + "_") for r in train + val)
     assert [r.id for r in train] == [str(i) for i in range(12)]
-    ds = CsvImageDataset(out / "val.csv", out / "val", classes=CsvImageDataset(
-        out / "train.csv", out / "train").classes)
+    ds = CsvImageDataset(
+        out / "val.csv",
+        out / "val",
+        classes=CsvImageDataset(out / "train.csv", out / "train").classes,
+    )
     assert ds[0][0].size == (7, 5)
     capsys.readouterr()
     assert main(["data", "check", str(out)]) == 0
     # deterministic and re-runnable onto its own output; the seed changes the split
     first = _tree(out)
-    assert main(["data", "import-folder", str(src), "--out", str(out),
-                 "--val-fraction", "0.2"]) == 0
+    assert (
+        main(["data", "import-folder", str(src), "--out", str(out), "--val-fraction", "0.2"]) == 0
+    )
     assert _tree(out) == first
-    assert main(["data", "import-folder", str(src), "--out", str(tmp_path / "o2"),
-                 "--val-fraction", "0.2", "--seed", "5"]) == 0
-    assert (tmp_path / "o2" / "val.csv").read_text() != (out / "val.csv").read_text() or \
-        _tree(tmp_path / "o2") != first
+    assert (
+        main(
+            [
+                "data",
+                "import-folder",
+                str(src),
+                "--out",
+                str(tmp_path / "o2"),
+                "--val-fraction",
+                "0.2",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "o2" / "val.csv").read_text() != (out / "val.csv").read_text() or _tree(
+        tmp_path / "o2"
+    ) != first
 
 
 def test_import_domain_tree(tmp_path):
@@ -187,14 +243,20 @@ def test_images_command_and_generated_locations(tmp_path, monkeypatch, capsys):
     with (out / "office" / "train.csv").open() as f:
         assert next(csv.reader(f)) == ["id", "filename", "label"]
     # with a scene beside them this is a whole course root, and check walks all of it
-    main(["data", "scene", "--out", str(out / "hotdog"), "--size", "8", "--train", "1",
-          "--val", "1"])
+    main(
+        ["data", "scene", "--out", str(out / "hotdog"), "--size", "8", "--train", "1", "--val", "1"]
+    )
     capsys.readouterr()
     assert main(["data", "check", str(out)]) == 0
     o = capsys.readouterr().out
     cg = get_profile("smoke").corpus
-    for line in ("hotdog/train: 1 frames", f"mini/train.csv: {64 * cg.mini_per_class} rows",
-                 f"office/val.csv: {65 * cg.office_val_per_class} rows", "65 classes", "ok: "):
+    for line in (
+        "hotdog/train: 1 frames",
+        f"mini/train.csv: {64 * cg.mini_per_class} rows",
+        f"office/val.csv: {65 * cg.office_val_per_class} rows",
+        "65 classes",
+        "ok: ",
+    ):
         assert line in o
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -228,8 +290,20 @@ def test_course_root_choice(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HW4_GENERATED", str(gen))
     monkeypatch.delenv("HW4_DATA", raising=False)
     user = tmp_path / "hw4_data"
-    main(["data", "scene", "--out", str(user / "hotdog"), "--size", "8", "--train", "1",
-          "--val", "1"])
+    main(
+        [
+            "data",
+            "scene",
+            "--out",
+            str(user / "hotdog"),
+            "--size",
+            "8",
+            "--train",
+            "1",
+            "--val",
+            "1",
+        ]
+    )
     assert course_root(str(user), "smoke", need=("hotdog",)) == user
     with pytest.raises(UserError, match="lacks mini"):
         course_root(str(user), "smoke", need=("hotdog", "mini"))

@@ -1,4 +1,5 @@
 """Loaders for the course's formats: a fixture in the exact course layout, features, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ def _pose(t=(0.0, -4.0, 1.0)) -> list[list[float]]:
     return m.tolist()
 
 
-def _write_scene(root, n=2, size=8, ext="", mode="RGBA", split="train", meta_extra=None,
-                 frames=None):
+def _write_scene(
+    root, n=2, size=8, ext="", mode="RGBA", split="train", meta_extra=None, frames=None
+):
     (root / split).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     fr = []
@@ -31,8 +33,9 @@ def _write_scene(root, n=2, size=8, ext="", mode="RGBA", split="train", meta_ext
         ch = 4 if mode == "RGBA" else 3
         arr = rng.integers(0, 256, (size, size, ch), dtype=np.uint8)
         Image.fromarray(arr, mode).save(root / split / f"r_{i}.png")
-        fr.append({"file_path": f"./{split}/r_{i}{ext}", "rotation": 0.0,
-                   "transform_matrix": _pose()})
+        fr.append(
+            {"file_path": f"./{split}/r_{i}{ext}", "rotation": 0.0, "transform_matrix": _pose()}
+        )
     meta = {"camera_angle_x": ANGLE, "frames": frames if frames is not None else fr}
     meta.update(meta_extra or {})
     (root / f"transforms_{split}.json").write_text(json.dumps(meta))
@@ -46,9 +49,11 @@ def course(tmp_path):
     _write_scene(root / "hotdog", n=3, size=8, split="train")
     _write_scene(root / "hotdog", n=2, size=8, split="val")
     rng = np.random.default_rng(1)
-    for part, split, labels in (("mini", "train", ["n01", "n01", "n02"]),
-                                ("office", "train", ["Couch", "Fan", "Fan"]),
-                                ("office", "val", ["Fan", "Couch"])):
+    for part, split, labels in (
+        ("mini", "train", ["n01", "n01", "n02"]),
+        ("office", "train", ["Couch", "Fan", "Fan"]),
+        ("office", "val", ["Fan", "Couch"]),
+    ):
         d = root / part / split
         d.mkdir(parents=True)
         lines = ["id,filename,label"]
@@ -71,8 +76,9 @@ def test_course_layout_loads(course):
     assert ds.classes == ["Couch", "Fan"] and len(ds) == 3
     img, y = ds[1]
     assert img.mode == "RGB" and y == 1
-    val = CsvImageDataset(course / "office" / "val.csv", course / "office" / "val",
-                          classes=ds.classes)
+    val = CsvImageDataset(
+        course / "office" / "val.csv", course / "office" / "val", classes=ds.classes
+    )
     assert [val.label_index(i) for i in range(2)] == [1, 0]
     assert classes_of(read_csv(course / "mini" / "train.csv")) == ["n01", "n02"]
 
@@ -88,9 +94,14 @@ def test_dotted_name_without_extension(tmp_path):
     root = tmp_path / "s"
     (root / "train").mkdir(parents=True)
     Image.new("RGB", (4, 4), (10, 20, 30)).save(root / "train" / "frame.001.png")
-    (root / "transforms_train.json").write_text(json.dumps(
-        {"camera_angle_x": ANGLE, "frames": [{"file_path": "./train/frame.001",
-                                              "transform_matrix": _pose()}]}))
+    (root / "transforms_train.json").write_text(
+        json.dumps(
+            {
+                "camera_angle_x": ANGLE,
+                "frames": [{"file_path": "./train/frame.001", "transform_matrix": _pose()}],
+            }
+        )
+    )
     s = load_split(root, "train")
     assert s.images[0, 0, 0].tolist() == [10, 20, 30]
 
@@ -98,20 +109,27 @@ def test_dotted_name_without_extension(tmp_path):
 def test_rgba_composite_on_white_and_black(tmp_path):
     root = tmp_path / "s"
     (root / "train").mkdir(parents=True)
-    px = np.array([[[200, 100, 0, 255], [200, 100, 0, 0]],
-                   [[200, 100, 0, 51], [0, 0, 0, 0]]], np.uint8)
+    px = np.array(
+        [[[200, 100, 0, 255], [200, 100, 0, 0]], [[200, 100, 0, 51], [0, 0, 0, 0]]], np.uint8
+    )
     Image.fromarray(px, "RGBA").save(root / "train" / "r_0.png")
-    (root / "transforms_train.json").write_text(json.dumps(
-        {"camera_angle_x": ANGLE, "frames": [{"file_path": "./train/r_0",
-                                              "transform_matrix": _pose()}]}))
+    (root / "transforms_train.json").write_text(
+        json.dumps(
+            {
+                "camera_angle_x": ANGLE,
+                "frames": [{"file_path": "./train/r_0", "transform_matrix": _pose()}],
+            }
+        )
+    )
     s = load_split(root)
     white, black = s.rgb("white")[0].numpy(), s.rgb("black")[0].numpy()
     np.testing.assert_allclose(white[0, 0], [200 / 255, 100 / 255, 0])
     np.testing.assert_allclose(white[0, 1], [1, 1, 1])
     np.testing.assert_allclose(black[0, 1], [0, 0, 0])
     a = 51 / 255  # rgb * a + bg * (1 - a)
-    np.testing.assert_allclose(white[1, 0], [200 / 255 * a + 1 - a, 100 / 255 * a + 1 - a, 1 - a],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        white[1, 0], [200 / 255 * a + 1 - a, 100 / 255 * a + 1 - a, 1 - a], rtol=1e-6
+    )
     np.testing.assert_allclose(black[1, 0], [200 / 255 * a, 100 / 255 * a, 0], rtol=1e-6)
     np.testing.assert_allclose(s.rgb(0.5)[0, 0, 1].numpy(), [0.5] * 3)
     with pytest.raises(UserError, match="background 'grey'"):
@@ -122,13 +140,17 @@ def test_rgb_images_pass_through(tmp_path):
     s = load_split(_write_scene(tmp_path / "s", mode="RGB"))
     assert s.images.shape[-1] == 3
     np.testing.assert_allclose(s.rgb("white").numpy(), s.images.numpy() / 255.0, rtol=1e-6)
-    np.testing.assert_allclose(over_background(s.images, 0.0).numpy(), s.images.numpy() / 255.0,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        over_background(s.images, 0.0).numpy(), s.images.numpy() / 255.0, rtol=1e-6
+    )
 
 
 def test_per_file_intrinsics(tmp_path):
-    root = _write_scene(tmp_path / "s", size=8, meta_extra={
-        "fl_x": 11.0, "fl_y": 12.0, "cx": 3.5, "cy": 4.5, "w": 8, "h": 8})
+    root = _write_scene(
+        tmp_path / "s",
+        size=8,
+        meta_extra={"fl_x": 11.0, "fl_y": 12.0, "cx": 3.5, "cy": 4.5, "w": 8, "h": 8},
+    )
     cams = read_transforms(root / "transforms_train.json")
     assert (cams.fx, cams.fy, cams.cx, cams.cy, cams.W, cams.H) == (11.0, 12.0, 3.5, 4.5, 8, 8)
     half = load_split(root, downscale=2).cameras
@@ -153,9 +175,14 @@ def test_downscale_averages_premultiplied_colour(tmp_path):
     px = np.zeros((2, 2, 4), np.uint8)
     px[0, 0] = (255, 0, 0, 255)
     Image.fromarray(px, "RGBA").save(root / "train" / "r_0.png")
-    (root / "transforms_train.json").write_text(json.dumps(
-        {"camera_angle_x": ANGLE, "frames": [{"file_path": "./train/r_0",
-                                              "transform_matrix": _pose()}]}))
+    (root / "transforms_train.json").write_text(
+        json.dumps(
+            {
+                "camera_angle_x": ANGLE,
+                "frames": [{"file_path": "./train/r_0", "transform_matrix": _pose()}],
+            }
+        )
+    )
     s = load_split(root, downscale=2)
     r, g, b, a = s.images[0, 0, 0].tolist()
     assert abs(a - 64) <= 1 and r >= 250 and g == b == 0
@@ -176,8 +203,9 @@ def test_csv_label_optional_bom_and_any_image_mode(tmp_path):
     Image.new("L", (5, 4), 77).save(d / "a.png")
     Image.new("P", (5, 4)).save(d / "b.png")
     Image.new("RGBA", (5, 4), (255, 0, 0, 0)).save(d / "c.png")
-    (tmp_path / "test.csv").write_text("\ufeffid,filename,label\n0,a.png,\n1,b.png,\n2,c.png,\n",
-                                       encoding="utf-8")
+    (tmp_path / "test.csv").write_text(
+        "\ufeffid,filename,label\n0,a.png,\n1,b.png,\n2,c.png,\n", encoding="utf-8"
+    )
     ds = CsvImageDataset(tmp_path / "test.csv", d)
     assert ds.classes == [] and [ds[i][1] for i in range(3)] == [-1, -1, -1]
     assert ds[0][0].getpixel((0, 0)) == (77, 77, 77)
@@ -188,29 +216,52 @@ def test_csv_label_optional_bom_and_any_image_mode(tmp_path):
 
 # ------------------------------------------------------------------ bad input: blender
 def _meta(frames=None, **kw):
-    m = {"camera_angle_x": ANGLE, "frames": frames if frames is not None else
-         [{"file_path": "./train/r_0", "transform_matrix": _pose()}]}
+    m = {
+        "camera_angle_x": ANGLE,
+        "frames": frames
+        if frames is not None
+        else [{"file_path": "./train/r_0", "transform_matrix": _pose()}],
+    }
     m.update(kw)
     return m
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "top level must be a JSON object"),
-    (json.dumps({"camera_angle_x": ANGLE}), "missing key 'frames'"),
-    (json.dumps(_meta(frames=[])), "'frames' is empty"),
-    (json.dumps(_meta(frames=[{"file_path": "./train/r_0"}])), "needs keys"),
-    (json.dumps(_meta(frames=[{"file_path": "./train/r_0",
-                               "transform_matrix": np.eye(3).tolist()}])), r"shape \(3, 3\)"),
-    (json.dumps(_meta(frames=[{"file_path": "./train/r_0",
-                               "transform_matrix": [[1, 2], [3]]}])), "not a numeric 4x4"),
-    (json.dumps(_meta(frames=[{"file_path": "./train/r_0", "transform_matrix":
-                               [[float("nan")] * 4] * 4}])).replace("NaN", "NaN"), "NaN"),
-    (json.dumps({"frames": _meta()["frames"]}), "missing key 'camera_angle_x'"),
-    (json.dumps(_meta(camera_angle_x="wide")), "intrinsics are not numbers"),
-    (json.dumps(_meta(camera_angle_x=0.0)), r"camera_angle_x 0.0 must be in"),
-    (json.dumps(_meta(fl_x=-3.0)), "focal length"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "top level must be a JSON object"),
+        (json.dumps({"camera_angle_x": ANGLE}), "missing key 'frames'"),
+        (json.dumps(_meta(frames=[])), "'frames' is empty"),
+        (json.dumps(_meta(frames=[{"file_path": "./train/r_0"}])), "needs keys"),
+        (
+            json.dumps(
+                _meta(frames=[{"file_path": "./train/r_0", "transform_matrix": np.eye(3).tolist()}])
+            ),
+            r"shape \(3, 3\)",
+        ),
+        (
+            json.dumps(
+                _meta(frames=[{"file_path": "./train/r_0", "transform_matrix": [[1, 2], [3]]}])
+            ),
+            "not a numeric 4x4",
+        ),
+        (
+            json.dumps(
+                _meta(
+                    frames=[
+                        {"file_path": "./train/r_0", "transform_matrix": [[float("nan")] * 4] * 4}
+                    ]
+                )
+            ).replace("NaN", "NaN"),
+            "NaN",
+        ),
+        (json.dumps({"frames": _meta()["frames"]}), "missing key 'camera_angle_x'"),
+        (json.dumps(_meta(camera_angle_x="wide")), "intrinsics are not numbers"),
+        (json.dumps(_meta(camera_angle_x=0.0)), r"camera_angle_x 0.0 must be in"),
+        (json.dumps(_meta(fl_x=-3.0)), "focal length"),
+    ],
+)
 def test_bad_transforms(tmp_path, content, message):
     root = _write_scene(tmp_path / "s", n=1)
     f = root / "transforms_train.json"

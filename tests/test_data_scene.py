@@ -1,5 +1,6 @@
 """The procedural Blender-format scenes: ray tracer closed forms, camera layout, alpha,
 determinism."""
+
 from __future__ import annotations
 
 import json
@@ -77,11 +78,12 @@ def test_capsule_body_and_cap():
     o, d = _ray((5, 0, 0), (-1, 0, 0))  # along the axis onto the round cap
     assert c.intersect(o, d)[0] == pytest.approx(3.75)
     o, d = _ray((1.15, 0, 3), (0, 0, -1))  # the cap sphere beyond the end: z = sqrt(r^2 - .15^2)
-    assert c.intersect(o, d)[0] == pytest.approx(3 - math.sqrt(0.25 ** 2 - 0.15 ** 2))
+    assert c.intersect(o, d)[0] == pytest.approx(3 - math.sqrt(0.25**2 - 0.15**2))
     o, d = _ray((1.3, 0, 3), (0, 0, -1))  # past the cap
     assert np.isinf(c.intersect(o, d)[0])
-    np.testing.assert_allclose(c.normal(np.array([[0.3, 0, 0.25], [1.25, 0, 0]])),
-                               [[0, 0, 1], [1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(
+        c.normal(np.array([[0.3, 0, 0.25], [1.25, 0, 0]])), [[0, 0, 1], [1, 0, 0]], atol=1e-12
+    )
 
 
 def test_cylinder_side_and_flat_cap():
@@ -92,8 +94,11 @@ def test_cylinder_side_and_flat_cap():
     assert c.intersect(o, d)[0] == pytest.approx(2.5)
     o, d = _ray((3, 0, 1.2), (-1, 0, 0))  # above it
     assert np.isinf(c.intersect(o, d)[0])
-    np.testing.assert_allclose(c.normal(np.array([[0.1, 0, 1.0], [0.5, 0, 0.5], [0, 0.2, 0]])),
-                               [[0, 0, 1], [1, 0, 0], [0, 0, -1]], atol=1e-12)
+    np.testing.assert_allclose(
+        c.normal(np.array([[0.1, 0, 1.0], [0.5, 0, 0.5], [0, 0.2, 0]])),
+        [[0, 0, 1], [1, 0, 0], [0, 0, -1]],
+        atol=1e-12,
+    )
 
 
 def test_nearest_of_two_shapes_and_shadow():
@@ -229,14 +234,17 @@ def test_alpha_corners_centre_and_edges(hotdog):
 
 
 def test_deterministic_for_a_seed(tmp_path, hotdog):
-    again = generate_scene(tmp_path / "again", "hotdog", size=24, n_train=3, n_val=2, seed=0,
-                           progress=False)
+    again = generate_scene(
+        tmp_path / "again", "hotdog", size=24, n_train=3, n_val=2, seed=0, progress=False
+    )
     for rel in ["transforms_train.json", "transforms_val.json", "train/r_1.png", "val/r_0.png"]:
         assert (again / rel).read_bytes() == (hotdog / rel).read_bytes()
-    other = generate_scene(tmp_path / "other", "hotdog", size=24, n_train=3, n_val=2, seed=1,
-                           progress=False)
-    assert ((other / "transforms_train.json").read_bytes()
-            != (hotdog / "transforms_train.json").read_bytes())
+    other = generate_scene(
+        tmp_path / "other", "hotdog", size=24, n_train=3, n_val=2, seed=1, progress=False
+    )
+    assert (other / "transforms_train.json").read_bytes() != (
+        hotdog / "transforms_train.json"
+    ).read_bytes()
 
 
 def test_hotdog_extent_within_the_course_box():
@@ -253,8 +261,9 @@ def test_hotdog_extent_within_the_course_box():
 
 
 def test_ficus_has_thin_parts_and_fine_texture(tmp_path):
-    out = generate_scene(tmp_path / "ficus", "ficus", size=32, n_train=2, n_val=1, seed=0,
-                         progress=False)
+    out = generate_scene(
+        tmp_path / "ficus", "ficus", size=32, n_train=2, n_val=1, seed=0, progress=False
+    )
     a = load_split(out, "train").images.numpy()[..., 3]
     assert (a[:, 0, 0] == 0).all() and ((a > 0) & (a < 255)).sum() > 10
     thin = [s for s in SCENES["ficus"]().shapes if isinstance(s, Capsule) and s.radius < 0.02]

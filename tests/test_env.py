@@ -1,4 +1,5 @@
 """The HW4_* variables: read only through hw4lib.env, every one named there, defaults honoured."""
+
 from __future__ import annotations
 
 import re
@@ -11,19 +12,30 @@ from hw4lib.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 # a read of os.environ for an HW4_ name (an assignment, which passes a value on, is not a read)
-_READ = re.compile(r"environ\.get\(\s*[\"']HW4_|environ\[\s*[\"']HW4_[A-Z_]*[\"']\s*\](?!\s*=[^=])"
-                   r"|getenv\(\s*[\"']HW4_")
+_READ = re.compile(
+    r"environ\.get\(\s*[\"']HW4_|environ\[\s*[\"']HW4_[A-Z_]*[\"']\s*\](?!\s*=[^=])"
+    r"|getenv\(\s*[\"']HW4_"
+)
 
 
 def _sources() -> list[Path]:
-    files = [*ROOT.glob("hw4lib/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("*.sh"),
-             ROOT / ".ci" / "run", ROOT / "Makefile", ROOT / "README.md"]
+    files = [
+        *ROOT.glob("hw4lib/**/*.py"),
+        *ROOT.glob("tests/*.py"),
+        *ROOT.glob("*.sh"),
+        ROOT / ".ci" / "run",
+        ROOT / "Makefile",
+        ROOT / "README.md",
+    ]
     return [f for f in files if f.is_file() and f.name != "test_env.py"]
 
 
 def test_only_env_reads_hw4_variables_in_the_library():
-    readers = [str(f.relative_to(ROOT)) for f in ROOT.glob("hw4lib/**/*.py")
-               if f.name != "env.py" and _READ.search(f.read_text())]
+    readers = [
+        str(f.relative_to(ROOT))
+        for f in ROOT.glob("hw4lib/**/*.py")
+        if f.name != "env.py" and _READ.search(f.read_text())
+    ]
     assert readers == []
 
 
@@ -48,9 +60,9 @@ def test_readme_names_every_variable():
 def test_path_default_set_empty_and_home(monkeypatch, tmp_path):
     monkeypatch.delenv("HW4_RESULTS", raising=False)
     assert env.path("HW4_RESULTS") == PROJECT_ROOT / "results"
-    monkeypatch.setenv("HW4_RESULTS", "")          # empty is unset
+    monkeypatch.setenv("HW4_RESULTS", "")  # empty is unset
     assert env.path("HW4_RESULTS") == PROJECT_ROOT / "results" and not env.given("HW4_RESULTS")
-    monkeypatch.setenv("HW4_RESULTS", "rel/dir")   # as given: relative to the working directory
+    monkeypatch.setenv("HW4_RESULTS", "rel/dir")  # as given: relative to the working directory
     assert env.path("HW4_RESULTS") == Path("rel/dir") and env.given("HW4_RESULTS")
     monkeypatch.setenv("HW4_RESULTS", "~/r")
     assert env.path("HW4_RESULTS") == Path.home() / "r"
@@ -69,8 +81,12 @@ def test_the_library_follows_the_variables(monkeypatch, tmp_path):
     from hw4lib.results import results_root
     from hw4lib.weights import cache_dir
 
-    for var, fn in [("HW4_DATA", data_root), ("HW4_GENERATED", generated_root),
-                    ("HW4_RESULTS", results_root), ("HW4_CACHE", cache_dir)]:
+    for var, fn in [
+        ("HW4_DATA", data_root),
+        ("HW4_GENERATED", generated_root),
+        ("HW4_RESULTS", results_root),
+        ("HW4_CACHE", cache_dir),
+    ]:
         monkeypatch.setenv(var, str(tmp_path / var))
         assert fn() == tmp_path / var, var
     monkeypatch.delenv("HW4_FIGURES", raising=False)

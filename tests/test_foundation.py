@@ -1,4 +1,5 @@
 """The skeleton: packaging, profiles, the CLI's error contract, the results store, the runner."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,8 @@ def test_every_dependency_is_pinned():
     deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert all("==" in d for d in deps), deps
     assert {"torch", "torchvision", "byol-pytorch", "lpips", "papermill", "nbval"} <= set(
-        _pins_from_pyproject())
+        _pins_from_pyproject()
+    )
 
 
 def test_profiles_and_env(monkeypatch):
@@ -66,10 +68,18 @@ def test_full_profile_keeps_the_reports_settings():
     assert f.num_voxels == 160**3 and f.mask_refresh
     assert [v for _, v in full.nerf.sweep] == [160**3, 160**3, 160**3, 120**3, 80**3]
     s = full.ssl
-    assert ((s.backbone, s.image_size, s.pretrain_batch, s.pretrain_lr)
-            == ("resnet50", 128, 64, 0.05))
-    assert ((s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs)
-            == (3e-4, 0.998, 16, 100))
+    assert (s.backbone, s.image_size, s.pretrain_batch, s.pretrain_lr) == (
+        "resnet50",
+        128,
+        64,
+        0.05,
+    )
+    assert (s.finetune_lr, s.finetune_gamma, s.finetune_batch, s.finetune_epochs) == (
+        3e-4,
+        0.998,
+        16,
+        100,
+    )
 
 
 def test_cpu800_profile_is_the_reports_grids_at_800_px():
@@ -114,8 +124,15 @@ def test_device_resolution(monkeypatch):
 
 
 def test_results_store_roundtrip(tmp_path):
-    p = write_result("nerf/x", {"psnr": 31.5}, profile="smoke", data_source="generated",
-                     device="cpu", seconds=1.234, root=tmp_path)
+    p = write_result(
+        "nerf/x",
+        {"psnr": 31.5},
+        profile="smoke",
+        data_source="generated",
+        device="cpu",
+        seconds=1.234,
+        root=tmp_path,
+    )
     assert p == tmp_path / "smoke" / "nerf" / "x.json"
     doc = read_result("nerf/x", "smoke", root=tmp_path)
     assert doc["data"] == {"psnr": 31.5}
@@ -141,25 +158,35 @@ def test_cli_help_lists_every_group():
 def test_cli_help_imports_no_heavy_library():
     """The commands import their libraries lazily (hw4lib/commands): every group's --help
     answers without torch, matplotlib, pandas or LPIPS."""
-    code = ("import contextlib, io, sys\nfrom hw4lib.cli import main\n"
-            "for g in ('data', 'nerf', 'ssl', 'bench', 'weights', 'report'):\n"
-            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "        main([g, '--help'])\n"
-            "print(sorted(m for m in ('torch', 'matplotlib', 'pandas', 'lpips') "
-            "if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=PROJECT_ROOT, timeout=120)
+    code = (
+        "import contextlib, io, sys\nfrom hw4lib.cli import main\n"
+        "for g in ('data', 'nerf', 'ssl', 'bench', 'weights', 'report'):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main([g, '--help'])\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'pandas', 'lpips') "
+        "if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", r.stdout
 
 
-@pytest.mark.parametrize("args, pattern", [
-    (["report", "--profile", "fast"],
-     r"unknown profile 'fast': choose one of smoke, quick, cpu800, full"),
-    (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
-    (["report", "--data", "/nonexistent/hw4_data"],
-     r"/nonexistent/hw4_data: data directory not found"),
-])
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (
+            ["report", "--profile", "fast"],
+            r"unknown profile 'fast': choose one of smoke, quick, cpu800, full",
+        ),
+        (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
+        (
+            ["report", "--data", "/nonexistent/hw4_data"],
+            r"/nonexistent/hw4_data: data directory not found",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(args, pattern):
     r = _cli(*args)
     assert r.returncode == 2, r.stderr
@@ -172,8 +199,11 @@ def _notebook(path: Path, cells: list[str]) -> None:
     params = nbformat.v4.new_code_cell('profile = ""\nmarker = "default"')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, str(path))
 
 
@@ -181,10 +211,12 @@ def _notebook(path: Path, cells: list[str]) -> None:
 def tiny_notebooks(tmp_path, monkeypatch):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "01_ok.ipynb",
-              ["import os\nprint('profile', profile, os.environ['HW4_PROFILE'])"])
-    _notebook(nbs / "02_fails.ipynb",
-              ["x = 1", "raise ValueError('broken on purpose')", "print('never')"])
+    _notebook(
+        nbs / "01_ok.ipynb", ["import os\nprint('profile', profile, os.environ['HW4_PROFILE'])"]
+    )
+    _notebook(
+        nbs / "02_fails.ipynb", ["x = 1", "raise ValueError('broken on purpose')", "print('never')"]
+    )
     _notebook(nbs / "03_after.ipynb", ["print('third')"])
     monkeypatch.setenv("HW4_NOTEBOOKS", str(nbs))
     return tmp_path
@@ -199,9 +231,9 @@ def test_report_runs_in_order_and_reports_the_failing_cell(tiny_notebooks):
     assert re.search(r"02_fails\.ipynb: cell 3 failed: ValueError: broken on purpose", r.stderr)
     ok = nbformat.read(str(out / "01_ok.ipynb"), as_version=4)
     assert "profile smoke smoke" in json.dumps(ok.cells[-1].outputs)
-    assert (out / "02_fails.ipynb").read_text() == "earlier good copy"   # not overwritten
-    assert (out / "02_fails.failed.ipynb").exists()                      # partial kept
-    assert not (out / "03_after.ipynb").exists()                         # stopped at the failure
+    assert (out / "02_fails.ipynb").read_text() == "earlier good copy"  # not overwritten
+    assert (out / "02_fails.failed.ipynb").exists()  # partial kept
+    assert not (out / "03_after.ipynb").exists()  # stopped at the failure
 
 
 def test_report_keep_going_and_only(tiny_notebooks):
@@ -225,8 +257,10 @@ def test_ci_runs_the_readme_test_command():
 def chained_notebooks(tmp_path, monkeypatch):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    show = ("import os, time\nprint('threads', os.environ.get('OMP_NUM_THREADS'))\n"
-            "print('t', time.time())")
+    show = (
+        "import os, time\nprint('threads', os.environ.get('OMP_NUM_THREADS'))\n"
+        "print('t', time.time())"
+    )
     for name in ("01_a", "02_b", "04_c", "05_d", "06_report"):
         _notebook(nbs / f"{name}.ipynb", [show])
     monkeypatch.setenv("HW4_NOTEBOOKS", str(nbs))
@@ -256,7 +290,7 @@ def test_report_runs_the_two_chains_side_by_side_then_the_rest(chained_notebooks
         assert f"threads {threads}" in text or p.name.startswith("06"), (p.name, text)
         t[p.name[:2]] = float(re.search(r"t (\d+\.\d+)", text).group(1))
     assert t["06"] > max(v for k, v in t.items() if k != "06")  # the report comes last
-    assert t["01"] < t["02"] and t["04"] < t["05"]          # each chain in order
+    assert t["01"] < t["02"] and t["04"] < t["05"]  # each chain in order
 
 
 def test_a_failing_chain_stops_the_report_but_not_the_other_chain(chained_notebooks):
@@ -273,8 +307,10 @@ def test_report_prepares_generated_data_only_without_the_users_own(monkeypatch, 
     from hw4lib.report import runner
 
     calls = []
-    monkeypatch.setattr("hw4lib.data.generated.prepare_generated",
-                        lambda profile, parts, extra=(): calls.append((profile, parts, extra)))
+    monkeypatch.setattr(
+        "hw4lib.data.generated.prepare_generated",
+        lambda profile, parts, extra=(): calls.append((profile, parts, extra)),
+    )
     monkeypatch.setattr("hw4lib.config.data_root", lambda: tmp_path / "absent")
     runner._prepare_inputs("smoke", None)
     runner._prepare_inputs("smoke", str(tmp_path))

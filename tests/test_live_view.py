@@ -1,6 +1,7 @@
 """The interactive layer of the notebooks and the report page: live curves (trainer rows in,
 one throttled figure out), the view sliders' renders and their papermill fallback, embedded GIFs,
 paths the page may print, and report.pdf."""
+
 from __future__ import annotations
 
 import json
@@ -54,17 +55,17 @@ def test_live_plot_draws_once_then_at_most_once_per_interval(shown):
         import matplotlib.pyplot as plt
 
         drawn.append(len(rows))
-        clock.t += 0.01          # a draw costs 10 ms of the fake clock
+        clock.t += 0.01  # a draw costs 10 ms of the fake clock
         return plt.figure()
 
     plot = live.LivePlot(draw, interactive=True, min_interval=1.0, clock=clock)
-    for i in range(1000):        # 1000 rows over 10 s
+    for i in range(1000):  # 1000 rows over 10 s
         plot({"i": i})
         clock.t += 0.01
     plot.finish()
-    assert shown[0] == "display" and set(shown[1:]) == {"update"}   # one figure, updated
-    assert drawn[0] == 1 and drawn[-1] == 1000     # drawn at the first row, and with all at the end
-    assert 9 <= plot.redraws <= 12                                  # ~1 a second, not 1000
+    assert shown[0] == "display" and set(shown[1:]) == {"update"}  # one figure, updated
+    assert drawn[0] == 1 and drawn[-1] == 1000  # drawn at the first row, and with all at the end
+    assert 9 <= plot.redraws <= 12  # ~1 a second, not 1000
     assert len(plot.rows) == 1000
 
 
@@ -74,11 +75,11 @@ def test_slow_draws_wait_longer_so_they_cost_at_most_the_budget(shown):
     def draw(rows):
         import matplotlib.pyplot as plt
 
-        clock.t += 0.5           # a slow draw: 0.5 s
+        clock.t += 0.5  # a slow draw: 0.5 s
         return plt.figure()
 
     plot = live.LivePlot(draw, interactive=True, min_interval=1.0, budget=0.05, clock=clock)
-    for i in range(200):         # 200 s of training
+    for i in range(200):  # 200 s of training
         plot({"i": i})
         clock.t += 1.0
     assert plot.draw_seconds <= 0.06 * clock.t, (plot.redraws, plot.draw_seconds, clock.t)
@@ -96,14 +97,19 @@ def test_no_drawing_under_papermill_or_outside_a_kernel(shown, monkeypatch):
 
 
 def test_rows_become_the_saved_figures_inputs():
-    rows = [{"stage": "coarse", "loss": 0.5, "psnr": 3.0, "seconds": 0.1},
-            {"stage": "coarse", "loss": 0.4, "psnr": 4.0, "seconds": 0.2},
-            {"stage": "fine", "loss": 0.1, "psnr": 10.0, "seconds": 0.3}]
+    rows = [
+        {"stage": "coarse", "loss": 0.5, "psnr": 3.0, "seconds": 0.1},
+        {"stage": "coarse", "loss": 0.4, "psnr": 4.0, "seconds": 0.2},
+        {"stage": "fine", "loss": 0.1, "psnr": 10.0, "seconds": 0.3},
+    ]
     hist, coarse = live.dvgo_rows_to_history(rows)
     assert coarse == 2 and hist["psnr"] == [3.0, 4.0, 10.0] and hist["seconds"][-1] == 0.3
     fig = live.ssl_curves(interactive=False).draw(
-        [{"series": "BYOL", "epoch": 1, "loss": 1.0, "knn": None},
-         {"series": "sup", "epoch": 1, "loss": 2.0, "knn": 0.5}])
+        [
+            {"series": "BYOL", "epoch": 1, "loss": 1.0, "knn": None},
+            {"series": "sup", "epoch": 1, "loss": 2.0, "knn": 0.5},
+        ]
+    )
     assert [line.get_label() for line in fig.axes[0].lines] == ["BYOL", "sup"]
 
 
@@ -113,8 +119,7 @@ def scene(tmp_path_factory):
     from hw4lib.data.scene import generate_scene
 
     out = tmp_path_factory.mktemp("view") / "hotdog"
-    return generate_scene(out, "hotdog", size=32, n_train=8, n_val=2, supersample=1,
-                          progress=False)
+    return generate_scene(out, "hotdog", size=32, n_train=8, n_val=2, supersample=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +136,12 @@ def test_dvgo_reports_every_iteration_as_a_row(dvgo):
     _, res, rows = dvgo
     hist = res["history"]
     assert len(rows) == len(hist["loss"])
-    assert [r["stage"] for r in rows] == ["coarse"] * res["coarse_iters"] \
-        + ["fine"] * (len(rows) - res["coarse_iters"])
-    assert [r["psnr"] for r in rows] == hist["psnr"] and rows[-1]["iter"] == len(rows) \
-        - res["coarse_iters"]
+    assert [r["stage"] for r in rows] == ["coarse"] * res["coarse_iters"] + ["fine"] * (
+        len(rows) - res["coarse_iters"]
+    )
+    assert [r["psnr"] for r in rows] == hist["psnr"] and rows[-1]["iter"] == len(rows) - res[
+        "coarse_iters"
+    ]
 
 
 def test_pretraining_reports_each_history_row(tmp_path):
@@ -142,15 +149,33 @@ def test_pretraining_reports_each_history_row(tmp_path):
     from hw4lib.data.corpus import generate_corpora
     from hw4lib.ssl.pretrain import run_pretrain
 
-    data = generate_corpora(tmp_path / "data", CorpusGen(mini_per_class=1, office_train_per_class=1,
-                                                         office_val_per_class=1, mini_size=16),
-                            progress=False)
-    cfg = replace(get_profile("smoke").ssl, image_size=16, pretrain_batch=16, byol_hidden=32,
-                  byol_projection=16, knn_evals=1, workers=0, pretrain_steps=None,
-                  supervised_steps=None)
+    data = generate_corpora(
+        tmp_path / "data",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+    cfg = replace(
+        get_profile("smoke").ssl,
+        image_size=16,
+        pretrain_batch=16,
+        byol_hidden=32,
+        byol_projection=16,
+        knn_evals=1,
+        workers=0,
+        pretrain_steps=None,
+        supervised_steps=None,
+    )
     rows: list[dict] = []
-    s = run_pretrain("supervised", data, tmp_path / "sup", cfg, profile="smoke", steps=4,
-                     progress=False, on_row=rows.append)
+    s = run_pretrain(
+        "supervised",
+        data,
+        tmp_path / "sup",
+        cfg,
+        profile="smoke",
+        steps=4,
+        progress=False,
+        on_row=rows.append,
+    )
     assert rows == [h for h in s["history"] if h["loss"] is not None] and rows
 
 
@@ -163,7 +188,7 @@ def test_camera_pose_circles_the_origin_and_looks_at_it():
     eye = p[:3, 3]
     el = math.radians(30)
     assert torch.allclose(eye, torch.tensor([0.0, 4 * math.cos(el), 4 * math.sin(el)]), atol=1e-5)
-    assert torch.allclose(-p[:3, 2], -eye / eye.norm(), atol=1e-6)   # looks down -z at the origin
+    assert torch.allclose(-p[:3, 2], -eye / eye.norm(), atol=1e-6)  # looks down -z at the origin
 
 
 def test_view_renders_what_the_model_sees_and_falls_back_to_a_strip(dvgo, scene):
@@ -172,10 +197,10 @@ def test_view_renders_what_the_model_sees_and_falls_back_to_a_strip(dvgo, scene)
     rgb, depth = v.render(0, v.elevation, v.radius)
     assert rgb.shape == (24, 24, 3) and depth.shape == (24, 24) and rgb.dtype == np.uint8
     other, _ = v.render(90, v.elevation, v.radius)
-    assert not np.array_equal(rgb, other)                 # the azimuth moves the camera
+    assert not np.array_equal(rgb, other)  # the azimuth moves the camera
     far, _ = v.render(0, v.elevation, 3 * v.radius)
-    assert (far > 250).mean() > (rgb > 250).mean()        # further away: more background
-    fig = view.show(run, scene, interactive=False, size=24)   # papermill: a fixed strip
+    assert (far > 250).mean() > (rgb > 250).mean()  # further away: more background
+    fig = view.show(run, scene, interactive=False, size=24)  # papermill: a fixed strip
     assert len([a for a in fig.axes if a.images]) == 12
 
 
@@ -221,10 +246,18 @@ def test_paths_on_the_page_are_never_this_machines(tmp_path, monkeypatch):
     assert assemble.shown_path(PROJECT_ROOT / "runs" / "quick" / "nerf") == "runs/quick/nerf"
     assert assemble.shown_path(generated_root() / "quick" / "hotdog") == "generated:quick/hotdog"
     assert assemble.shown_path("/somewhere/else/hw4_data") == "…/hw4_data"
-    assert assemble.shown_path("generated:smoke") == "generated:smoke" and \
-        assemble.shown_path(None) is None
-    write_result("nerf/sweep_x", {"x": 1}, profile="smoke",
-                 data_source=str(generated_root() / "smoke" / "hotdog"), device="cpu", seconds=1)
+    assert (
+        assemble.shown_path("generated:smoke") == "generated:smoke"
+        and assemble.shown_path(None) is None
+    )
+    write_result(
+        "nerf/sweep_x",
+        {"x": 1},
+        profile="smoke",
+        data_source=str(generated_root() / "smoke" / "hotdog"),
+        device="cpu",
+        seconds=1,
+    )
     assert assemble.provenance("smoke")["data"].tolist() == ["generated:smoke/hotdog"]
 
 

@@ -1,5 +1,6 @@
 """Missing LPIPS weights: a skip on a user's machine, a failure where HW4_REQUIRE_LPIPS=1
 (``.ci/run`` sets it, so an offline CI cannot go green without testing LPIPS)."""
+
 from __future__ import annotations
 
 import pytest

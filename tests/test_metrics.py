@@ -1,4 +1,5 @@
 """PSNR/SSIM against closed forms and scikit-image; evaluate_images/evaluate_folders."""
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ def _pair(h=40, w=48, seed=0, std=0.1):
 
 # ----------------------------------------------------------------------------- PSNR
 
+
 def test_psnr_closed_form_constant_error():
     gt = np.zeros((8, 9, 3))
     # MSE = 0.1^2 -> PSNR = -10 log10(0.01) = 20 dB exactly
@@ -42,7 +44,8 @@ def test_psnr_hand_computed_mse_and_inputs():
     mse = np.mean((a - b) ** 2)
     assert psnr(a, b) == pytest.approx(-10 * np.log10(mse), rel=1e-12)
     assert psnr(torch.from_numpy(a).float(), torch.from_numpy(b).float()) == pytest.approx(
-        psnr(a, b), rel=1e-5)
+        psnr(a, b), rel=1e-5
+    )
     assert psnr(a, a) == math.inf
     # uint8 is read as /255, as the course reads its PNGs
     u = (a * 255).round().astype(np.uint8)
@@ -56,6 +59,7 @@ def test_psnr_rejects_shape_mismatch():
 
 # ----------------------------------------------------------------------------- SSIM
 
+
 def test_ssim_identical_is_one_and_symmetric():
     a, b = _pair()
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-12)
@@ -65,10 +69,9 @@ def test_ssim_identical_is_one_and_symmetric():
 
 def test_ssim_closed_form_constant_images():
     # constant images: all variances 0, so SSIM = (2 x y + C1) / (x^2 + y^2 + C1)
-    x, y, c1 = 0.3, 0.7, 0.01 ** 2
+    x, y, c1 = 0.3, 0.7, 0.01**2
     img_x, img_y = np.full((20, 20, 3), x), np.full((20, 20, 3), y)
-    assert ssim(img_x, img_y) == pytest.approx((2 * x * y + c1) / (x * x + y * y + c1),
-                                               rel=1e-12)
+    assert ssim(img_x, img_y) == pytest.approx((2 * x * y + c1) / (x * x + y * y + c1), rel=1e-12)
 
 
 def test_ssim_matches_scikit_image():
@@ -79,9 +82,16 @@ def test_ssim_matches_scikit_image():
     the 5-pixel border of skimage's map (reflect-padded windows) differs, and it is unused."""
     for h, w, seed in [(32, 40, 0), (64, 64, 1), (23, 57, 2)]:
         a, b = _pair(h, w, seed)
-        ref, full = structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-                                          use_sample_covariance=False, data_range=1,
-                                          channel_axis=-1, full=True)
+        ref, full = structural_similarity(
+            a,
+            b,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1,
+            channel_axis=-1,
+            full=True,
+        )
         assert ssim(a, b) == pytest.approx(ref, abs=1e-12)
         ours = ssim_map(a, b).permute(1, 2, 0).numpy()
         assert ours.shape == (h - 10, w - 10, 3)
@@ -97,6 +107,7 @@ def test_ssim_small_image_error():
 
 
 # ----------------------------------------------------------------------------- evaluation
+
 
 def test_composite_rgba_on_background():
     rgba = np.array([[[255, 0, 0, 0], [0, 255, 0, 255], [0, 0, 255, 51]]], np.uint8)
@@ -119,6 +130,7 @@ def test_evaluate_images_means_and_missing_lpips(no_lpips):
     assert res["lpips"] is None and res["mean"]["lpips"] is None
     assert all(r["lpips"] is None for r in res["images"])
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per process, not per call
         assert evaluate_images(pairs[0][:1], pairs[0][1:])["mean"]["lpips"] is None
@@ -168,12 +180,18 @@ def test_summary_says_pass_or_fail_against_the_course_marks():
     from hw4lib.metrics.evaluate import pass_line
 
     assert pass_line({"psnr": 35.0, "ssim": 0.9699}) == (
-        "course pass marks on val: PSNR pass (>= 35), SSIM fail (>= 0.97)")
+        "course pass marks on val: PSNR pass (>= 35), SSIM fail (>= 0.97)"
+    )
     assert pass_line({"psnr": 34.99, "ssim": 0.97}) == (
-        "course pass marks on val: PSNR fail (>= 35), SSIM pass (>= 0.97)")
+        "course pass marks on val: PSNR fail (>= 35), SSIM pass (>= 0.97)"
+    )
     assert "SSIM missing" in pass_line({"psnr": 36.0, "ssim": None})
-    res = {"images": [], "n": 0, "lpips": "vgg", "mean": {"psnr": 36.0, "ssim": 0.98,
-                                                          "lpips": 0.01}}
+    res = {
+        "images": [],
+        "n": 0,
+        "lpips": "vgg",
+        "mean": {"psnr": 36.0, "ssim": 0.98, "lpips": 0.01},
+    }
     assert format_summary(res).splitlines()[-1].endswith("PSNR pass (>= 35), SSIM pass (>= 0.97)")
 
 

@@ -1,4 +1,5 @@
 """LPIPS(vgg, v0.1) with the real converted backbone, against a reference implementation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,15 +55,21 @@ def _reference_lpips(features, lins, a: np.ndarray, b: np.ndarray) -> float:
 
     with torch.no_grad():
         fa, fb = feats(a), feats(b)
-        return sum(F.conv2d((x - y) ** 2, lins[f"lin{k}.model.1.weight"]).mean().item()
-                   for k, (x, y) in enumerate(zip(fa, fb)))
+        return sum(
+            F.conv2d((x - y) ** 2, lins[f"lin{k}.model.1.weight"]).mean().item()
+            for k, (x, y) in enumerate(zip(fa, fb))
+        )
 
 
 def test_backbone_is_the_cached_one_everywhere(metric):
     feats = W.load_cached_features()
     net = metric.model.net
-    convs = [m for s in (net.slice1, net.slice2, net.slice3, net.slice4, net.slice5)
-             for m in s if isinstance(m, torch.nn.Conv2d)]
+    convs = [
+        m
+        for s in (net.slice1, net.slice2, net.slice3, net.slice4, net.slice5)
+        for m in s
+        if isinstance(m, torch.nn.Conv2d)
+    ]
     assert len(convs) == 13
     for conv, idx in zip(convs, W.CONV_INDICES):
         assert torch.equal(conv.weight, feats[f"features.{idx}.weight"])
@@ -105,12 +112,14 @@ def _random_vgg16_features(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def test_evaluate_images_reports_lpips(metric, photo):
     img, d = photo
-    res = evaluate_images([d["blur"], d["noise"]], [img, img], names=["blur", "noise"],
-                          device="cpu")
+    res = evaluate_images(
+        [d["blur"], d["noise"]], [img, img], names=["blur", "noise"], device="cpu"
+    )
     assert res["lpips"] == "vgg-v0.1"
     assert res["images"][0]["lpips"] == pytest.approx(metric(d["blur"], img), rel=1e-6)
     assert res["mean"]["lpips"] == pytest.approx(
-        (res["images"][0]["lpips"] + res["images"][1]["lpips"]) / 2)
+        (res["images"][0]["lpips"] + res["images"][1]["lpips"]) / 2
+    )
 
 
 def test_cli_weights_lpips_with_cache(metric, capsys):

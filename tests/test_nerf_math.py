@@ -1,4 +1,5 @@
 """DVGO maths against closed forms, hand computations and reference implementations."""
+
 from __future__ import annotations
 
 import math
@@ -54,11 +55,12 @@ def test_weights_plus_final_transmittance_is_one_and_matches_cumprod():
 def test_psnr_from_mse_by_hand():
     assert R.psnr_from_mse(0.01) == pytest.approx(20.0)
     assert R.psnr_from_mse(torch.tensor(1e-4)) == pytest.approx(40.0)
-    assert R.psnr_from_mse(0.0) == pytest.approx(120.0)   # clamped at mse 1e-12, not inf
+    assert R.psnr_from_mse(0.0) == pytest.approx(120.0)  # clamped at mse 1e-12, not inf
 
 
-@pytest.mark.parametrize("alpha_init,interval",
-                         [(1e-6, 0.5), (1e-2, 0.5), (1e-2, 0.137), (1e-4, 2)])
+@pytest.mark.parametrize(
+    "alpha_init,interval", [(1e-6, 0.5), (1e-2, 0.5), (1e-2, 0.137), (1e-4, 2)]
+)
 def test_low_density_shift_gives_alpha_init(alpha_init, interval):
     b = R.low_density_shift(alpha_init, interval)
     # eq 9 by hand: b = log((1 - a)^(-1/s) - 1)
@@ -68,7 +70,7 @@ def test_low_density_shift_gives_alpha_init(alpha_init, interval):
 
 
 def test_model_starts_at_alpha_init_everywhere():
-    m = VoxelModel(-torch.ones(3), torch.ones(3), 8 ** 3, 0.3, 1e-2, 0.5, 1e-4)
+    m = VoxelModel(-torch.ones(3), torch.ones(3), 8**3, 0.3, 1e-2, 0.5, 1e-4)
     a = m.voxel_alpha(m.interval)
     assert torch.allclose(a, torch.full_like(a, 1e-2), rtol=1e-4)
 
@@ -88,8 +90,12 @@ def test_trilinear_equals_hand_computation(path):
     grid = torch.arange(8, dtype=torch.float32).view(2, 2, 2, 1) ** 2  # v(i,j,k) = (4i+2j+k)^2
     lo, hi = torch.zeros(3), torch.ones(3)
     x, y, z = 0.2, 0.7, 0.4
-    want = sum(((4 * i + 2 * j + k) ** 2) * (x if i else 1 - x) * (y if j else 1 - y) *
-               (z if k else 1 - z) for i in (0, 1) for j in (0, 1) for k in (0, 1))
+    want = sum(
+        ((4 * i + 2 * j + k) ** 2) * (x if i else 1 - x) * (y if j else 1 - y) * (z if k else 1 - z)
+        for i in (0, 1)
+        for j in (0, 1)
+        for k in (0, 1)
+    )
     got = _lookup(path, grid, torch.tensor([[x, y, z]]), lo, hi)
     assert got.item() == pytest.approx(want, rel=1e-5)
 
@@ -158,8 +164,17 @@ def _cams(n=3, size=20):
     from hw4lib.nerf.rays import orbit_poses
 
     f = 0.5 * size / math.tan(0.5 * 0.6911)
-    return Cameras(orbit_poses(n, 4.0, 30.0), size, size, f, f, size / 2, size / 2,
-                   [f"r_{i}" for i in range(n)], None)
+    return Cameras(
+        orbit_poses(n, 4.0, 30.0),
+        size,
+        size,
+        f,
+        f,
+        size / 2,
+        size / 2,
+        [f"r_{i}" for i in range(n)],
+        None,
+    )
 
 
 def test_scene_box_holds_every_ray_between_near_and_far():
@@ -187,20 +202,21 @@ def test_view_counts_origin_seen_by_all():
 
     cams = _cams(5)
     lo, hi = scene_box(cams, 2.0, 6.0)
-    shape = G.grid_shape(lo, hi, 20 ** 3)
+    shape = G.grid_shape(lo, hi, 20**3)
     cnt = view_counts(cams, lo, hi, shape, 2.0, 6.0)
     xyz = voxel_centres(lo, hi, shape)
-    centre = (xyz.norm(dim=-1) < 0.3)
+    centre = xyz.norm(dim=-1) < 0.3
     assert (cnt[centre] == 5).all()
     assert cnt.min() < 5
 
 
 def test_free_space_mask_and_tight_box_follow_the_density():
-    m = VoxelModel(-torch.ones(3), torch.ones(3), 21 ** 3, 0.1, 1e-6, 0.5, 1e-7)
+    m = VoxelModel(-torch.ones(3), torch.ones(3), 21**3, 0.1, 1e-6, 0.5, 1e-7)
     xyz = voxel_centres(m.lo, m.hi, m.shape)
     with torch.no_grad():
-        m.density[..., 0] = torch.where((xyz - torch.tensor([0.3, 0.0, 0.0])).norm(dim=-1) < 0.25,
-                                        30.0, 0.0)
+        m.density[..., 0] = torch.where(
+            (xyz - torch.tensor([0.3, 0.0, 0.0])).norm(dim=-1) < 0.25, 30.0, 0.0
+        )
     lo, hi = tight_box(m)
     assert torch.allclose(lo, torch.tensor([0.0, -0.3, -0.3]), atol=0.11)
     assert torch.allclose(hi, torch.tensor([0.6, 0.3, 0.3]), atol=0.11)
@@ -219,7 +235,7 @@ def test_mask_refresh_frees_what_the_fine_grid_emptied_and_never_grows():
 
     lo, hi = -torch.ones(3), torch.ones(3)
     occ = voxel_centres(lo, hi, (9, 9, 9))[..., 0] > -0.5
-    m = VoxelModel(lo, hi, 21 ** 3, 0.1, 1e-2, 0.5, 1e-3, mask=FreeSpaceMask(occ, lo, hi))
+    m = VoxelModel(lo, hi, 21**3, 0.1, 1e-2, 0.5, 1e-3, mask=FreeSpaceMask(occ, lo, hi))
     xyz = voxel_centres(m.lo, m.hi, m.shape)
     ball = xyz.norm(dim=-1) < 0.3
     with torch.no_grad():
@@ -236,7 +252,7 @@ def test_mask_refresh_frees_what_the_fine_grid_emptied_and_never_grows():
 
 
 def test_render_skips_free_space_and_matches_reference_composite():
-    m = VoxelModel(-torch.ones(3), torch.ones(3), 16 ** 3, 0.125, 1e-2, 0.5, 0.0)
+    m = VoxelModel(-torch.ones(3), torch.ones(3), 16**3, 0.125, 1e-2, 0.5, 0.0)
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         m.density.normal_(generator=g)
@@ -252,7 +268,8 @@ def test_render_skips_free_space_and_matches_reference_composite():
     a = R.alpha_post(raw, m.shift, m.interval) * valid
     w, T = weights_by_cumprod(a)
     rgb = torch.sigmoid(G.trilinear_grid_sample(m.color, pts.reshape(-1, 3), m.lo, m.hi)).view(
-        *t.shape, 3)
+        *t.shape, 3
+    )
     want = (w[..., None] * rgb).sum(1) + T[:, None]
     assert torch.allclose(out["rgb"], want, atol=1e-5)
     # depth: eq 2a with sample depths for colours and the far plane behind
@@ -267,7 +284,7 @@ def test_render_skips_free_space_and_matches_reference_composite():
 def test_view_encoding_and_voxel_parsing():
     e = view_encoding(torch.tensor([[0.0, 0.0, 1.0]]), 4)
     assert e.shape == (1, 27) and e[0, 2] == 1.0
-    assert parse_voxels("180^3") == 180 ** 3 and parse_voxels("5832000") == 5832000
+    assert parse_voxels("180^3") == 180**3 and parse_voxels("5832000") == 5832000
     from hw4lib.errors import UserError
 
     with pytest.raises(UserError):
@@ -276,7 +293,7 @@ def test_view_encoding_and_voxel_parsing():
 
 def test_post_activation_fits_a_sharp_edge_better():
     yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
-    img = ((xx - 20) ** 2 + (yy - 20) ** 2 < 13 ** 2).float()[..., None].repeat(1, 1, 3)
+    img = ((xx - 20) ** 2 + (yy - 20) ** 2 < 13**2).float()[..., None].repeat(1, 1, 3)
     err = {m: float(((fit_image(img, m, iters=150) - img) ** 2).mean()) for m in ("pre", "post")}
     assert err["post"] < err["pre"]
 
@@ -304,6 +321,6 @@ def test_march_equals_dense_sampling_with_the_mask():
     # without a mask every valid sample is kept
     p, tt, ray, count = march(o, d, lo, hi, 2.0, 6.0, 0.05)
     assert torch.equal(count, valid.sum(1)) and torch.allclose(tt, t[valid])
-    assert torch.equal(march(o, d, lo, hi, 2.0, 6.0, 0.05, occ, mlo, mhi, count_only=True)[3],
-                       keep.sum(1))
-
+    assert torch.equal(
+        march(o, d, lo, hi, 2.0, 6.0, 0.05, occ, mlo, mhi, count_only=True)[3], keep.sum(1)
+    )

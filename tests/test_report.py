@@ -1,4 +1,5 @@
 """The report layer: tables, findings, the figure catalogue, provenance."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def test_publish_copies_catalogued_files_only(tmp_path):
     (dest / "ssl_ae_table.md").write_text("old table")
     assert catalog.publish(src, dest) == [dest / "ssl_ae_table.md"]
     assert (dest / "ssl_ae_table.md").read_text() == "new table"
-    assert (dest / "activation_2d.png").read_bytes() == b"kept"   # absent from the run: kept
+    assert (dest / "activation_2d.png").read_bytes() == b"kept"  # absent from the run: kept
     assert not (dest / "scratch.png").exists()
     assert (dest / "README.md").read_text() == catalog.readme_text()
     assert not list(dest.glob("*.tmp"))
@@ -57,15 +58,27 @@ def test_save_table_writes_three_formats(tmp_path):
     df = pd.DataFrame({"setting": ["A", "C"], "acc": [0.25, float("nan")]})
     csv, md, tex = save_table(df, "t", tmp_path)
     assert pd.read_csv(csv)["setting"].tolist() == ["A", "C"]
-    assert md.read_text().splitlines() == ["| setting | acc |", "|---|---|", "| A | 0.250 |",
-                                           "| C | — |"]
+    assert md.read_text().splitlines() == [
+        "| setting | acc |",
+        "|---|---|",
+        "| A | 0.250 |",
+        "| C | — |",
+    ]
     assert "A & 0.250" in tex.read_text() and "--" in tex.read_text()
     assert to_markdown(df).count("\n") == 4
 
 
 def _study(accs):
-    return pd.DataFrame({"setting": list(accs), "pre-training": "x", "fine-tuning": "y",
-                         "val_acc": list(accs.values()), "val_acc_std": 0.0, "seeds": 1})
+    return pd.DataFrame(
+        {
+            "setting": list(accs),
+            "pre-training": "x",
+            "fine-tuning": "y",
+            "val_acc": list(accs.values()),
+            "val_acc_std": 0.0,
+            "seeds": 1,
+        }
+    )
 
 
 def test_findings_check_each_claim_against_the_numbers():
@@ -81,7 +94,7 @@ def test_ae_table_puts_the_reports_numbers_beside_ours():
     t = ssl_report.ae_table(_study({"A": 0.2, "C": 0.5}))
     assert t["val acc (report)"].tolist() == [0.162, 0.585]
     assert t["val acc (ours)"].tolist() == [0.2, 0.5]
-    assert "sd (seeds)" not in t.columns and t["seeds"].tolist() == [1, 1]   # one seed: no ±
+    assert "sd (seeds)" not in t.columns and t["seeds"].tolist() == [1, 1]  # one seed: no ±
     three = _study({"A": 0.2, "C": 0.5}).assign(val_acc_std=[0.01, 0.02], seeds=3)
     assert ssl_report.ae_table(three)["sd (seeds)"].tolist() == [0.01, 0.02]
 
@@ -90,17 +103,26 @@ def test_study_table_gives_mean_and_sample_sd_over_seeds(tmp_path):
     for seed, acc in enumerate((0.5, 0.6, 0.7)):
         d = tmp_path / f"seed{seed}" / "finetune_C"
         d.mkdir(parents=True)
-        (d / "run.json").write_text(json.dumps({"kind": "finetune", "setting": "C",
-                                                "best_val_acc": acc, "final_val_acc": acc}))
+        (d / "run.json").write_text(
+            json.dumps(
+                {"kind": "finetune", "setting": "C", "best_val_acc": acc, "final_val_acc": acc}
+            )
+        )
     row = jobs.table(tmp_path).iloc[0]
     assert row["seeds"] == 3 and row["val_acc"] == pytest.approx(0.6)
-    assert row["val_acc_std"] == pytest.approx(0.1)   # sample sd (n - 1), by hand
+    assert row["val_acc_std"] == pytest.approx(0.1)  # sample sd (n - 1), by hand
     assert "0.600±0.100" in jobs.format_table(jobs.table(tmp_path))
 
 
 def test_provenance_reads_every_manifest(tmp_path):
-    write_result("ssl/finetune_A", {"x": 1}, profile="smoke", data_source="generated:smoke",
-                 device="cpu", seconds=2.0)
+    write_result(
+        "ssl/finetune_A",
+        {"x": 1},
+        profile="smoke",
+        data_source="generated:smoke",
+        device="cpu",
+        seconds=2.0,
+    )
     prov = assemble.provenance("smoke")
     assert prov["result"].tolist() == ["ssl/finetune_A"]
     assert prov.loc[0, "data"] == "generated:smoke" and prov.loc[0, "seconds"] == 2.0

@@ -1,6 +1,7 @@
 """Run folders never clobber a stranger's files: `hw4 nerf train`, `hw4 ssl pretrain` and
 `hw4 ssl finetune` refuse a folder holding files they did not write, or another command's run
 (one line naming a file, exit 2, every file unchanged); their own runs stay reusable."""
+
 from __future__ import annotations
 
 import json
@@ -22,24 +23,61 @@ def data(tmp_path_factory) -> dict[str, Path]:
     from hw4lib.data.scene import generate_scene
 
     root = tmp_path_factory.mktemp("runfolders")
-    corpora = generate_corpora(root / "corpora", CorpusGen(mini_per_class=1,
-                                                           office_train_per_class=1,
-                                                           office_val_per_class=1, mini_size=16),
-                               progress=False)
-    scene = generate_scene(root / "scene", "hotdog", size=16, n_train=2, n_val=1, supersample=1,
-                           progress=False)
+    corpora = generate_corpora(
+        root / "corpora",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+    scene = generate_scene(
+        root / "scene", "hotdog", size=16, n_train=2, n_val=1, supersample=1, progress=False
+    )
     return {"ssl": corpora, "nerf": scene}
 
 
 def _argv(command: str, data: dict[str, Path], out: Path) -> list[str]:
     return {
-        "nerf train": ["nerf", "train", "--data", str(data["nerf"]), "--out", str(out),
-                       "--profile", "smoke", "--device", "cpu"],
-        "ssl pretrain": ["ssl", "pretrain", "--data", str(data["ssl"]), "--out", str(out),
-                         "--steps", "1", "--profile", "smoke", "--device", "cpu"],
-        "ssl finetune": ["ssl", "finetune", "--setting", "A", "--data", str(data["ssl"]),
-                         "--out", str(out), "--epochs", "1", "--profile", "smoke",
-                         "--device", "cpu"],
+        "nerf train": [
+            "nerf",
+            "train",
+            "--data",
+            str(data["nerf"]),
+            "--out",
+            str(out),
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+        ],
+        "ssl pretrain": [
+            "ssl",
+            "pretrain",
+            "--data",
+            str(data["ssl"]),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+        ],
+        "ssl finetune": [
+            "ssl",
+            "finetune",
+            "--setting",
+            "A",
+            "--data",
+            str(data["ssl"]),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+        ],
     }[command]
 
 
@@ -51,10 +89,10 @@ def _refused(capsys, argv: list[str], folder: Path, names: str) -> str:
     before = _snapshot(folder)
     capsys.readouterr()
     assert main(argv) == 2, argv
-    err = capsys.readouterr().err.strip().split("\r")[-1]   # after a loader's progress bar
+    err = capsys.readouterr().err.strip().split("\r")[-1]  # after a loader's progress bar
     assert err.startswith("error: ") and "\n" not in err, err
     assert str(folder / names) in err, err
-    assert _snapshot(folder) == before          # nothing written, deleted or renamed
+    assert _snapshot(folder) == before  # nothing written, deleted or renamed
     return err
 
 
@@ -94,8 +132,9 @@ def test_a_strangers_settings_and_notes_are_never_touched(command, data, tmp_pat
         _refused(capsys, _argv(command, data, out) + ["--force"], out, "settings.json")
 
 
-@pytest.mark.parametrize(("command", "other"), [(c, o) for c in COMMANDS for o in COMMANDS
-                                                  if c != o])
+@pytest.mark.parametrize(
+    ("command", "other"), [(c, o) for c in COMMANDS for o in COMMANDS if c != o]
+)
 def test_another_commands_run_is_refused(command, other, data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -110,11 +149,14 @@ def test_another_commands_run_is_refused(command, other, data, tmp_path, capsys)
 
 
 def test_own_runs_and_torn_writes_pass_the_check(data, tmp_path):
-    for kind, command in ((NERF_TRAIN, "nerf train"), (SSL_PRETRAIN, "ssl pretrain"),
-                          (SSL_FINETUNE, "ssl finetune")):
+    for kind, command in (
+        (NERF_TRAIN, "nerf train"),
+        (SSL_PRETRAIN, "ssl pretrain"),
+        (SSL_FINETUNE, "ssl finetune"),
+    ):
         d = tmp_path / command.replace(" ", "_")
         d.mkdir()
-        check_run_dir(d, kind)                           # empty
+        check_run_dir(d, kind)  # empty
         (d / "settings.json").write_text(json.dumps(_settings(command, data), default=str))
         for name in kind.files - {"settings.json"}:
             (d / name).write_bytes(b"x")

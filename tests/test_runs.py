@@ -1,6 +1,7 @@
 """The one run-cache policy (`hw4lib.runs.plan_run`): every branch, for each command's run
 folder, on files alone (no training): reuse a finished run, resume an interrupted one, start
 afresh, or refuse with one line that says how to go on, never changing the folder."""
+
 from __future__ import annotations
 
 import json
@@ -13,20 +14,26 @@ from hw4lib.errors import UserError
 from hw4lib.runs import FRESH, RESUME, REUSE, RunKind, plan_run, settings_diff, start_fresh
 
 # settings each command's run would own (kind_of_settings), with one value to vary: lr
-BASE = {runs.NERF_TRAIN: {"nerf": {"fine": {"stepsize": 0.5}}, "stepsize": 0.5,
-                          "fine_voxels": 8},
-        runs.SSL_PRETRAIN: {"method": "byol"},
-        runs.SSL_FINETUNE: {"setting": "A", "frozen": False}}
+BASE = {
+    runs.NERF_TRAIN: {"nerf": {"fine": {"stepsize": 0.5}}, "stepsize": 0.5, "fine_voxels": 8},
+    runs.SSL_PRETRAIN: {"method": "byol"},
+    runs.SSL_FINETUNE: {"setting": "A", "frozen": False},
+}
 KINDS = runs.KINDS
 IDS = [k.command for k in KINDS]
 
 
 def _settings(kind: RunKind, lr: float = 0.1) -> dict:
-    return {**BASE[kind], "lr": lr, "data": Path("/data")}   # a Path, as the callers' have
+    return {**BASE[kind], "lr": lr, "data": Path("/data")}  # a Path, as the callers' have
 
 
-def _run(tmp_path: Path, kind: RunKind, lr: float | None = 0.1, checkpoint: bool = False,
-         finished: bool = False) -> Path:
+def _run(
+    tmp_path: Path,
+    kind: RunKind,
+    lr: float | None = 0.1,
+    checkpoint: bool = False,
+    finished: bool = False,
+) -> Path:
     """A run folder as ``kind``'s command leaves it: settings (lr, or none), a checkpoint, a
     finished run's product and record."""
     run = tmp_path / "run"
@@ -70,13 +77,15 @@ def test_a_finished_run_with_the_same_settings_is_reused(kind, tmp_path):
         plan = _plan(run, kind, **kw)
         assert plan.action == REUSE and plan.done == {"val": 1.5}
     # --resume of a finished run: its checkpoint when one is kept (it then trains nothing)
-    assert _plan(run, kind, resume=True).action == (RESUME if kind.checkpoint == "last.pt"
-                                                    else REUSE)
+    assert _plan(run, kind, resume=True).action == (
+        RESUME if kind.checkpoint == "last.pt" else REUSE
+    )
     assert _plan(run, kind, force=True).action == FRESH
     # without its product the run is not finished
     (run / kind.product).unlink()
-    assert _plan(run, kind, cache=True).action == (RESUME if kind.checkpoint == "last.pt"
-                                                   else FRESH)
+    assert _plan(run, kind, cache=True).action == (
+        RESUME if kind.checkpoint == "last.pt" else FRESH
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=IDS)
@@ -86,8 +95,11 @@ def test_an_interrupted_run_is_resumed_only_when_asked(kind, tmp_path):
     assert _plan(run, kind, cache=True).action == RESUME
     with pytest.raises(UserError, match=r"unfinished run with these settings; add --resume"):
         _plan(run, kind)
-    with pytest.raises(UserError, match=r"cannot resume with different settings \(lr: 0\.1 -> "
-                                         r"0\.2\)"):
+    with pytest.raises(
+        UserError,
+        match=r"cannot resume with different settings \(lr: 0\.1 -> "
+        r"0\.2\)",
+    ):
         _plan(run, kind, lr=0.2, resume=True)
     assert _plan(run, kind, force=True).action == FRESH
     (run / "settings.json").unlink()
@@ -115,17 +127,16 @@ def test_a_run_with_other_settings_is_refused_unless_replaced(kind, tmp_path):
 @pytest.mark.parametrize("kind", KINDS, ids=IDS)
 def test_nothing_to_resume_is_one_line(kind, tmp_path):
     for run in (tmp_path / "new", _run(tmp_path, kind)):
-        with pytest.raises(UserError, match=f"no {kind.checkpoint} to resume from; drop "
-                                            "--resume"):
+        with pytest.raises(UserError, match=f"no {kind.checkpoint} to resume from; drop --resume"):
             _plan(run, kind, resume=True)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=IDS)
 def test_leftovers_of_this_very_run_without_a_checkpoint_start_afresh(kind, tmp_path):
-    run = _run(tmp_path, kind)               # killed before its first checkpoint
-    (run / kind.done).write_text("{}")       # (or its record torn from its product)
+    run = _run(tmp_path, kind)  # killed before its first checkpoint
+    (run / kind.done).write_text("{}")  # (or its record torn from its product)
     assert _plan(run, kind).action == FRESH
-    (run / "settings.json").unlink()         # leftovers whose settings are unknown
+    (run / "settings.json").unlink()  # leftovers whose settings are unknown
     with pytest.raises(UserError, match=r"other settings \(no settings.json\)"):
         _plan(run, kind)
     assert _plan(run, kind, cache=True).action == FRESH
@@ -148,8 +159,11 @@ def test_start_fresh_clears_the_earlier_run_and_records_the_settings(kind, tmp_p
     start_fresh(run, kind)
     assert sorted(p.name for p in run.iterdir()) == ["settings.json"]
     start_fresh(run, kind, _settings(kind, 0.2))
-    assert json.loads((run / "settings.json").read_text()) == {**BASE[kind], "lr": 0.2,
-                                                               "data": "/data"}
+    assert json.loads((run / "settings.json").read_text()) == {
+        **BASE[kind],
+        "lr": 0.2,
+        "data": "/data",
+    }
     # what it recorded is what plan_run compares against
     (run / kind.checkpoint).write_bytes(b"state")
     assert _plan(run, kind, lr=0.2, resume=True).action == RESUME
@@ -159,6 +173,8 @@ def test_settings_diff_names_nested_keys_and_shortens_values():
     old = {"a": 1, "nerf": {"fine": {"stepsize": 0.5}, "seed": 0}, "long": "x" * 80}
     new = {"a": 1, "nerf": {"fine": {"stepsize": 2.0}, "seed": 0}, "long": "y" * 80, "b": None}
     assert settings_diff(old, new) == [
-        "b: (none) -> None", f"long: '{'x' * 36}... -> '{'y' * 36}...",
-        "nerf.fine.stepsize: 0.5 -> 2.0"]
+        "b: (none) -> None",
+        f"long: '{'x' * 36}... -> '{'y' * 36}...",
+        "nerf.fine.stepsize: 0.5 -> 2.0",
+    ]
     assert settings_diff(old, old) == []

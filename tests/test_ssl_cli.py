@@ -1,5 +1,6 @@
 """`hw4 ssl ...` and hw4_2.sh: predict's csv contract, the table, and bad input (exit 2,
 one line, nothing overwritten)."""
+
 from __future__ import annotations
 
 import csv
@@ -20,15 +21,18 @@ from hw4lib.data.corpus import generate_corpora
 from hw4lib.ssl import finetune as FT
 from hw4lib.ssl.models import backbone_state, make_backbone
 
-CFG = replace(get_profile("smoke").ssl, image_size=16, cache_images=True, workers=0,
-              finetune_batch=8)
+CFG = replace(
+    get_profile("smoke").ssl, image_size=16, cache_images=True, workers=0, finetune_batch=8
+)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return generate_corpora(tmp_path_factory.mktemp("cli") / "data",
-                            CorpusGen(mini_per_class=1, office_train_per_class=1,
-                                      office_val_per_class=1, mini_size=16), progress=False)
+    return generate_corpora(
+        tmp_path_factory.mktemp("cli") / "data",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +57,27 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     val = _read(data / "office" / "val.csv")
     body = list(reversed(val[1:]))[:20]
     # the grader's csv: id,filename and an empty label column, rows in any order
-    inp = _write(tmp_path / "in.csv",
-                 [["id", "filename", "label"]] + [[r[0], r[1], ""] for r in body])
+    inp = _write(
+        tmp_path / "in.csv", [["id", "filename", "label"]] + [[r[0], r[1], ""] for r in body]
+    )
     out = tmp_path / "out.csv"
-    assert main(["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images",
-                 str(data / "office" / "val"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "ssl",
+                "predict",
+                "--run",
+                str(run),
+                "--csv",
+                str(inp),
+                "--images",
+                str(data / "office" / "val"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = _read(out)
     assert got[0] == ["id", "filename", "label"]
     assert [r[:2] for r in got[1:]] == [r[:2] for r in body]
@@ -69,8 +89,9 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     assert _read(tmp_path / "out2.csv") == got and "accuracy" not in r
     # the labels are the model's own answers: best.pt's network, argmax over its logits
     # computed here, named by its class list (and not all one class, or this proves little)
-    assert [r[2] for r in got[1:]] == _argmax_labels(run, [r[1] for r in body],
-                                                     data / "office" / "val")
+    assert [r[2] for r in got[1:]] == _argmax_labels(
+        run, [r[1] for r in body], data / "office" / "val"
+    )
     assert len({r[2] for r in got[1:]}) > 1
     # with true labels, predict reports the accuracy, which is the run's best val accuracy
     r = FT.predict(run, data / "office" / "val.csv", data / "office" / "val", tmp_path / "o3.csv")
@@ -107,23 +128,52 @@ def test_hw4_2_script(data, run, tmp_path):
     """As the course grades it: `bash hw4_2.sh <csv> <image folder> <output csv>`, run from
     elsewhere with relative paths; the csv it writes is the one `hw4 ssl predict` writes."""
     val = _read(data / "office" / "val.csv")
-    inp = _write(tmp_path / "test.csv", [["id", "filename", "label"]] +
-                 [[r[0], r[1], ""] for r in reversed(val[1:])])
+    inp = _write(
+        tmp_path / "test.csv",
+        [["id", "filename", "label"]] + [[r[0], r[1], ""] for r in reversed(val[1:])],
+    )
     cli = tmp_path / "cli.csv"
-    assert main(["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images",
-                 str(data / "office" / "val"), "--out", str(cli)]) == 0
+    assert (
+        main(
+            [
+                "ssl",
+                "predict",
+                "--run",
+                str(run),
+                "--csv",
+                str(inp),
+                "--images",
+                str(data / "office" / "val"),
+                "--out",
+                str(cli),
+            ]
+        )
+        == 0
+    )
     # the project's .venv when there is one, else this interpreter's hw4 (a checkout without one)
-    env = dict(os.environ, HW4_SSL_RUN=str(run),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        HW4_SSL_RUN=str(run),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     images = os.path.relpath(data / "office" / "val", tmp_path)
-    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), "test.csv", images,
-                        "out/pred.csv"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "hw4_2.sh"), "test.csv", images, "out/pred.csv"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     out = tmp_path / "out" / "pred.csv"
     assert out.read_bytes() == cli.read_bytes() and len(_read(out)) == 66
-    p = subprocess.run(["bash", str(PROJECT_ROOT / "hw4_2.sh"), "only-one"], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "hw4_2.sh"), "only-one"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "usage" in p.stderr
 
 
@@ -135,30 +185,66 @@ def _bad(capsys, argv: list[str], out: Path, must_name: str) -> None:
     assert out.read_text() == "previous\n"
 
 
-@pytest.mark.parametrize("case", ["no_filename", "missing_image", "corrupt_image",
-                                  "unknown_label", "empty"])
+@pytest.mark.parametrize(
+    "case", ["no_filename", "missing_image", "corrupt_image", "unknown_label", "empty"]
+)
 def test_predict_bad_input(case, data, run, tmp_path, capsys):
     images = tmp_path / "imgs"
     images.mkdir()
-    (images / "a.jpg").write_bytes((data / "office" / "val"
-                                    / _read(data / "office" / "val.csv")[1][1]).read_bytes())
-    rows = {"no_filename": [["id", "file"], ["0", "a.jpg"]],
-            "missing_image": [["id", "filename"], ["0", "a.jpg"], ["1", "gone.jpg"]],
-            "corrupt_image": [["id", "filename"], ["0", "a.jpg"], ["1", "bad.jpg"]],
-            "unknown_label": [["id", "filename", "label"], ["0", "a.jpg", "a_class_never_seen"]],
-            "empty": [["id", "filename", "label"]]}[case]
+    (images / "a.jpg").write_bytes(
+        (data / "office" / "val" / _read(data / "office" / "val.csv")[1][1]).read_bytes()
+    )
+    rows = {
+        "no_filename": [["id", "file"], ["0", "a.jpg"]],
+        "missing_image": [["id", "filename"], ["0", "a.jpg"], ["1", "gone.jpg"]],
+        "corrupt_image": [["id", "filename"], ["0", "a.jpg"], ["1", "bad.jpg"]],
+        "unknown_label": [["id", "filename", "label"], ["0", "a.jpg", "a_class_never_seen"]],
+        "empty": [["id", "filename", "label"]],
+    }[case]
     (images / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     inp = _write(tmp_path / "in.csv", rows)
     name = {"missing_image": "gone.jpg", "corrupt_image": "bad.jpg"}.get(case, str(inp))
-    _bad(capsys, ["ssl", "predict", "--run", str(run), "--csv", str(inp), "--images", str(images),
-                  "--out", str(tmp_path / "out.csv")], tmp_path / "out.csv", name)
+    _bad(
+        capsys,
+        [
+            "ssl",
+            "predict",
+            "--run",
+            str(run),
+            "--csv",
+            str(inp),
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "out.csv"),
+        ],
+        tmp_path / "out.csv",
+        name,
+    )
 
 
 def test_finetune_rejects_a_non_resnet_backbone(data, tmp_path, capsys):
     bad = tmp_path / "vit.pt"
     torch.save({"encoder.layers.0.weight": torch.zeros(2, 2)}, bad)
-    assert main(["ssl", "finetune", "--setting", "C", "--data", str(data), "--out",
-                 str(tmp_path / "C"), "--backbone", str(bad), "--profile", "smoke"]) == 2
+    assert (
+        main(
+            [
+                "ssl",
+                "finetune",
+                "--setting",
+                "C",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "C"),
+                "--backbone",
+                str(bad),
+                "--profile",
+                "smoke",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert str(bad) in err and "ResNet" in err and "\n" not in err
     assert not (tmp_path / "C").exists()
@@ -168,8 +254,20 @@ def test_finetune_resume_with_other_settings_is_refused(data, tmp_path, capsys):
     good = tmp_path / "r18.pt"
     torch.save(backbone_state(make_backbone("resnet18")), good)
     out = tmp_path / "D"
-    base = ["ssl", "finetune", "--setting", "D", "--data", str(data), "--out", str(out),
-            "--backbone", str(good), "--profile", "smoke"]
+    base = [
+        "ssl",
+        "finetune",
+        "--setting",
+        "D",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--backbone",
+        str(good),
+        "--profile",
+        "smoke",
+    ]
     assert main(base) == 0
     assert "setting D: best val accuracy" in capsys.readouterr().out
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -190,25 +288,55 @@ def test_table(run, capsys, tmp_path):
 
 def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
-    assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--profile", "smoke",
-                 "--jobs", "2"]) == 0
+    assert (
+        main(
+            [
+                "ssl",
+                "study",
+                "--data",
+                str(data),
+                "--runs",
+                str(runs),
+                "--profile",
+                "smoke",
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     out, log = capsys.readouterr()
     assert [line.split()[0] for line in out.strip().splitlines()[1:]] == list("ABCDE")
     events = [line.split("s  ", 1)[1] for line in log.splitlines() if "[hw4 ssl study]" in line]
     # both pre-trainings start before any job ends; C and E wait for BYOL, B and D for supervised
     assert events[:2] == ["start pretrain byol", "start pretrain supervised"]
-    for setting, method in (("C", "byol"), ("E", "byol"), ("B", "supervised"),
-                            ("D", "supervised")):
+    for setting, method in (("C", "byol"), ("E", "byol"), ("B", "supervised"), ("D", "supervised")):
         assert events.index(f"done pretrain {method}") < events.index(f"start finetune {setting}")
     # a second study finds every run finished with the same settings: read here, no workers
     from hw4lib.ssl import jobs as J
 
     calls = []
     real = J.run_jobs
-    monkeypatch.setattr(J, "run_jobs", lambda js, workers, **kw: calls.append(workers)
-                        or real(js, workers, **kw))
-    assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--profile", "smoke",
-                 "--jobs", "2"]) == 0
+    monkeypatch.setattr(
+        J, "run_jobs", lambda js, workers, **kw: calls.append(workers) or real(js, workers, **kw)
+    )
+    assert (
+        main(
+            [
+                "ssl",
+                "study",
+                "--data",
+                str(data),
+                "--runs",
+                str(runs),
+                "--profile",
+                "smoke",
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert calls == [1] and capsys.readouterr().out == out
     assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--jobs", "0"]) == 2
 
@@ -217,15 +345,49 @@ def test_pretrain_from_the_command_line_with_init_and_a_step_budget(data, tmp_pa
     init = tmp_path / "init.pt"
     torch.save(backbone_state(make_backbone("resnet10")), init)
     out = tmp_path / "byol"
-    assert main(["ssl", "pretrain", "--data", str(data), "--out", str(out), "--steps", "2",
-                 "--init", str(init), "--profile", "smoke", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "ssl",
+                "pretrain",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--init",
+                str(init),
+                "--profile",
+                "smoke",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "byol pre-training: 2 steps" in capsys.readouterr().out
     assert (out / "backbone.pt").is_file()
     # another architecture's weights: one line naming the file, exit 2, nothing written
     bad = tmp_path / "r18.pt"
     torch.save(backbone_state(make_backbone("resnet18")), bad)
-    assert main(["ssl", "pretrain", "--data", str(data), "--out", str(tmp_path / "x"),
-                 "--init", str(bad), "--profile", "smoke"]) == 2
+    assert (
+        main(
+            [
+                "ssl",
+                "pretrain",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "x"),
+                "--init",
+                str(bad),
+                "--profile",
+                "smoke",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert str(bad) in err and "resnet18" in err and "\n" not in err
     assert not (tmp_path / "x").exists()

@@ -2,6 +2,7 @@
 launch, through the CLI, on a tiny corpus: the run finishes with one backbone and a record of 2
 processes, both processes end with the same weights, a kill of the launcher and ``--resume``
 (on 2 processes) repeat the uninterrupted run, a resume on 1 process is refused."""
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,11 @@ from hw4lib.ssl.pretrain import PAUSE_ENV
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     # 64 images: 4 smoke batches (16, 8 a process) an epoch; smoke trains 6 steps
-    return generate_corpora(tmp_path_factory.mktemp("ddp") / "data",
-                            CorpusGen(mini_per_class=1, office_train_per_class=1,
-                                      office_val_per_class=1, mini_size=16), progress=False)
+    return generate_corpora(
+        tmp_path_factory.mktemp("ddp") / "data",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
 
 
 def _port() -> int:
@@ -47,25 +50,65 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _args(data: Path, out: Path, *more: str) -> list[str]:
-    return ["-m", "hw4lib", "ssl", "pretrain", "--data", str(data), "--out", str(out),
-            "--method", "byol", "--profile", "smoke", "--device", "cpu", *more]
+    return [
+        "-m",
+        "hw4lib",
+        "ssl",
+        "pretrain",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--method",
+        "byol",
+        "--profile",
+        "smoke",
+        "--device",
+        "cpu",
+        *more,
+    ]
 
 
 def _torchrun(data: Path, out: Path, *more: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_addr", "127.0.0.1", "--master_port", str(_port()), *_args(data, out, *more)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_port()),
+        *_args(data, out, *more),
+    ]
 
 
 def _accelerate(data: Path, out: Path, *more: str) -> list[str]:
     # --multi_gpu is accelerate's torchrun launcher; the processes run on the CPU (--device cpu)
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-            "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(_port()), *_args(data, out, *more)]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_port()),
+        *_args(data, out, *more),
+    ]
 
 
 def _run(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(**env), cwd=PROJECT_ROOT,
-                       timeout=300)
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, env=_env(**env), cwd=PROJECT_ROOT, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return p
 
@@ -77,9 +120,13 @@ def _files(run: Path) -> dict[str, bytes]:
 def test_each_process_takes_its_slice_of_the_one_process_batches():
     ds = torch.utils.data.TensorDataset(torch.arange(20), torch.zeros(20))
     one = make_loader(ds, 8, shuffle=True, drop_last=True, workers=0, device="cpu", seed=3)
-    ranks = [make_loader(ds, 8, shuffle=True, drop_last=True, workers=0, device="cpu", seed=3,
-                         shard=(r, 2)) for r in range(2)]
-    for _epoch in range(3):   # the shared generator moves on the same way every epoch
+    ranks = [
+        make_loader(
+            ds, 8, shuffle=True, drop_last=True, workers=0, device="cpu", seed=3, shard=(r, 2)
+        )
+        for r in range(2)
+    ]
+    for _epoch in range(3):  # the shared generator moves on the same way every epoch
         got = [[b[0].tolist() for b in r] for r in ranks]
         want = [b[0].tolist() for b in one]
         assert len(want) == 2 and [a + b for a, b in zip(*got)] == want
@@ -90,14 +137,20 @@ def test_each_process_takes_its_slice_of_the_one_process_batches():
     assert [b[0].tolist() for b in ranks[0]] == first
 
 
-@pytest.mark.parametrize("env,want", [
-    ({"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"},
-     "accelerate launch --cpu started one"),
-    ({"ACCELERATE_MIXED_PRECISION": "bf16"}, "trains in float32 only"),
-    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5"),
-])
-def test_launches_that_cannot_work_are_one_line_errors(env, want, data, tmp_path, monkeypatch,
-                                                       capsys):
+@pytest.mark.parametrize(
+    "env,want",
+    [
+        (
+            {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"},
+            "accelerate launch --cpu started one",
+        ),
+        ({"ACCELERATE_MIXED_PRECISION": "bf16"}, "trains in float32 only"),
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5"),
+    ],
+)
+def test_launches_that_cannot_work_are_one_line_errors(
+    env, want, data, tmp_path, monkeypatch, capsys
+):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert main(_args(data, tmp_path / "run")[2:]) == 2
@@ -108,15 +161,22 @@ def test_launches_that_cannot_work_are_one_line_errors(env, want, data, tmp_path
 def test_finetuning_and_the_study_refuse_several_processes(data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     for cmd in (["finetune", "--setting", "A"], ["study"]):
-        assert main(["ssl", *cmd, "--data", str(data), "--profile", "smoke"]
-                    + (["--out", str(tmp_path / "ft")] if cmd[0] == "finetune" else
-                       ["--runs", str(tmp_path / "runs")])) == 2
+        assert (
+            main(
+                ["ssl", *cmd, "--data", str(data), "--profile", "smoke"]
+                + (
+                    ["--out", str(tmp_path / "ft")]
+                    if cmd[0] == "finetune"
+                    else ["--runs", str(tmp_path / "runs")]
+                )
+            )
+            == 2
+        )
         assert "runs as one process" in capsys.readouterr().err
     assert not (tmp_path / "ft").exists() and not (tmp_path / "runs").exists()
 
 
-def test_two_processes_train_one_model_and_resume_after_a_kill(data, tmp_path, monkeypatch,
-                                                               capsys):
+def test_two_processes_train_one_model_and_resume_after_a_kill(data, tmp_path, monkeypatch, capsys):
     results = tmp_path / "results"
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     _run(_torchrun(data, whole))
@@ -125,24 +185,29 @@ def test_two_processes_train_one_model_and_resume_after_a_kill(data, tmp_path, m
     assert run["backend"] == "gloo" and run["batchnorm"].startswith("per-process BatchNorm")
     assert run["batch_per_process"] == 8 and run["steps"] == 6
     digests = run["rank_weights_sha1"]
-    assert len(digests) == 2 and digests[0] == digests[1]   # one model in both processes
+    assert len(digests) == 2 and digests[0] == digests[1]  # one model in both processes
     assert [p.name for p in tmp_path.rglob("backbone*.pt")] == ["backbone.pt"]
     stored = list(results.rglob("pretrain_byol*.json"))
     assert len(stored) == 1 and json.loads(stored[0].read_text())["data"]["processes"] == 2
 
     # the same run, its launcher killed once step 3 (mid-epoch) is checkpointed
-    p = subprocess.Popen(_torchrun(data, cut), env=_env(**{PAUSE_ENV: "3"}), cwd=PROJECT_ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        _torchrun(data, cut),
+        env=_env(**{PAUSE_ENV: "3"}),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not (cut / "last.pt").is_file() and p.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.2)
-        p.send_signal(signal.SIGTERM)   # the launcher; it takes its workers down
+        p.send_signal(signal.SIGTERM)  # the launcher; it takes its workers down
         assert p.wait(timeout=120) != 0
     finally:
-        try:   # anything of this launch still alive (its own process group)
+        try:  # anything of this launch still alive (its own process group)
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -161,14 +226,16 @@ def test_two_processes_train_one_model_and_resume_after_a_kill(data, tmp_path, m
     # resumed on 2 processes (by accelerate launch if installed): it repeats the whole run
     try:
         import accelerate  # noqa: F401
+
         launch = _accelerate
     except ImportError:
         launch = _torchrun
     _run(launch(data, cut, "--resume"))
     again = json.loads((cut / "run.json").read_text())
     assert again["processes"] == 2
-    assert [(r["step"], r["loss"], r["knn"]) for r in again["history"]] == \
-        [(r["step"], r["loss"], r["knn"]) for r in run["history"]]
+    assert [(r["step"], r["loss"], r["knn"]) for r in again["history"]] == [
+        (r["step"], r["loss"], r["knn"]) for r in run["history"]
+    ]
     assert again["rank_weights_sha1"] == digests
     a, b = (load_backbone_file(r / "backbone.pt")[1] for r in (whole, cut))
     assert all(torch.equal(a[k], b[k]) for k in a)

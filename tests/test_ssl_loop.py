@@ -1,6 +1,7 @@
 """The SSL loops' shared skeleton (`hw4lib.ssl.loop`) on a two-weight model: a run cut after
 its checkpoint and resumed ends where the uninterrupted one does; the checkpoint throttle;
 the divergence check; the run folder acted on before training."""
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,18 @@ def test_a_resumed_loop_repeats_the_uninterrupted_one(tmp_path):
     (tmp_path / "cut").mkdir()
     cut = loop.RunLoop(tmp_path / "cut", _model(), SETTINGS, 2, None, 1e9)
     _train(cut, range(3))
-    cut.save({"epoch": 3, "history": [], "best": {}, "rng": torch.get_rng_state(),
-              "order": torch.get_rng_state()})
+    cut.save(
+        {
+            "epoch": 3,
+            "history": [],
+            "best": {},
+            "rng": torch.get_rng_state(),
+            "order": torch.get_rng_state(),
+        }
+    )
     state = ckpt.load(tmp_path / "cut" / "last.pt", ckpt.LAST_KEYS)
     again = loop.RunLoop(tmp_path / "cut", _model(), SETTINGS, 2, state, 1e9)
-    assert again.lr == cut.lr == 0.1 * 0.5   # StepLR(2, 0.5) after 3 steps
+    assert again.lr == cut.lr == 0.1 * 0.5  # StepLR(2, 0.5) after 3 steps
     _train(again, range(3, 5))
     for a, b in zip(whole.model.parameters(), again.model.parameters()):
         assert torch.equal(a, b)
@@ -51,15 +59,18 @@ def test_a_resumed_loop_repeats_the_uninterrupted_one(tmp_path):
 def test_the_checkpoint_throttle(tmp_path):
     run = loop.RunLoop(tmp_path, _model(), SETTINGS, 1, None, 1e9)
     assert not run.due() and run.due(final=True)
-    run.save({}, write=False)                       # another DDP rank: nothing written
+    run.save({}, write=False)  # another DDP rank: nothing written
     assert not (tmp_path / "last.pt").exists()
     assert loop.RunLoop(tmp_path, _model(), SETTINGS, 1, None, 0.0).due()
 
 
 def test_divergence_is_an_error_naming_where():
     assert loop.check_finite(0.5, "setting A", "epoch 2") == 0.5
-    with pytest.raises(RuntimeError, match=r"^setting A diverged at epoch 2 \(loss nan\); "
-                                           "lower the learning rate$"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^setting A diverged at epoch 2 \(loss nan\); "
+        "lower the learning rate$",
+    ):
         loop.check_finite(float("nan"), "setting A", "epoch 2")
     with pytest.raises(RuntimeError, match="inf"):
         loop.check_finite(float("inf"), "byol pre-training", "step 7")
@@ -67,8 +78,10 @@ def test_divergence_is_an_error_naming_where():
 
 def test_the_run_folder_is_acted_on_before_training(tmp_path):
     run = tmp_path / "run"
-    assert loop.resume_state(run, SSL_FINETUNE, plan_run(run, SSL_FINETUNE, SETTINGS),
-                             SETTINGS) is None
+    assert (
+        loop.resume_state(run, SSL_FINETUNE, plan_run(run, SSL_FINETUNE, SETTINGS), SETTINGS)
+        is None
+    )
     assert json.loads((run / "settings.json").read_text()) == SETTINGS
     ckpt.atomic_save({k: 0 for k in ckpt.LAST_KEYS}, run / "last.pt")
     plan = plan_run(run, SSL_FINETUNE, SETTINGS, resume=True)
@@ -76,4 +89,4 @@ def test_the_run_folder_is_acted_on_before_training(tmp_path):
     Path(run / "last.pt").write_bytes(b"torn")
     with pytest.raises(UserError, match="last.pt"):
         loop.resume_state(run, SSL_FINETUNE, plan, SETTINGS)
-    assert (run / "last.pt").read_bytes() == b"torn"   # kept, for the user to decide
+    assert (run / "last.pt").read_bytes() == b"torn"  # kept, for the user to decide

@@ -1,4 +1,5 @@
 """SSL building blocks: augmentation, kNN monitor, ResNet backbone files."""
+
 from __future__ import annotations
 
 import math
@@ -55,11 +56,11 @@ def test_hue_rotation_preserves_gray_and_a_full_turn():
     assert torch.allclose(a[:, 0], b[:, 0], atol=1e-5)
     assert torch.allclose(a[:, 1:].norm(dim=1), b[:, 1:].norm(dim=1), atol=1e-5)
     turn = torch.atan2(b[:, 2], b[:, 1]) - torch.atan2(a[:, 2], a[:, 1])
-    turn = torch.remainder(turn + math.pi, 2 * math.pi) - math.pi           # (-pi, pi]
+    turn = torch.remainder(turn + math.pi, 2 * math.pi) - math.pi  # (-pi, pi]
     per_image = turn.mean(dim=(1, 2))
-    assert torch.allclose(turn, per_image[:, None, None], atol=1e-3)       # one angle an image
+    assert torch.allclose(turn, per_image[:, None, None], atol=1e-3)  # one angle an image
     assert per_image.abs().max() <= 0.1 * 2 * math.pi + 1e-4
-    assert per_image.std() > 0.2 and per_image.abs().max() > 0.5           # spread over the range
+    assert per_image.std() > 0.2 and per_image.abs().max() > 0.5  # spread over the range
 
 
 def test_brightness_factor_is_per_sample():
@@ -91,9 +92,10 @@ def test_batch_augment_output():
 
 def _coordinate_image(n: int, size: int) -> torch.Tensor:
     """n copies of an image whose red channel is each pixel's x and green its y coordinate."""
-    u = (torch.arange(size) + 0.5) / size * 2 - 1          # pixel centres in [-1, 1]
-    img = torch.stack([u.expand(size, size), u[:, None].expand(size, size),
-                       torch.zeros(size, size)])
+    u = (torch.arange(size) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
+    img = torch.stack(
+        [u.expand(size, size), u[:, None].expand(size, size), torch.zeros(size, size)]
+    )
     return img.expand(n, -1, -1, -1).contiguous()
 
 
@@ -108,7 +110,7 @@ def test_crop_areas_and_ratios_stay_in_the_asked_range():
     h = (out[:, 1].amax(dim=(1, 2)) - out[:, 1].amin(dim=(1, 2))) / span
     area, ratio = w * h, w / h
     assert area.min() >= lo - 0.03 and area.max() <= hi + 0.03, (area.min(), area.max())
-    assert area.min() < lo + 0.05 and area.max() > hi - 0.05           # the whole range is drawn
+    assert area.min() < lo + 0.05 and area.max() > hi - 0.05  # the whole range is drawn
     assert ratio.min() >= 3 / 4 - 0.03 and ratio.max() <= 4 / 3 + 0.03
     # every crop lies inside the image
     assert out[:, :2].abs().max() <= 1
@@ -129,7 +131,7 @@ def test_knn_by_hand():
 
 def test_infer_arch():
     for arch in ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101"):
-        with torch.device("meta"):   # keys and shapes only: no weight initialisation
+        with torch.device("meta"):  # keys and shapes only: no weight initialisation
             sd = make_backbone(arch).state_dict()
         assert infer_arch(sd) == arch
     assert infer_arch({"weight": torch.zeros(1)}) is None
@@ -201,13 +203,15 @@ def test_decoded_corpora_are_shared_until_a_file_changes(tmp_path):
     from hw4lib.data.corpus import generate_corpora
     from hw4lib.ssl.datasets import ImageSet
 
-    d = generate_corpora(tmp_path / "d", CorpusGen(mini_per_class=1, office_train_per_class=1,
-                                                   office_val_per_class=1, mini_size=16),
-                         progress=False)
+    d = generate_corpora(
+        tmp_path / "d",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
     csv, imgs = d / "mini" / "train.csv", d / "mini" / "train"
     a, b = ImageSet(csv, imgs, 16, cache=True), ImageSet(csv, imgs, 16, cache=True)
-    assert b.images is a.images                       # decoded once
-    assert ImageSet(csv, imgs, 8, cache=True).images.shape[-1] == 8   # another size: its own
+    assert b.images is a.images  # decoded once
+    assert ImageSet(csv, imgs, 8, cache=True).images.shape[-1] == 8  # another size: its own
     # an image rewritten in place (the folder's mtime moves when a file is replaced by rename)
     first = imgs / a.rows[0].filename
     tmp = first.with_suffix(".new")

@@ -1,5 +1,6 @@
 """Pre-training (BYOL, supervised) and fine-tuning A-E on a tiny generated corpus: the loss
 falls, each setting freezes what the report's table says, runs resume, bad resumes fail."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -17,27 +18,46 @@ from hw4lib.ssl.augment import LIGHT
 from hw4lib.ssl.models import backbone_state, make_backbone
 from hw4lib.ssl.pretrain import pretrain_settings, run_pretrain
 
-CFG = replace(get_profile("smoke").ssl, image_size=16, pretrain_batch=16, byol_hidden=64,
-              byol_projection=32, knn_per_class=1, knn_evals=2, cache_images=True, workers=0,
-              finetune_batch=8, finetune_epochs=2, pretrain_epochs=2, supervised_epochs=1,
-              checkpoint_every_s=0.0)
+CFG = replace(
+    get_profile("smoke").ssl,
+    image_size=16,
+    pretrain_batch=16,
+    byol_hidden=64,
+    byol_projection=32,
+    knn_per_class=1,
+    knn_evals=2,
+    cache_images=True,
+    workers=0,
+    finetune_batch=8,
+    finetune_epochs=2,
+    pretrain_epochs=2,
+    supervised_epochs=1,
+    checkpoint_every_s=0.0,
+)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return generate_corpora(tmp_path_factory.mktemp("ssl") / "data",
-                            CorpusGen(mini_per_class=1, office_train_per_class=1,
-                                      office_val_per_class=1, mini_size=16),
-                            progress=False)
+    return generate_corpora(
+        tmp_path_factory.mktemp("ssl") / "data",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def byol_run(data, tmp_path_factory) -> dict:
     # 64 images, batch 16: 4 steps an epoch, 6 epochs; resume checkpoints only after the
     # last epoch (checkpoint_every_s is not a run setting, so the reuse test still matches)
-    return run_pretrain("byol", data, tmp_path_factory.mktemp("runs") / "byol",
-                        replace(CFG, checkpoint_every_s=1e9), profile="smoke", epochs=6,
-                        progress=False)
+    return run_pretrain(
+        "byol",
+        data,
+        tmp_path_factory.mktemp("runs") / "byol",
+        replace(CFG, checkpoint_every_s=1e9),
+        profile="smoke",
+        epochs=6,
+        progress=False,
+    )
 
 
 def test_byol_loss_falls_and_backbone_is_saved(byol_run):
@@ -60,12 +80,14 @@ def test_byol_loss_falls_and_backbone_is_saved(byol_run):
 
 
 def test_finished_run_is_reused(byol_run, data):
-    again = run_pretrain("byol", data, Path(byol_run["run_dir"]), CFG, profile="smoke",
-                         epochs=6, progress=False)
+    again = run_pretrain(
+        "byol", data, Path(byol_run["run_dir"]), CFG, profile="smoke", epochs=6, progress=False
+    )
     assert again["history"] == byol_run["history"]
     with pytest.raises(UserError, match="already holds a run"):
-        run_pretrain("byol", data, Path(byol_run["run_dir"]), CFG, profile="smoke", epochs=3,
-                     progress=False)
+        run_pretrain(
+            "byol", data, Path(byol_run["run_dir"]), CFG, profile="smoke", epochs=3, progress=False
+        )
 
 
 def test_supervised_pretraining(data, tmp_path):
@@ -74,11 +96,19 @@ def test_supervised_pretraining(data, tmp_path):
     torch.manual_seed(5)
     init = backbone_state(make_backbone(CFG.backbone))
     torch.save(init, tmp_path / "init.pt")
-    s = run_pretrain("supervised", data, tmp_path / "sup", CFG, profile="smoke", epochs=8,
-                     init=tmp_path / "init.pt", progress=False)
+    s = run_pretrain(
+        "supervised",
+        data,
+        tmp_path / "sup",
+        CFG,
+        profile="smoke",
+        epochs=8,
+        init=tmp_path / "init.pt",
+        progress=False,
+    )
     assert s["classes"] and len(s["classes"]) == 64
     losses = [r["loss"] for r in s["history"] if r["loss"] is not None]
-    assert len(losses) == 16       # a row every 2 steps
+    assert len(losses) == 16  # a row every 2 steps
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.85 * first, losses
     got = FT.load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
@@ -88,12 +118,13 @@ def test_supervised_pretraining(data, tmp_path):
 
 def test_a_step_budget_stops_mid_epoch(data, tmp_path):
     # 4 steps an epoch: 10 steps end half-way through the third epoch
-    s = run_pretrain("supervised", data, tmp_path / "sup", CFG, profile="smoke", steps=10,
-                     progress=False)
+    s = run_pretrain(
+        "supervised", data, tmp_path / "sup", CFG, profile="smoke", steps=10, progress=False
+    )
     assert s["steps"] == 10 and s["epochs"] == 2.5 and s["history"][-1]["step"] == 10
     assert s["settings"]["steps"] == 10 and s["settings"]["epochs"] is None
     last = ckpt.load(tmp_path / "sup" / "last.pt")
-    assert last["step"] == 10 and last["scheduler"]["last_epoch"] == 10   # 10 optimizer steps
+    assert last["step"] == 10 and last["scheduler"]["last_epoch"] == 10  # 10 optimizer steps
     # the profile's budget: smoke pre-trains BYOL for pretrain_steps steps
     assert pretrain_settings("byol", data, CFG, "smoke")["steps"] == CFG.pretrain_steps
     with pytest.raises(UserError, match="choose one budget"):
@@ -107,6 +138,7 @@ def _count_calls(monkeypatch, module, name: str) -> dict:
     def counted(*a, **k):
         n["n"] += 1
         return real(*a, **k)
+
     monkeypatch.setattr(module, name, counted)
     return n
 
@@ -119,23 +151,25 @@ def _stop_after_checkpoint(monkeypatch, at_step: int) -> None:
         real(obj, path)
         if Path(path).name == "last.pt" and obj.get("step", obj.get("epoch")) == at_step:
             raise KeyboardInterrupt
+
     monkeypatch.setattr(ckpt, "atomic_save", save)
 
 
 def test_resumed_byol_run_repeats_the_uninterrupted_one(data, tmp_path, monkeypatch):
-    whole = run_pretrain("byol", data, tmp_path / "whole", CFG, profile="smoke", steps=10,
-                         progress=False)
-    _stop_after_checkpoint(monkeypatch, 6)     # mid-way through the second epoch
+    whole = run_pretrain(
+        "byol", data, tmp_path / "whole", CFG, profile="smoke", steps=10, progress=False
+    )
+    _stop_after_checkpoint(monkeypatch, 6)  # mid-way through the second epoch
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10,
-                     progress=False)
+        run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10, progress=False)
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "run.json").exists()
     steps = _count_calls(monkeypatch, torch.optim.SGD, "step")
-    again = run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10,
-                         resume=True, progress=False)
+    again = run_pretrain(
+        "byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10, resume=True, progress=False
+    )
     monkeypatch.undo()
-    assert steps["n"] == 4             # steps 7-10 only: it went on, it did not start over
+    assert steps["n"] == 4  # steps 7-10 only: it went on, it did not start over
     # it went on from step 6 (the rows before it are the first run's) ...
     assert [r["step"] for r in again["history"]] == [r["step"] for r in whole["history"]]
     # ... with the same data order and random draws: the same losses and the same weights
@@ -149,8 +183,16 @@ def test_pretraining_from_a_state_dict(data, tmp_path):
     torch.manual_seed(7)
     init = backbone_state(make_backbone(CFG.backbone))
     torch.save({**init, "fc.weight": torch.zeros(10, 512)}, tmp_path / "init.pt")
-    s = run_pretrain("supervised", data, tmp_path / "sup", replace(CFG, supervised_lr=0.0),
-                     profile="smoke", steps=2, init=tmp_path / "init.pt", progress=False)
+    s = run_pretrain(
+        "supervised",
+        data,
+        tmp_path / "sup",
+        replace(CFG, supervised_lr=0.0),
+        profile="smoke",
+        steps=2,
+        init=tmp_path / "init.pt",
+        progress=False,
+    )
     rec = s["settings"]["init"]
     assert rec["path"] == str((tmp_path / "init.pt").resolve()) and len(rec["sha1"]) == 16
     # lr 0: the run's weights are the file's (its fc ignored); BatchNorm statistics moved
@@ -162,8 +204,17 @@ def test_pretraining_from_a_state_dict(data, tmp_path):
     torch.save(backbone_state(make_backbone(CFG.backbone)), other)
     files = {p.name: p.read_bytes() for p in (tmp_path / "sup").iterdir()}
     with pytest.raises(UserError, match="cannot resume with different settings.*init"):
-        run_pretrain("supervised", data, tmp_path / "sup", replace(CFG, supervised_lr=0.0),
-                     profile="smoke", steps=2, init=other, resume=True, progress=False)
+        run_pretrain(
+            "supervised",
+            data,
+            tmp_path / "sup",
+            replace(CFG, supervised_lr=0.0),
+            profile="smoke",
+            steps=2,
+            init=other,
+            resume=True,
+            progress=False,
+        )
     assert {p.name: p.read_bytes() for p in (tmp_path / "sup").iterdir()} == files
 
 
@@ -175,15 +226,19 @@ def test_bad_init_is_one_line_and_writes_nothing(case, data, tmp_path, monkeypat
     elif case == "other arch":
         torch.save(make_backbone("resnet18").state_dict(), f)
     init = "imagenet" if case == "imagenet" else f
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))   # no cached weights there
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached weights there
     with pytest.raises(UserError) as e:
-        run_pretrain("byol", data, tmp_path / "run", CFG, profile="smoke", steps=2, init=init,
-                     progress=False)
+        run_pretrain(
+            "byol", data, tmp_path / "run", CFG, profile="smoke", steps=2, init=init, progress=False
+        )
     msg = str(e.value)
     assert "\n" not in msg and not (tmp_path / "run").exists()
-    want = {"missing": "not found", "not a state dict": "not a state dict of tensors",
-            "other arch": "a resnet18 state dict, but this profile pre-trains a resnet10",
-            "imagenet": "torchvision has no ImageNet weights for resnet10"}[case]
+    want = {
+        "missing": "not found",
+        "not a state dict": "not a state dict of tensors",
+        "other arch": "a resnet18 state dict, but this profile pre-trains a resnet10",
+        "imagenet": "torchvision has no ImageNet weights for resnet10",
+    }[case]
     assert want in msg
 
 
@@ -236,8 +291,15 @@ def test_finetune_settings_need_the_right_backbone(data, tmp_path, byol_run):
     with pytest.raises(UserError, match="needs --backbone"):
         FT.run_finetune("C", data, tmp_path / "c", CFG, profile="smoke", progress=False)
     with pytest.raises(UserError, match="from scratch"):
-        FT.run_finetune("A", data, tmp_path / "a", CFG, profile="smoke",
-                        backbone=byol_run["run_dir"], progress=False)
+        FT.run_finetune(
+            "A",
+            data,
+            tmp_path / "a",
+            CFG,
+            profile="smoke",
+            backbone=byol_run["run_dir"],
+            progress=False,
+        )
 
 
 def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
@@ -253,8 +315,16 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
 
     monkeypatch.setattr(FT, "evaluate", dies_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        FT.run_finetune("E", data, run, CFG, profile="smoke", backbone=byol_run["run_dir"],
-                        epochs=3, progress=False)
+        FT.run_finetune(
+            "E",
+            data,
+            run,
+            CFG,
+            profile="smoke",
+            backbone=byol_run["run_dir"],
+            epochs=3,
+            progress=False,
+        )
     monkeypatch.setattr(FT, "evaluate", real)
     first = ckpt.load(run / "last.pt")
     assert first["epoch"] == 1 and (run / "best.pt").is_file() and not (run / "run.json").exists()
@@ -262,18 +332,37 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     # a resume with different settings: one-line error, nothing touched
     files = {p.name: p.read_bytes() for p in run.iterdir()}
     with pytest.raises(UserError) as e:
-        FT.run_finetune("E", data, run, CFG, profile="smoke", backbone=byol_run["run_dir"],
-                        epochs=4, resume=True, progress=False)
+        FT.run_finetune(
+            "E",
+            data,
+            run,
+            CFG,
+            profile="smoke",
+            backbone=byol_run["run_dir"],
+            epochs=4,
+            resume=True,
+            progress=False,
+        )
     assert "settings.json" in str(e.value) and "epochs" in str(e.value)
     assert "\n" not in str(e.value)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == files
 
     calls["n"] = 0
-    monkeypatch.setattr(FT, "evaluate", lambda *a, **k: calls.__setitem__("n", calls["n"] + 1)
-                        or real(*a, **k))
-    s = FT.run_finetune("E", data, run, CFG, profile="smoke", backbone=byol_run["run_dir"],
-                        epochs=3, resume=True, progress=False)
-    assert calls["n"] == 2            # epochs 2 and 3 trained (and validated) after the restart
+    monkeypatch.setattr(
+        FT, "evaluate", lambda *a, **k: calls.__setitem__("n", calls["n"] + 1) or real(*a, **k)
+    )
+    s = FT.run_finetune(
+        "E",
+        data,
+        run,
+        CFG,
+        profile="smoke",
+        backbone=byol_run["run_dir"],
+        epochs=3,
+        resume=True,
+        progress=False,
+    )
+    assert calls["n"] == 2  # epochs 2 and 3 trained (and validated) after the restart
     assert [h["epoch"] for h in s["history"]] == [1, 2, 3]
     assert s["history"][0] == first["history"][0]
     backbone_params = sum(p.numel() for p in make_backbone(CFG.backbone).parameters())
@@ -282,8 +371,7 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     assert best["val_acc"] == s["best_val_acc"] and len(best["classes"]) == 65
 
 
-def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_run,
-                                                          monkeypatch):
+def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_run, monkeypatch):
     kw = dict(profile="smoke", backbone=byol_run["run_dir"], epochs=3, progress=False)
     whole = FT.run_finetune("C", data, tmp_path / "whole", CFG, **kw)
     _stop_after_checkpoint(monkeypatch, 1)
@@ -293,22 +381,25 @@ def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_r
     epochs = _count_calls(monkeypatch, FT, "evaluate")
     again = FT.run_finetune("C", data, tmp_path / "cut", CFG, resume=True, **kw)
     monkeypatch.undo()
-    assert epochs["n"] == 2            # epochs 2 and 3 only
-    assert again["history"] == whole["history"]     # the same batches, draws and numbers
+    assert epochs["n"] == 2  # epochs 2 and 3 only
+    assert again["history"] == whole["history"]  # the same batches, draws and numbers
     a, b = (ckpt.load(tmp_path / r / "best.pt")["model"] for r in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_finetuning_recipe_is_shared_and_unaugmented_unless_asked(data, tmp_path, byol_run):
     f = Path(byol_run["backbone"])
-    got = {s: FT.finetune_settings(s, data, None if s == "A" else f, CFG, "smoke")["augment"]
-           for s in "ABCDE"}
-    assert got == dict.fromkeys("ABCDE")     # the report's fine-tuning: no augmentation
+    got = {
+        s: FT.finetune_settings(s, data, None if s == "A" else f, CFG, "smoke")["augment"]
+        for s in "ABCDE"
+    }
+    assert got == dict.fromkeys("ABCDE")  # the report's fine-tuning: no augmentation
     aug = replace(CFG, finetune_augment=True)
     assert FT.finetune_settings("A", data, None, aug, "smoke")["augment"] == asdict(LIGHT)
     # a step budget becomes whole epochs: 65 images, batch 8 -> 8 steps an epoch
-    s = FT.run_finetune("A", data, tmp_path / "A", replace(CFG, finetune_steps=12),
-                        profile="smoke", progress=False)
+    s = FT.run_finetune(
+        "A", data, tmp_path / "A", replace(CFG, finetune_steps=12), profile="smoke", progress=False
+    )
     assert s["settings"]["steps"] == 12 and s["epochs"] == 2 and len(s["history"]) == 2
 
 
@@ -316,8 +407,10 @@ def test_frozen_settings_use_the_head_learning_rate(tmp_path, r18_state):
     f = tmp_path / "b.pt"
     torch.save(r18_state, f)
     cfg = replace(CFG, finetune_lr=1e-3, finetune_head_lr=0.02)
-    lr = {s: FT.finetune_settings(s, tmp_path, None if s == "A" else f, cfg, "smoke")["lr"]
-          for s in "ABCDE"}
+    lr = {
+        s: FT.finetune_settings(s, tmp_path, None if s == "A" else f, cfg, "smoke")["lr"]
+        for s in "ABCDE"
+    }
     assert lr == {"A": 1e-3, "B": 1e-3, "C": 1e-3, "D": 0.02, "E": 0.02}
     # unset (the full profile, the report): one learning rate for every setting
     none = replace(cfg, finetune_head_lr=None)
@@ -328,7 +421,7 @@ def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(
     m = FT.setting_classifier("E", "resnet18", 5, r18_state, head_norm=True)
     assert {n for n, p in m.named_parameters() if p.requires_grad} == {"fc.1.weight", "fc.1.bias"}
     FT.set_train_mode(m, frozen=True)
-    feats = 7.0 * torch.randn(64, 512) + 3.0            # any scale and offset
+    feats = 7.0 * torch.randn(64, 512) + 3.0  # any scale and offset
     z = m.fc[0](feats)
     assert torch.allclose(z.mean(0), torch.zeros(512), atol=1e-5)
     assert torch.allclose(z.var(0, unbiased=False), torch.ones(512), atol=1e-3)
@@ -347,13 +440,24 @@ def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(
 
 def test_head_norm_run_predicts_what_it_validated(data, tmp_path, byol_run):
     cfg = replace(CFG, probe_head_norm=True)
-    s = FT.run_finetune("D", data, tmp_path / "D", cfg, profile="smoke",
-                        backbone=byol_run["run_dir"], epochs=2, progress=False)
+    s = FT.run_finetune(
+        "D",
+        data,
+        tmp_path / "D",
+        cfg,
+        profile="smoke",
+        backbone=byol_run["run_dir"],
+        epochs=2,
+        progress=False,
+    )
     assert s["settings"]["head_norm"] is True
-    assert FT.finetune_settings("B", data, Path(byol_run["backbone"]), cfg,
-                                "smoke")["head_norm"] is False  # full fine-tuning: plain head
+    assert (
+        FT.finetune_settings("B", data, Path(byol_run["backbone"]), cfg, "smoke")["head_norm"]
+        is False
+    )  # full fine-tuning: plain head
     best = ckpt.load(tmp_path / "D" / "best.pt")
     assert best["head_norm"] is True and "fc.0.running_var" in best["model"]
-    r = FT.predict(tmp_path / "D", data / "office" / "val.csv", data / "office" / "val",
-                   tmp_path / "pred.csv")
+    r = FT.predict(
+        tmp_path / "D", data / "office" / "val.csv", data / "office" / "val", tmp_path / "pred.csv"
+    )
     assert r["accuracy"] == pytest.approx(s["best_val_acc"])

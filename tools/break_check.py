@@ -12,6 +12,7 @@ no stale bytecode survives), even on Ctrl-C or SIGTERM. A copy of every file is 
 first (one break check at a time: a second refuses to start). Not part of ``make test``: run it
 on a tree whose tests pass. Exit code 0 when every break made its tests fail, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,83 +32,152 @@ BACKUP = ROOT / ".break_check_backup"
 @dataclass(frozen=True)
 class Break:
     name: str
-    what: str         # the wrong behaviour, in words
-    file: str         # relative to the project root
-    old: str          # must occur exactly once in the file
+    what: str  # the wrong behaviour, in words
+    file: str  # relative to the project root
+    old: str  # must occur exactly once in the file
     new: str
-    tests: tuple[str, ...]   # pytest arguments: files, node ids, -k expressions
+    tests: tuple[str, ...]  # pytest arguments: files, node ids, -k expressions
 
 
 BREAKS = (
-    Break("render_backwards", "hw4 nerf render shoots every ray backwards (background only)",
-          "hw4lib/nerf/images.py", "    o, d = rays_of_pose(c2w.to(dev), dirs)\n",
-          "    o, d = rays_of_pose(c2w.to(dev), dirs)\n    d = -d\n",
-          ("tests/test_nerf_train.py", "-k", "render_writes or eval_command")),
-    Break("predict_class0", "hw4 ssl predict always answers the first class",
-          "hw4lib/ssl/finetune.py", ".argmax(1).cpu())", ".argmax(1).cpu() * 0)",
-          ("tests/test_ssl_cli.py", "-k", "predict_keeps")),
-    Break("augment_plain", "BYOL augmentation replaced by plain normalisation",
-          "hw4lib/ssl/augment.py", "        x = x.clamp(0, 1)\n        x = random_resized_crop(",
-          "        return normalize(x.clamp(0, 1))\n        x = random_resized_crop(",
-          ("tests/test_ssl_parts.py", "-k", "batch_augment")),
-    Break("jitter_identity", "colour jitter is the identity",
-          "hw4lib/ssl/augment.py",
-          '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
-          'jitter_p."""\n',
-          '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
-          'jitter_p."""\n    return x\n',
-          ("tests/test_ssl_parts.py", "-k", "hue")),
-    Break("crop_ignores_scale", "random crops ignore the scale range they are given",
-          "hw4lib/ssl/augment.py", "    area = _uniform(n, *scale, dev)\n",
-          "    area = _uniform(n, 0.08, 1.0, dev)\n",
-          ("tests/test_ssl_parts.py", "-k", "crop")),
-    Break("nerf_resume_restarts", "DVGO --resume throws the checkpoint away and starts over",
-          "hw4lib/nerf/train.py",
-          "    ck = load_resume_checkpoint(ck_path) if ck_path.is_file() else None\n",
-          "    ck = None\n",
-          ("tests/test_nerf_train.py", "-k", "nan_loss or resumed_run")),
-    Break("nerf_resume_reseeds", "a DVGO resume reseeds the ray sampler with +iter (as before)",
-          "hw4lib/nerf/train.py", '        gen.set_state(state["gen"])\n',
-          '        gen.manual_seed(cfg.seed * 1000 + state["iter"])\n',
-          ("tests/test_nerf_train.py", "-k", "resumed_run")),
-    Break("ssl_resume_restarts", "an SSL --resume throws last.pt away and starts over",
-          "hw4lib/ssl/checkpoint.py",
-          "        return load(Path(run_dir) / kind.checkpoint, keys)\n",
-          "        return None\n",
-          ("tests/test_ssl_train.py", "-k", "resume")),
-    Break("supervised_lr0", "supervised pre-training with a learning rate of 0",
-          "hw4lib/ssl/pretrain.py",
-          '"lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,',
-          '"lr": cfg.pretrain_lr if method == "byol" else 0.0,',
-          ("tests/test_ssl_train.py", "-k", "supervised_pretraining")),
-    Break("bench_inverted", "hw4 bench grid prints the inverse of its speed-up",
-          "hw4lib/nerf/bench.py", "ratios = [r / o for r, o in zip(t_ref, t_ours)]",
-          "ratios = [o / r for r, o in zip(t_ref, t_ours)]",
-          ("tests/test_nerf_train.py", "-k", "benchmarks")),
-    Break("bench_mean_not_median", "hw4 bench grid reports the mean ratio, not the median",
-          "hw4lib/nerf/bench.py", "med = statistics.median(ratios)",
-          "med = statistics.mean(ratios)",
-          ("tests/test_nerf_train.py", "-k", "benchmarks")),
-    Break("device_always_cpu", "--device auto never picks the GPU",
-          "hw4lib/config.py", '        return "cuda" if torch.cuda.is_available() else "cpu"\n',
-          '        return "cpu"\n',
-          ("tests/test_foundation.py", "-k", "device_resolution")),
-    Break("run_folder_unguarded", "run commands write into any folder (the clobbering bug)",
-          "hw4lib/runs.py", "    run = Path(run_dir)\n    if not run.exists():\n",
-          "    run = Path(run_dir)\n    if True:\n",
-          ("tests/test_run_folders.py",)),
-    Break("reuse_other_settings", "a finished run is reused whatever settings were asked for",
-          "hw4lib/runs.py", "    done = _json(run / kind.done) if same and ",
-          "    done = _json(run / kind.done) if ", ("tests/test_runs.py",)),
-    Break("lpips_always_skips", "missing LPIPS weights skip even where HW4_REQUIRE_LPIPS=1",
-          "tests/conftest.py", 'if os.environ.get("HW4_REQUIRE_LPIPS") == "1":',
-          "if False:", ("tests/test_lpips_required.py",)),
-    Break("hw4_1_wrong_folder", "hw4_1.sh writes its PNGs one folder too deep",
-          "hw4_1.sh", '--out "$2"', '--out "$2/renders"',
-          ("tests/test_nerf_train.py", "-k", "hw4_1")),
-    Break("hw4_2_wrong_run", "hw4_2.sh ignores $HW4_SSL_RUN",
-          "hw4_2.sh", 'run="${HW4_SSL_RUN:-$here/runs/full/ssl/finetune_C}"',
-          'run="$here/runs/full/ssl/finetune_C"', ("tests/test_ssl_cli.py", "-k", "hw4_2")),
+    Break(
+        "render_backwards",
+        "hw4 nerf render shoots every ray backwards (background only)",
+        "hw4lib/nerf/images.py",
+        "    o, d = rays_of_pose(c2w.to(dev), dirs)\n",
+        "    o, d = rays_of_pose(c2w.to(dev), dirs)\n    d = -d\n",
+        ("tests/test_nerf_train.py", "-k", "render_writes or eval_command"),
+    ),
+    Break(
+        "predict_class0",
+        "hw4 ssl predict always answers the first class",
+        "hw4lib/ssl/finetune.py",
+        ".argmax(1).cpu())",
+        ".argmax(1).cpu() * 0)",
+        ("tests/test_ssl_cli.py", "-k", "predict_keeps"),
+    ),
+    Break(
+        "augment_plain",
+        "BYOL augmentation replaced by plain normalisation",
+        "hw4lib/ssl/augment.py",
+        "        x = x.clamp(0, 1)\n        x = random_resized_crop(",
+        "        return normalize(x.clamp(0, 1))\n        x = random_resized_crop(",
+        ("tests/test_ssl_parts.py", "-k", "batch_augment"),
+    ),
+    Break(
+        "jitter_identity",
+        "colour jitter is the identity",
+        "hw4lib/ssl/augment.py",
+        '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
+        'jitter_p."""\n',
+        '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
+        'jitter_p."""\n    return x\n',
+        ("tests/test_ssl_parts.py", "-k", "hue"),
+    ),
+    Break(
+        "crop_ignores_scale",
+        "random crops ignore the scale range they are given",
+        "hw4lib/ssl/augment.py",
+        "    area = _uniform(n, *scale, dev)\n",
+        "    area = _uniform(n, 0.08, 1.0, dev)\n",
+        ("tests/test_ssl_parts.py", "-k", "crop"),
+    ),
+    Break(
+        "nerf_resume_restarts",
+        "DVGO --resume throws the checkpoint away and starts over",
+        "hw4lib/nerf/train.py",
+        "    ck = load_resume_checkpoint(ck_path) if ck_path.is_file() else None\n",
+        "    ck = None\n",
+        ("tests/test_nerf_train.py", "-k", "nan_loss or resumed_run"),
+    ),
+    Break(
+        "nerf_resume_reseeds",
+        "a DVGO resume reseeds the ray sampler with +iter (as before)",
+        "hw4lib/nerf/train.py",
+        '        gen.set_state(state["gen"])\n',
+        '        gen.manual_seed(cfg.seed * 1000 + state["iter"])\n',
+        ("tests/test_nerf_train.py", "-k", "resumed_run"),
+    ),
+    Break(
+        "ssl_resume_restarts",
+        "an SSL --resume throws last.pt away and starts over",
+        "hw4lib/ssl/checkpoint.py",
+        "        return load(Path(run_dir) / kind.checkpoint, keys)\n",
+        "        return None\n",
+        ("tests/test_ssl_train.py", "-k", "resume"),
+    ),
+    Break(
+        "supervised_lr0",
+        "supervised pre-training with a learning rate of 0",
+        "hw4lib/ssl/pretrain.py",
+        '"lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,',
+        '"lr": cfg.pretrain_lr if method == "byol" else 0.0,',
+        ("tests/test_ssl_train.py", "-k", "supervised_pretraining"),
+    ),
+    Break(
+        "bench_inverted",
+        "hw4 bench grid prints the inverse of its speed-up",
+        "hw4lib/nerf/bench.py",
+        "ratios = [r / o for r, o in zip(t_ref, t_ours)]",
+        "ratios = [o / r for r, o in zip(t_ref, t_ours)]",
+        ("tests/test_nerf_train.py", "-k", "benchmarks"),
+    ),
+    Break(
+        "bench_mean_not_median",
+        "hw4 bench grid reports the mean ratio, not the median",
+        "hw4lib/nerf/bench.py",
+        "med = statistics.median(ratios)",
+        "med = statistics.mean(ratios)",
+        ("tests/test_nerf_train.py", "-k", "benchmarks"),
+    ),
+    Break(
+        "device_always_cpu",
+        "--device auto never picks the GPU",
+        "hw4lib/config.py",
+        '        return "cuda" if torch.cuda.is_available() else "cpu"\n',
+        '        return "cpu"\n',
+        ("tests/test_foundation.py", "-k", "device_resolution"),
+    ),
+    Break(
+        "run_folder_unguarded",
+        "run commands write into any folder (the clobbering bug)",
+        "hw4lib/runs.py",
+        "    run = Path(run_dir)\n    if not run.exists():\n",
+        "    run = Path(run_dir)\n    if True:\n",
+        ("tests/test_run_folders.py",),
+    ),
+    Break(
+        "reuse_other_settings",
+        "a finished run is reused whatever settings were asked for",
+        "hw4lib/runs.py",
+        "    done = _json(run / kind.done) if same and ",
+        "    done = _json(run / kind.done) if ",
+        ("tests/test_runs.py",),
+    ),
+    Break(
+        "lpips_always_skips",
+        "missing LPIPS weights skip even where HW4_REQUIRE_LPIPS=1",
+        "tests/conftest.py",
+        'if os.environ.get("HW4_REQUIRE_LPIPS") == "1":',
+        "if False:",
+        ("tests/test_lpips_required.py",),
+    ),
+    Break(
+        "hw4_1_wrong_folder",
+        "hw4_1.sh writes its PNGs one folder too deep",
+        "hw4_1.sh",
+        '--out "$2"',
+        '--out "$2/renders"',
+        ("tests/test_nerf_train.py", "-k", "hw4_1"),
+    ),
+    Break(
+        "hw4_2_wrong_run",
+        "hw4_2.sh ignores $HW4_SSL_RUN",
+        "hw4_2.sh",
+        'run="${HW4_SSL_RUN:-$here/runs/full/ssl/finetune_C}"',
+        'run="$here/runs/full/ssl/finetune_C"',
+        ("tests/test_ssl_cli.py", "-k", "hw4_2"),
+    ),
 )
 
 
@@ -137,13 +207,15 @@ def claim_and_restore_leftovers() -> list[str]:
         except ValueError:
             pid = 0
         if pid and pid != os.getpid() and _alive(pid):
-            raise SystemExit(f"another break check is running (pid {pid}); wait for it or stop "
-                             "it (its patched file is put back when it ends)")
+            raise SystemExit(
+                f"another break check is running (pid {pid}); wait for it or stop "
+                "it (its patched file is put back when it ends)"
+            )
     done = []
     if BACKUP.is_dir():
         for b in sorted(p for p in BACKUP.rglob("*") if p.is_file() and p != LOCK):
             rel = b.relative_to(BACKUP)
-            shutil.copy2(b, ROOT / rel)       # bytes and modification time
+            shutil.copy2(b, ROOT / rel)  # bytes and modification time
             b.unlink()
             done.append(str(rel))
         shutil.rmtree(BACKUP, ignore_errors=True)
@@ -168,8 +240,10 @@ class Patched:
         text = self.path.read_text()
         n = text.count(self.brk.old)
         if n != 1:
-            raise SystemExit(f"break {self.brk.name}: the snippet to replace occurs {n} times "
-                             f"in {self.brk.file} (expected once); update BREAKS in {__file__}")
+            raise SystemExit(
+                f"break {self.brk.name}: the snippet to replace occurs {n} times "
+                f"in {self.brk.file} (expected once); update BREAKS in {__file__}"
+            )
         self.backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.path, self.backup)
         self.path.write_text(text.replace(self.brk.old, self.brk.new))
@@ -181,10 +255,25 @@ class Patched:
 
 
 def run_tests(brk: Break, timeout: float) -> tuple[int, str]:
-    env = dict(os.environ, HW4_PROFILE="smoke", PYTHONDONTWRITEBYTECODE="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", "-W",
-           "ignore", *brk.tests]
+    env = dict(
+        os.environ,
+        HW4_PROFILE="smoke",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-rfE",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore",
+        *brk.tests,
+    ]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
     # the first failing test's summary line, else pytest's last line
@@ -220,6 +309,7 @@ def _run(a: argparse.Namespace) -> int:
 
     def on_term(signum, frame):  # SIGTERM, SIGHUP: unwind like Ctrl-C, so the file is put back
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where started ignoring it
@@ -233,13 +323,18 @@ def _run(a: argparse.Namespace) -> int:
             # would say nothing about the break
             ok = rc == 1
             (caught if ok else missed).append(b.name)
-            print(f"{'caught' if ok else 'MISSED':7s} {b.name:22s} {time.perf_counter() - t0:5.0f}"
-                  f" s  pytest rc {rc}: {last}", flush=True)
+            print(
+                f"{'caught' if ok else 'MISSED':7s} {b.name:22s} {time.perf_counter() - t0:5.0f}"
+                f" s  pytest rc {rc}: {last}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         print("interrupted: every patched file was put back", file=sys.stderr)
         return 130
-    print(f"{len(caught)} of {len(chosen)} breaks made a test fail"
-          + (f"; not caught: {', '.join(missed)}" if missed else ""))
+    print(
+        f"{len(caught)} of {len(chosen)} breaks made a test fail"
+        + (f"; not caught: {', '.join(missed)}" if missed else "")
+    )
     return 0 if not missed else 1
 
 

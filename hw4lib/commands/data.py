@@ -1,4 +1,5 @@
 """`hw4 data scene|images|prepare|import-folder|check`: make, import and validate data."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,12 @@ def register(sub) -> None:
     s.add_argument("--val", type=int, default=50, help="validation views")
     s.add_argument("--test", type=int, default=0, help="test views (0 = no transforms_test.json)")
     s.add_argument("--seed", type=int, default=0, help="camera placement seed")
-    s.add_argument("--supersample", type=int, default=2,
-                   help="rays per pixel side for anti-aliased edges and fractional alpha")
+    s.add_argument(
+        "--supersample",
+        type=int,
+        default=2,
+        help="rays per pixel side for anti-aliased edges and fractional alpha",
+    )
     s.set_defaults(func=_scene)
 
     im = ds.add_parser("images", help="procedural mini/ and office/ corpora in the csv layout")
@@ -33,8 +38,11 @@ def register(sub) -> None:
 
     pr = ds.add_parser("prepare", help="make the profile's generated data under data/generated/")
     add_profile(pr)
-    pr.add_argument("--only", default="hotdog,ficus,images",
-                    help="comma-separated parts among hotdog, ficus, images")
+    pr.add_argument(
+        "--only",
+        default="hotdog,ficus,images",
+        help="comma-separated parts among hotdog, ficus, images",
+    )
     pr.set_defaults(func=_prepare)
 
     imp = ds.add_parser("import-folder", help="class-folder image tree -> course csv layout")
@@ -42,9 +50,12 @@ def register(sub) -> None:
     imp.add_argument("--out", required=True, help="output folder, e.g. data/hw4_data/office")
     imp.add_argument("--val-fraction", type=float, default=0.1)
     imp.add_argument("--seed", type=int, default=0)
-    imp.add_argument("--domain", default=None,
-                     help='with <domain>/<class>/ trees: import one domain (e.g. "Real World"); '
-                          "default: merge all")
+    imp.add_argument(
+        "--domain",
+        default=None,
+        help='with <domain>/<class>/ trees: import one domain (e.g. "Real World"); '
+        "default: merge all",
+    )
     imp.set_defaults(func=_import)
 
     c = ds.add_parser("check", help="validate a scene, a csv image folder or a course root")
@@ -55,10 +66,12 @@ def register(sub) -> None:
 def _scene(a) -> int:
     from ..data.scene import generate_scene
 
-    out = generate_scene(Path(a.out), a.scene, a.size, a.train, a.val, a.test, a.seed,
-                         a.supersample)
-    print(f"wrote {a.scene} ({a.train} train, {a.val} val, {a.test} test views, {a.size} px) "
-          f"to {out}")
+    out = generate_scene(
+        Path(a.out), a.scene, a.size, a.train, a.val, a.test, a.seed, a.supersample
+    )
+    print(
+        f"wrote {a.scene} ({a.train} train, {a.val} val, {a.test} test views, {a.size} px) to {out}"
+    )
     return 0
 
 
@@ -66,7 +79,7 @@ def _images(a) -> int:
     import dataclasses
     import json
     import shutil
-    
+
     from ..config import get_profile, profile_name
     from ..data.corpus import generate_corpora
     from ..data.generated import IMAGES_MARKER
@@ -76,16 +89,27 @@ def _images(a) -> int:
     profile = profile_name(a.profile)
     cfg = get_profile(profile).corpus
     out = Path(a.out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / IMAGES_MARKER).is_file())):
-        raise UserError(f"{out}: exists and is not an empty folder or a previous "
-                        "`hw4 data images` output; choose a new --out")
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / IMAGES_MARKER).is_file())
+    ):
+        raise UserError(
+            f"{out}: exists and is not an empty folder or a previous "
+            "`hw4 data images` output; choose a new --out"
+        )
     tmp = make_tmp(out)
     try:
         generate_corpora(tmp, cfg, seed=a.seed)
-        (tmp / IMAGES_MARKER).write_text(json.dumps(
-            {"generator": "hw4lib.data.corpus", "profile": profile, "seed": a.seed,
-             **dataclasses.asdict(cfg)}, indent=2))
+        (tmp / IMAGES_MARKER).write_text(
+            json.dumps(
+                {
+                    "generator": "hw4lib.data.corpus",
+                    "profile": profile,
+                    "seed": a.seed,
+                    **dataclasses.asdict(cfg),
+                },
+                indent=2,
+            )
+        )
         replace_dir(tmp, out, IMAGES_MARKER)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,8 +127,10 @@ def _prepare(a) -> int:
     parts = [p.strip() for p in a.only.split(",") if p.strip()]
     bad = [p for p in parts if p not in (*SCENE_NAMES, "images")]
     if bad:
-        raise UserError(f"--only {a.only!r}: unknown part(s) {bad}; choose among "
-                        f"{', '.join((*SCENE_NAMES, 'images'))}")
+        raise UserError(
+            f"--only {a.only!r}: unknown part(s) {bad}; choose among "
+            f"{', '.join((*SCENE_NAMES, 'images'))}"
+        )
     print(f"making {', '.join(parts)} ({profile} profile) side by side...", flush=True)
     for part, path in prepare_generated(profile, tuple(parts)).items():
         print(f"{part}: {path}")
@@ -115,8 +141,7 @@ def _import(a) -> int:
     from ..data.importer import import_folder
 
     s = import_folder(a.src, a.out, a.val_fraction, a.seed, a.domain)
-    print(f"imported {s['classes']} classes: {s['train']} train, {s['val']} val images "
-          f"to {a.out}")
+    print(f"imported {s['classes']} classes: {s['train']} train, {s['val']} val images to {a.out}")
     return 0
 
 

@@ -1,4 +1,5 @@
 """`hw4 env`: the HW4_* environment variables, their values now and their defaults."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """`hw4 nerf train|render|eval`: DVGO novel view synthesis (Problem 1)."""
+
 from __future__ import annotations
 
 from . import add_device, add_profile
@@ -12,8 +13,12 @@ def register(sub) -> None:
     t.add_argument("--data", required=True, help="scene folder with transforms_train.json")
     t.add_argument("--out", required=True, help="run directory (checkpoints, models)")
     add_profile(t)
-    t.add_argument("--stepsize", type=float, default=None,
-                   help="fine-stage sampling step in voxels (default: the profile's, 0.5)")
+    t.add_argument(
+        "--stepsize",
+        type=float,
+        default=None,
+        help="fine-stage sampling step in voxels (default: the profile's, 0.5)",
+    )
     t.add_argument("--fine-voxels", default=None, help="fine grid size: a count or e.g. 180^3")
     t.add_argument("--background", choices=("white", "black"), default=None)
     t.add_argument("--downscale", type=float, default=1.0, help="divide training image size by K")
@@ -43,21 +48,32 @@ def register(sub) -> None:
 def _train(a) -> int:
     from ..nerf.jobs import train_run
 
-    res = train_run(a.data, a.out, a.profile, stepsize=a.stepsize, fine_voxels=a.fine_voxels,
-                    device=a.device, background=a.background, downscale=a.downscale,
-                    resume=a.resume)
+    res = train_run(
+        a.data,
+        a.out,
+        a.profile,
+        stepsize=a.stepsize,
+        fine_voxels=a.fine_voxels,
+        device=a.device,
+        background=a.background,
+        downscale=a.downscale,
+        resume=a.resume,
+    )
     t = res.get("timings", {})
     state = "reused finished run" if res.get("reused") else "trained"
-    print(f"{state} {a.out}: coarse {t.get('coarse_s', 0):.0f} s + fine {t.get('fine_s', 0):.0f} s,"
-          f" val PSNR {res.get('val_psnr', float('nan')):.2f} dB")
+    print(
+        f"{state} {a.out}: coarse {t.get('coarse_s', 0):.0f} s + fine {t.get('fine_s', 0):.0f} s,"
+        f" val PSNR {res.get('val_psnr', float('nan')):.2f} dB"
+    )
     return 0
 
 
 def _render(a) -> int:
     from ..nerf.jobs import render_run
 
-    paths = render_run(a.run, a.transforms, a.out, size=a.size, depth=a.depth, video=a.video,
-                       device=a.device)
+    paths = render_run(
+        a.run, a.transforms, a.out, size=a.size, depth=a.depth, video=a.video, device=a.device
+    )
     print(f"wrote {len(paths)} files to {a.out}")
     return 0
 
@@ -66,7 +82,6 @@ def _eval(a) -> int:
     from ..metrics import evaluate_folders
     from ..metrics.evaluate import format_summary
 
-    res = evaluate_folders(a.pred, a.gt, background=a.background, json_out=a.json,
-                           device=a.device)
+    res = evaluate_folders(a.pred, a.gt, background=a.background, json_out=a.json, device=a.device)
     print(format_summary(res))
     return 0

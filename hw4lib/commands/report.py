@@ -1,4 +1,5 @@
 """`hw4 report`: run the numbered notebooks with papermill."""
+
 from __future__ import annotations
 
 import sys
@@ -11,15 +12,25 @@ def register(sub) -> None:
     add_profile(p)
     p.add_argument("--only", default=None, help="comma-separated notebook ids, e.g. 01,03")
     p.add_argument("--keep-going", action="store_true", help="run the rest after a failure")
-    p.add_argument("--data", default=None,
-                   help="course-layout data (hotdog/, mini/, office/); default: generated data")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="course-layout data (hotdog/, mini/, office/); default: generated data",
+    )
     p.add_argument("--force", action="store_true", help="retrain even if results exist")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="notebook chains at once (01-03 DVGO, 04-05 SSL; then 06): default 2 "
-                        "on a machine with 2+ cores, 1 = every notebook in order")
-    p.add_argument("--publish", action="store_true",
-                   help="after a run without failures, copy its figures and tables into the "
-                        "committed figures/ (quick profile only)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="notebook chains at once (01-03 DVGO, 04-05 SSL; then 06): default 2 "
+        "on a machine with 2+ cores, 1 = every notebook in order",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="after a run without failures, copy its figures and tables into the "
+        "committed figures/ (quick profile only)",
+    )
     add_device(p)
     p.set_defaults(func=run)
 
@@ -35,10 +46,13 @@ def run(a) -> int:
     if a.jobs is not None and a.jobs < 1:
         raise UserError(f"--jobs {a.jobs}: must be at least 1")
     if a.publish and profile != "quick":
-        raise UserError(f"--publish: figures/ holds the quick profile's figures, not {profile}'s; "
-                        f"drop --publish (they are in reports/{profile}/figures/)")
-    done, failures = run_report(profile, a.only, a.keep_going, a.data, a.device, a.force,
-                                jobs=a.jobs)
+        raise UserError(
+            f"--publish: figures/ holds the quick profile's figures, not {profile}'s; "
+            f"drop --publish (they are in reports/{profile}/figures/)"
+        )
+    done, failures = run_report(
+        profile, a.only, a.keep_going, a.data, a.device, a.force, jobs=a.jobs
+    )
     out = reports_dir(profile)
     print(f"executed notebooks: {out}")
     if (out / "report.html").exists():

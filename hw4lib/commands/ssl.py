@@ -1,4 +1,5 @@
 """`hw4 ssl pretrain|finetune|study|table|predict`: problem 2 (BYOL and the A-E study)."""
+
 from __future__ import annotations
 
 from . import add_device, add_profile
@@ -8,21 +9,33 @@ def register(sub) -> None:
     p = sub.add_parser("ssl", help="self-supervised pre-training (BYOL) and the A-E study")
     s = p.add_subparsers(dest="ssl", required=True)
 
-    pt = s.add_parser("pretrain", help="pre-train a ResNet backbone on DIR/mini (BYOL or "
-                      "supervised); on N processes (GPUs or CPUs): torchrun --nproc_per_node N "
-                      "-m hw4lib ssl pretrain ...")
+    pt = s.add_parser(
+        "pretrain",
+        help="pre-train a ResNet backbone on DIR/mini (BYOL or "
+        "supervised); on N processes (GPUs or CPUs): torchrun --nproc_per_node N "
+        "-m hw4lib ssl pretrain ...",
+    )
     pt.add_argument("--data", required=True, help="folder with mini/train.csv and mini/train/")
     pt.add_argument("--out", required=True, help="run folder (checkpoints, backbone.pt)")
     pt.add_argument("--method", choices=("byol", "supervised"), default="byol")
     budget = pt.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, default=None, help="override the profile's budget: "
-                        "N passes over the corpus")
-    budget.add_argument("--steps", type=int, default=None, help="override the profile's budget: "
-                        "N optimizer steps")
-    pt.add_argument("--init", default=None, metavar="PATH|imagenet",
-                    help="start from a torchvision ResNet state dict instead of a random init; "
-                         "'imagenet': torchvision's cached ImageNet weights (what the report's "
-                         "code did; never downloaded)")
+    budget.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="override the profile's budget: N passes over the corpus",
+    )
+    budget.add_argument(
+        "--steps", type=int, default=None, help="override the profile's budget: N optimizer steps"
+    )
+    pt.add_argument(
+        "--init",
+        default=None,
+        metavar="PATH|imagenet",
+        help="start from a torchvision ResNet state dict instead of a random init; "
+        "'imagenet': torchvision's cached ImageNet weights (what the report's "
+        "code did; never downloaded)",
+    )
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--resume", action="store_true", help="continue an interrupted run")
     pt.add_argument("--force", action="store_true", help="start afresh even if --out holds a run")
@@ -34,8 +47,11 @@ def register(sub) -> None:
     ft.add_argument("--setting", required=True, choices=tuple("ABCDE"))
     ft.add_argument("--data", required=True, help="folder with office/{train,val}.csv and images")
     ft.add_argument("--out", required=True, help="run folder (best.pt, last.pt, run.json)")
-    ft.add_argument("--backbone", default=None,
-                    help="pre-training run folder or ResNet state-dict file (settings B-E)")
+    ft.add_argument(
+        "--backbone",
+        default=None,
+        help="pre-training run folder or ResNet state-dict file (settings B-E)",
+    )
     ft.add_argument("--epochs", type=int, default=None)
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--resume", action="store_true")
@@ -49,9 +65,13 @@ def register(sub) -> None:
     st.add_argument("--runs", default=None, help="runs folder (default runs/<profile>/ssl)")
     st.add_argument("--seeds", default=None, help="comma-separated seeds (default: profile's)")
     st.add_argument("--force", action="store_true")
-    st.add_argument("--jobs", type=int, default=None,
-                    help="worker processes running independent jobs side by side, sharing the "
-                         "threads (default 1: one job at a time on all of them)")
+    st.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes running independent jobs side by side, sharing the "
+        "threads (default 1: one job at a time on all of them)",
+    )
     add_profile(st)
     add_device(st)
     st.set_defaults(func=_study)
@@ -73,26 +93,49 @@ def register(sub) -> None:
 def _pretrain(a) -> int:
     from ..ssl import jobs
 
-    s = jobs.pretrain(a.method, a.data, a.out, profile=a.profile, device=a.device,
-                      force=a.force, epochs=a.epochs, resume=a.resume, seed=a.seed,
-                      steps=a.steps, init=a.init)
+    s = jobs.pretrain(
+        a.method,
+        a.data,
+        a.out,
+        profile=a.profile,
+        device=a.device,
+        force=a.force,
+        epochs=a.epochs,
+        resume=a.resume,
+        seed=a.seed,
+        steps=a.steps,
+        init=a.init,
+    )
     knn = s.get("knn_final")
-    if not jobs.is_main_process():   # under torchrun: rank 0 reports
+    if not jobs.is_main_process():  # under torchrun: rank 0 reports
         return 0
-    print(f"{a.method} pre-training: {s['steps']} steps ({s['epochs']:g} epochs), final loss "
-          f"{s['history'][-1]['loss']:.4f}, kNN accuracy "
-          f"{'-' if knn is None else f'{knn:.3f}'}; backbone: {s['backbone']}")
+    print(
+        f"{a.method} pre-training: {s['steps']} steps ({s['epochs']:g} epochs), final loss "
+        f"{s['history'][-1]['loss']:.4f}, kNN accuracy "
+        f"{'-' if knn is None else f'{knn:.3f}'}; backbone: {s['backbone']}"
+    )
     return 0
 
 
 def _finetune(a) -> int:
     from ..ssl import jobs
 
-    s = jobs.finetune(a.setting, a.data, a.out, backbone_run=a.backbone, profile=a.profile,
-                      device=a.device, force=a.force, epochs=a.epochs, resume=a.resume,
-                      seed=a.seed)
-    print(f"setting {a.setting}: best val accuracy {s['best_val_acc']:.3f} (epoch "
-          f"{s['best_epoch']}), final {s['final_val_acc']:.3f}; model: {a.out}/best.pt")
+    s = jobs.finetune(
+        a.setting,
+        a.data,
+        a.out,
+        backbone_run=a.backbone,
+        profile=a.profile,
+        device=a.device,
+        force=a.force,
+        epochs=a.epochs,
+        resume=a.resume,
+        seed=a.seed,
+    )
+    print(
+        f"setting {a.setting}: best val accuracy {s['best_val_acc']:.3f} (epoch "
+        f"{s['best_epoch']}), final {s['final_val_acc']:.3f}; model: {a.out}/best.pt"
+    )
     return 0
 
 
@@ -105,10 +148,18 @@ def _study(a) -> int:
         try:
             seeds = tuple(int(x) for x in a.seeds.split(",") if x.strip())
         except ValueError:
-            raise UserError(f"--seeds {a.seeds!r}: give comma-separated integers, "
-                            "e.g. 0,1,2") from None
-    df = jobs.run_study(a.data, a.runs, profile=a.profile, seeds=seeds, device=a.device,
-                        force=a.force, workers=a.jobs)
+            raise UserError(
+                f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2"
+            ) from None
+    df = jobs.run_study(
+        a.data,
+        a.runs,
+        profile=a.profile,
+        seeds=seeds,
+        device=a.device,
+        force=a.force,
+        workers=a.jobs,
+    )
     print(jobs.format_table(df))
     return 0
 
@@ -123,8 +174,10 @@ def _table(a) -> int:
         raise UserError(f"{a.runs}: runs folder not found")
     df = jobs.table(a.runs)
     if df.empty:
-        raise UserError(f"{a.runs}: no finished fine-tuning runs (run.json) found; run "
-                        "`hw4 ssl finetune` or `hw4 ssl study` first")
+        raise UserError(
+            f"{a.runs}: no finished fine-tuning runs (run.json) found; run "
+            "`hw4 ssl finetune` or `hw4 ssl study` first"
+        )
     print(jobs.format_table(df))
     return 0
 
@@ -133,8 +186,7 @@ def _predict(a) -> int:
     from ..config import resolve_device
     from ..ssl.finetune import predict
 
-    r = predict(a.run, a.csv, a.images, a.out, device=resolve_device(a.device),
-                workers=a.workers)
+    r = predict(a.run, a.csv, a.images, a.out, device=resolve_device(a.device), workers=a.workers)
     msg = f"wrote {r['rows']} predictions to {r['out']}"
     if "accuracy" in r:
         msg += f" (accuracy against the csv's labels: {r['accuracy']:.3f})"

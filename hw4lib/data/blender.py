@@ -5,6 +5,7 @@ transform_matrix}`` (camera-to-world, OpenGL axes: the camera looks down -z, y i
 Optional per-file intrinsics ``fl_x, fl_y, cx, cy, w, h`` (instant-ngp / nerfstudio) win over
 ``camera_angle_x``. Images stay uint8 until :meth:`BlenderSplit.rgb` composites them.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,10 @@ class Cameras:
     @property
     def names(self) -> list[str]:
         """Basename of each ``file_path`` without extension (the grader's output names)."""
-        return [Path(p).stem if Path(p).suffix.lower() in (".png", ".jpg", ".jpeg") else
-                Path(p).name for p in self.file_paths]
+        return [
+            Path(p).stem if Path(p).suffix.lower() in (".png", ".jpg", ".jpeg") else Path(p).name
+            for p in self.file_paths
+        ]
 
     def __len__(self) -> int:
         return len(self.file_paths)
@@ -48,8 +51,9 @@ class Cameras:
     def resized(self, H: int, W: int) -> "Cameras":
         """The same cameras rendering (H, W) images (intrinsics scaled)."""
         sx, sy = W / self.W, H / self.H
-        return replace(self, H=H, W=W, fx=self.fx * sx, fy=self.fy * sy,
-                       cx=self.cx * sx, cy=self.cy * sy)
+        return replace(
+            self, H=H, W=W, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy
+        )
 
 
 def _fail(path: Path, what: str) -> UserError:
@@ -94,8 +98,10 @@ def read_transforms(path: str | Path, size: int | None = None) -> Cameras:
     try:
         return _cameras(path, meta, poses, paths, size)
     except (TypeError, ValueError) as e:  # e.g. "camera_angle_x": "wide", "w": null
-        raise _fail(path, f"intrinsics are not numbers ({e}); fix camera_angle_x / fl_x / "
-                          "fl_y / cx / cy / w / h") from None
+        raise _fail(
+            path,
+            f"intrinsics are not numbers ({e}); fix camera_angle_x / fl_x / fl_y / cx / cy / w / h",
+        ) from None
 
 
 def _cameras(path: Path, meta: dict, poses: list, paths: list[str], size: int | None) -> Cameras:
@@ -109,13 +115,17 @@ def _cameras(path: Path, meta: dict, poses: list, paths: list[str], size: int | 
                 with Image.open(first) as im:
                     W, H = im.size
             except Exception as e:
-                raise _fail(first, f"cannot read image ({type(e).__name__}: {e}); replace or "
-                                   "regenerate it") from None
+                raise _fail(
+                    first, f"cannot read image ({type(e).__name__}: {e}); replace or regenerate it"
+                ) from None
         elif size is not None:
             W = H = int(size)
         else:
-            raise _fail(path, "no 'w'/'h' keys and the first frame's image is missing: "
-                              "pass the output size (--size)")
+            raise _fail(
+                path,
+                "no 'w'/'h' keys and the first frame's image is missing: "
+                "pass the output size (--size)",
+            )
     if W <= 0 or H <= 0:
         raise _fail(path, f"image size {W}x{H} is not positive")
     if "fl_x" in meta:
@@ -124,18 +134,25 @@ def _cameras(path: Path, meta: dict, poses: list, paths: list[str], size: int | 
     elif "camera_angle_x" in meta:
         angle = float(meta["camera_angle_x"])
         if not 0 < angle < math.pi:
-            raise _fail(path, f"camera_angle_x {angle} must be in (0, pi) radians "
-                              "(the course's hotdog has 0.6911)")
+            raise _fail(
+                path,
+                f"camera_angle_x {angle} must be in (0, pi) radians "
+                "(the course's hotdog has 0.6911)",
+            )
         fx = fy = 0.5 * W / math.tan(0.5 * angle)
     else:
         raise _fail(path, "missing key 'camera_angle_x' (or 'fl_x'): the focal length is unknown")
     if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):
-        raise _fail(path, f"focal length ({fx}, {fy}) must be finite and positive; check "
-                          "camera_angle_x (radians, in (0, pi)) or fl_x / fl_y")
+        raise _fail(
+            path,
+            f"focal length ({fx}, {fy}) must be finite and positive; check "
+            "camera_angle_x (radians, in (0, pi)) or fl_x / fl_y",
+        )
     cx = float(meta.get("cx", W / 2))
     cy = float(meta.get("cy", H / 2))
-    return Cameras(torch.tensor(np.stack(poses), dtype=torch.float32), H, W, fx, fy, cx, cy,
-                   paths, path)
+    return Cameras(
+        torch.tensor(np.stack(poses), dtype=torch.float32), H, W, fx, fy, cx, cy, paths, path
+    )
 
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -152,8 +169,10 @@ def resolve_image(root: Path, file_path: str, must_exist: bool = True) -> Path |
         if c.is_file():
             return c
     if must_exist:
-        raise UserError(f"{candidates[0]}: frame image not found (file_path {file_path!r} "
-                        f"in {root}); check the scene folder")
+        raise UserError(
+            f"{candidates[0]}: frame image not found (file_path {file_path!r} "
+            f"in {root}); check the scene folder"
+        )
     return None
 
 
@@ -168,8 +187,10 @@ class BlenderSplit:
         """Float (N, H, W, 3) in [0, 1], RGBA composited on the background: rgb*a + bg*(1-a)."""
         if isinstance(background, str):
             if background not in BACKGROUNDS:
-                raise UserError(f"background {background!r}: choose one of "
-                                f"{', '.join(BACKGROUNDS)} (or a number in [0, 1])")
+                raise UserError(
+                    f"background {background!r}: choose one of "
+                    f"{', '.join(BACKGROUNDS)} (or a number in [0, 1])"
+                )
             bg = BACKGROUNDS[background]
         else:
             bg = float(background)
@@ -184,8 +205,9 @@ def over_background(images: torch.Tensor, bg: float) -> torch.Tensor:
     return x[..., :3]
 
 
-def target_size(H: int, W: int, downscale: float = 1,
-                max_size: int | None = None) -> tuple[int, int]:
+def target_size(
+    H: int, W: int, downscale: float = 1, max_size: int | None = None
+) -> tuple[int, int]:
     """Training image size: divide by ``downscale``, then cap the long side at ``max_size``."""
     if not downscale > 0:
         raise UserError(f"downscale {downscale!r}: must be a positive factor (1 = full size)")
@@ -198,13 +220,16 @@ def target_size(H: int, W: int, downscale: float = 1,
     return max(1, round(h)), max(1, round(w))
 
 
-def load_split(root: str | Path, split: str = "train", downscale: float = 1,
-               max_size: int | None = None) -> BlenderSplit:
+def load_split(
+    root: str | Path, split: str = "train", downscale: float = 1, max_size: int | None = None
+) -> BlenderSplit:
     """Load ``root/transforms_<split>.json`` and its images (resized with area averaging)."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"{root}: scene directory not found (expected a folder with "
-                        f"transforms_{split}.json); generate one with `hw4 data scene`")
+        raise UserError(
+            f"{root}: scene directory not found (expected a folder with "
+            f"transforms_{split}.json); generate one with `hw4 data scene`"
+        )
     cams = read_transforms(root / f"transforms_{split}.json")
     H, W = target_size(cams.H, cams.W, downscale, max_size)
     imgs = []
@@ -214,16 +239,22 @@ def load_split(root: str | Path, split: str = "train", downscale: float = 1,
             with Image.open(f) as im:
                 im.load()
                 if im.size != (cams.W, cams.H):
-                    raise UserError(f"{f}: image is {im.size[0]}x{im.size[1]} but the scene's "
-                                    f"images are {cams.W}x{cams.H}; all frames must match")
+                    raise UserError(
+                        f"{f}: image is {im.size[0]}x{im.size[1]} but the scene's "
+                        f"images are {cams.W}x{cams.H}; all frames must match"
+                    )
                 rgba = im.mode in ("RGBA", "LA", "PA") or (
-                    im.mode == "P" and "transparency" in im.info)
+                    im.mode == "P" and "transparency" in im.info
+                )
                 im = im.convert("RGBA") if rgba else im.convert("RGB")
                 if (H, W) != (cams.H, cams.W):
                     # average premultiplied colour ("RGBa"): the black rgb under alpha 0 must
                     # not bleed into the edges of the object
-                    im = (im.convert("RGBa").resize((W, H), Image.BOX).convert("RGBA") if rgba
-                          else im.resize((W, H), Image.BOX))
+                    im = (
+                        im.convert("RGBa").resize((W, H), Image.BOX).convert("RGBA")
+                        if rgba
+                        else im.resize((W, H), Image.BOX)
+                    )
                 arr = np.asarray(im)
         except UserError:
             raise
@@ -232,6 +263,10 @@ def load_split(root: str | Path, split: str = "train", downscale: float = 1,
         imgs.append(arr)
     channels = {a.shape[-1] for a in imgs}
     if len(channels) > 1:  # mixed RGB / RGBA: promote all to RGBA
-        imgs = [a if a.shape[-1] == 4 else np.concatenate(
-            [a, np.full(a.shape[:2] + (1,), 255, np.uint8)], -1) for a in imgs]
+        imgs = [
+            a
+            if a.shape[-1] == 4
+            else np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], -1)
+            for a in imgs
+        ]
     return BlenderSplit(cams.resized(H, W), torch.from_numpy(np.stack(imgs)))

@@ -3,6 +3,7 @@
 Unlike the loaders (which stop at the first problem with one line), the checker reads
 everything and reports every problem it finds, plus a summary of what is there.
 """
+
 from __future__ import annotations
 
 import csv
@@ -107,8 +108,9 @@ def _check_split(root: Path, split: str, rep: CheckReport) -> None:
         if got[1] == "RGBA" and len(coverage) < 10:
             with Image.open(img) as im:
                 coverage.append(float(np.asarray(im)[..., 3].mean() / 255))
-    rep.problems += [f"{path}: file_path {fp!r} appears {k} times"
-                     for fp, k in seen.items() if k > 1]
+    rep.problems += [
+        f"{path}: file_path {fp!r} appears {k} times" for fp, k in seen.items() if k > 1
+    ]
     if len(sizes) > 1:
         rep.problems.append(f"{path}: frames have different image sizes {dict(sizes)}")
     if "w" in meta and "h" in meta and sizes:
@@ -145,8 +147,9 @@ def check_csv_folder(root: str | Path) -> CheckReport:
         for name, labs in labels_of.items():
             extra = sorted(labs - train)
             if name != "train.csv" and extra:
-                rep.problems.append(f"{root / name}: {len(extra)} label(s) not in train.csv, "
-                                    f"e.g. {extra[:3]}")
+                rep.problems.append(
+                    f"{root / name}: {len(extra)} label(s) not in train.csv, e.g. {extra[:3]}"
+                )
     return rep
 
 
@@ -161,8 +164,10 @@ def _check_csv(path: Path, rep: CheckReport) -> set[str]:
         rep.problems.append(f"{path}: cannot read csv ({e})")
         return set()
     if "filename" not in fields:
-        rep.problems.append(f"{path}: no 'filename' column (header is {fields}); the course "
-                            "layout is id,filename,label")
+        rep.problems.append(
+            f"{path}: no 'filename' column (header is {fields}); the course "
+            "layout is id,filename,label"
+        )
         return set()
     if not rows:
         rep.problems.append(f"{path}: header but no rows")
@@ -182,15 +187,18 @@ def _check_csv(path: Path, rep: CheckReport) -> set[str]:
             continue
         got = _open(img_dir / fn)
         if isinstance(got, str):
-            rep.problems.append(f"{img_dir / fn}: image of {path.name} row {i + 2} is "
-                                f"unreadable ({got})")
+            rep.problems.append(
+                f"{img_dir / fn}: image of {path.name} row {i + 2} is unreadable ({got})"
+            )
             continue
         sizes.append(got[0])
         modes[got[1]] += 1
     rep.problems += [f"{path}: filename {n!r} listed {k} times" for n, k in names.items() if k > 1]
     if "label" in fields and labels and sum(labels.values()) < len(rows):
-        rep.problems.append(f"{path}: {len(rows) - sum(labels.values())} row(s) have an empty "
-                            "label while others have one")
+        rep.problems.append(
+            f"{path}: {len(rows) - sum(labels.values())} row(s) have an empty "
+            "label while others have one"
+        )
     line = f"{path.name}: {len(rows)} rows, images in {img_dir.name}/"
     if labels:
         per = labels.values()
@@ -199,8 +207,9 @@ def _check_csv(path: Path, rep: CheckReport) -> set[str]:
         line += ", unlabelled"
     if sizes:
         ws, hs = [s[0] for s in sizes], [s[1] for s in sizes]
-        line += (f", sizes {min(ws)}-{max(ws)} x {min(hs)}-{max(hs)}, modes "
-                 + ", ".join(f"{m}:{k}" for m, k in sorted(modes.items())))
+        line += f", sizes {min(ws)}-{max(ws)} x {min(hs)}-{max(hs)}, modes " + ", ".join(
+            f"{m}:{k}" for m, k in sorted(modes.items())
+        )
     rep.summary.append(line)
     return set(labels)
 
@@ -210,21 +219,29 @@ def check_path(path: str | Path) -> CheckReport:
     """Check a scene folder, a csv folder, or a course root holding hotdog/ mini/ office/."""
     path = Path(path)
     if not path.is_dir():
-        raise UserError(f"{path}: folder not found (give a scene folder, a csv dataset folder "
-                        "or a course root with hotdog/, mini/, office/)")
+        raise UserError(
+            f"{path}: folder not found (give a scene folder, a csv dataset folder "
+            "or a course root with hotdog/, mini/, office/)"
+        )
     if any((path / f"transforms_{s}.json").exists() for s in SPLITS):
         return check_scene(path)
     if any(path.glob("*.csv")):
         return check_csv_folder(path)
-    parts = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")
-             and (any(p.glob("*.csv")) or any(p.glob("transforms_*.json")))]
+    parts = [
+        p
+        for p in sorted(path.iterdir())
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and (any(p.glob("*.csv")) or any(p.glob("transforms_*.json")))
+    ]
     if not parts:
-        raise UserError(f"{path}: holds no transforms_*.json, no *.csv and no sub-folder with "
-                        "either; is this the right folder?")
+        raise UserError(
+            f"{path}: holds no transforms_*.json, no *.csv and no sub-folder with "
+            "either; is this the right folder?"
+        )
     rep = CheckReport(path, "course")
     for p in parts:
         sub = check_path(p)
         rep.summary += [f"{p.name}/{s}" for s in sub.summary]
         rep.problems += sub.problems
     return rep
-

@@ -13,6 +13,7 @@ trained from scratch on the few office images per class has to learn them from l
 ``office`` also mimics a real photo set: varied image sizes and some grayscale, palette and
 RGBA files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,16 @@ from .csvimages import load_rgb, read_csv
 
 SHAPES = ("circle", "triangle", "square", "star", "cross", "ring", "crescent", "bar")
 TEXTURES = ("solid", "striped", "checkered", "dotted", "gridded", "ringed")
-COLOURS = {"red": 0.0, "orange": 0.08, "yellow": 0.15, "green": 0.33, "cyan": 0.5,
-           "blue": 0.62, "purple": 0.76, "pink": 0.9}
+COLOURS = {
+    "red": 0.0,
+    "orange": 0.08,
+    "yellow": 0.15,
+    "green": 0.33,
+    "cyan": 0.5,
+    "blue": 0.62,
+    "purple": 0.76,
+    "pink": 0.9,
+}
 LAYOUTS = ("single", "pair")
 N_MINI, N_OFFICE = 64, 65
 
@@ -58,20 +67,25 @@ def class_specs(seed: int = 0) -> tuple[list[ClassSpec], list[ClassSpec]]:
     for attempt in itertools.count():
         rng = np.random.default_rng([seed, 7919, attempt])
         order = rng.permutation(len(triples))
-        chosen = [triples[i] for i in order[:N_MINI + N_OFFICE]]
+        chosen = [triples[i] for i in order[: N_MINI + N_OFFICE]]
         mini = chosen[:N_MINI]
-        if all({t[k] for t in mini} == set(vals)
-               for k, vals in enumerate((SHAPES, TEXTURES, tuple(COLOURS)))):
+        if all(
+            {t[k] for t in mini} == set(vals)
+            for k, vals in enumerate((SHAPES, TEXTURES, tuple(COLOURS)))
+        ):
             break
     layouts = rng.integers(0, len(LAYOUTS), size=len(chosen))
     specs = [ClassSpec(s, t, c, LAYOUTS[lay]) for (s, t, c), lay in zip(chosen, layouts)]
-    return (sorted(specs[:N_MINI], key=lambda c: c.name),
-            sorted(specs[N_MINI:], key=lambda c: c.name))
+    return (
+        sorted(specs[:N_MINI], key=lambda c: c.name),
+        sorted(specs[N_MINI:], key=lambda c: c.name),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # rendering: every primitive is an implicit function of object coordinates (x, y), roughly a
 # signed distance in object units (negative inside), so edges can be anti-aliased analytically.
+
 
 def _polygon(x: np.ndarray, y: np.ndarray, n: int, apothem: float) -> np.ndarray:
     ang = np.arange(n) * 2 * np.pi / n + np.pi / 2
@@ -102,8 +116,9 @@ def shape_distance(shape: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     raise ValueError(shape)
 
 
-def texture_pattern(texture: str, x: np.ndarray, y: np.ndarray, freq: float,
-                    phase: float) -> np.ndarray:
+def texture_pattern(
+    texture: str, x: np.ndarray, y: np.ndarray, freq: float, phase: float
+) -> np.ndarray:
     """Texture intensity in [0, 1] at object coords (1 = the darker second tone)."""
     s = freq * np.pi
     if texture == "solid":
@@ -138,9 +153,23 @@ def _coords(h: int, w: int) -> tuple[np.ndarray, np.ndarray, float]:
     return (xx + 0.5 - w / 2) / m, (yy + 0.5 - h / 2) / m, 1.0 / m
 
 
-def _paint(img: np.ndarray, X: np.ndarray, Y: np.ndarray, px: float, shape: str, texture: str,
-           colour: np.ndarray, cx: float, cy: float, radius: float, rot: float, stretch: float,
-           freq: float, phase: float, opacity: float = 1.0) -> None:
+def _paint(
+    img: np.ndarray,
+    X: np.ndarray,
+    Y: np.ndarray,
+    px: float,
+    shape: str,
+    texture: str,
+    colour: np.ndarray,
+    cx: float,
+    cy: float,
+    radius: float,
+    rot: float,
+    stretch: float,
+    freq: float,
+    phase: float,
+    opacity: float = 1.0,
+) -> None:
     """Composite one object onto ``img`` in place (computed only inside its bounding box)."""
     h, w = X.shape
     ext = radius * 1.25 * max(stretch, 1.0 / stretch)  # every shape lies within ~0.9 radius
@@ -165,7 +194,7 @@ def _paint(img: np.ndarray, X: np.ndarray, Y: np.ndarray, px: float, shape: str,
 def render(spec: ClassSpec, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """One image of class ``spec`` as float32 (h, w, 3) in [0, 1]."""
     X, Y, px = _coords(h, w)
-    ax, ay = 0.5 * w / min(h, w), 0.5 * h / min(h, w)   # half extents in these units
+    ax, ay = 0.5 * w / min(h, w), 0.5 * h / min(h, w)  # half extents in these units
     # background: a random low-saturation colour with a linear gradient
     bg0 = _hsv_to_rgb(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.25, 0.95))
     bg1 = _hsv_to_rgb(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.25, 0.95))
@@ -173,13 +202,29 @@ def render(spec: ClassSpec, h: int, w: int, rng: np.random.Generator) -> np.ndar
     img = (bg0 * (1 - g[..., None]) + bg1 * g[..., None]).astype(np.float32)
     # clutter: small distractor shapes of any primitive, behind the object
     for _ in range(rng.integers(0, 4)):
-        _paint(img, X, Y, px, SHAPES[rng.integers(len(SHAPES))], "solid",
-               _hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1.0)),
-               rng.uniform(-ax, ax), rng.uniform(-ay, ay), rng.uniform(0.06, 0.12),
-               rng.uniform(0, 2 * np.pi), 1.0, 1.0, 0.0, rng.uniform(0.5, 1.0))
+        _paint(
+            img,
+            X,
+            Y,
+            px,
+            SHAPES[rng.integers(len(SHAPES))],
+            "solid",
+            _hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1.0)),
+            rng.uniform(-ax, ax),
+            rng.uniform(-ay, ay),
+            rng.uniform(0.06, 0.12),
+            rng.uniform(0, 2 * np.pi),
+            1.0,
+            1.0,
+            0.0,
+            rng.uniform(0.5, 1.0),
+        )
     # the class object(s)
-    colour = _hsv_to_rgb(COLOURS[spec.colour] + rng.uniform(-0.025, 0.025),
-                         rng.uniform(0.65, 1.0), rng.uniform(0.7, 1.0))
+    colour = _hsv_to_rgb(
+        COLOURS[spec.colour] + rng.uniform(-0.025, 0.025),
+        rng.uniform(0.65, 1.0),
+        rng.uniform(0.7, 1.0),
+    )
     freq, phase = 4.0 * rng.uniform(0.85, 1.15), rng.uniform(0, 2 * np.pi)
     if spec.layout == "single":
         r = rng.uniform(0.26, 0.38)
@@ -189,15 +234,31 @@ def render(spec: ClassSpec, h: int, w: int, rng: np.random.Generator) -> np.ndar
         a = rng.uniform(0, np.pi)
         sep = rng.uniform(0.22, 0.28)
         ox, oy = rng.uniform(-0.06, 0.06, size=2)
-        centres = [(ox + sep * np.cos(a), oy + sep * np.sin(a)),
-                   (ox - sep * np.cos(a), oy - sep * np.sin(a))]
+        centres = [
+            (ox + sep * np.cos(a), oy + sep * np.sin(a)),
+            (ox - sep * np.cos(a), oy - sep * np.sin(a)),
+        ]
     for cx, cy in centres:
-        _paint(img, X, Y, px, spec.shape, spec.texture, colour, cx, cy,
-               r * rng.uniform(0.9, 1.1), rng.uniform(0, 2 * np.pi), rng.uniform(0.85, 1.15),
-               freq, phase)
+        _paint(
+            img,
+            X,
+            Y,
+            px,
+            spec.shape,
+            spec.texture,
+            colour,
+            cx,
+            cy,
+            r * rng.uniform(0.9, 1.1),
+            rng.uniform(0, 2 * np.pi),
+            rng.uniform(0.85, 1.15),
+            freq,
+            phase,
+        )
     # lighting: a brightness gradient, then sensor noise
-    b = rng.uniform(0.75, 1.15) + rng.uniform(0, 0.3) * (X * np.cos(a := rng.uniform(0, 2 * np.pi))
-                                                        + Y * np.sin(a))
+    b = rng.uniform(0.75, 1.15) + rng.uniform(0, 0.3) * (
+        X * np.cos(a := rng.uniform(0, 2 * np.pi)) + Y * np.sin(a)
+    )
     noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0.01, 0.04))
     img = img * b[..., None].astype(np.float32) + noise
     return np.clip(img, 0.0, 1.0).astype(np.float32)
@@ -232,9 +293,19 @@ def _office_mode(k: int) -> str:
     return {7: "L", 14: "P", 21: "RGBA"}.get(k % 25, "RGB")
 
 
-def _write_split(out: Path, split_dir: str, csv_name: str, specs: list[ClassSpec],
-                 per_class: int, seed: int, code: int, size_fn, mode_fn, progress: bool,
-                 desc: str) -> None:
+def _write_split(
+    out: Path,
+    split_dir: str,
+    csv_name: str,
+    specs: list[ClassSpec],
+    per_class: int,
+    seed: int,
+    code: int,
+    size_fn,
+    mode_fn,
+    progress: bool,
+    desc: str,
+) -> None:
     from tqdm.auto import tqdm  # ~0.08 s to import: only a generating run pays it
 
     img_dir = out / split_dir
@@ -263,10 +334,12 @@ def generate_corpora(out: Path, cfg: CorpusGen, seed: int = 0, progress: bool = 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory; choose another --out")
-    for v, name in ((cfg.mini_per_class, "mini_per_class"),
-                    (cfg.office_train_per_class, "office_train_per_class"),
-                    (cfg.office_val_per_class, "office_val_per_class"),
-                    (cfg.mini_size, "mini_size")):
+    for v, name in (
+        (cfg.mini_per_class, "mini_per_class"),
+        (cfg.office_train_per_class, "office_train_per_class"),
+        (cfg.office_val_per_class, "office_val_per_class"),
+        (cfg.mini_size, "mini_size"),
+    ):
         if v < 1:
             raise UserError(f"corpus setting {name}={v}: must be at least 1")
     mini, office = class_specs(seed)
@@ -276,20 +349,53 @@ def generate_corpora(out: Path, cfg: CorpusGen, seed: int = 0, progress: bool = 
     def office_size(rng: np.random.Generator) -> tuple[int, int]:
         return int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1))
 
-    _write_split(out / "mini", "train", "train.csv", mini, cfg.mini_per_class, seed, 1,
-                 lambda rng: (s, s), lambda k: "RGB", progress, "mini/train")
-    _write_split(out / "office", "train", "train.csv", office, cfg.office_train_per_class, seed, 2,
-                 office_size, _office_mode, progress, "office/train")
-    _write_split(out / "office", "val", "val.csv", office, cfg.office_val_per_class, seed, 3,
-                 office_size, _office_mode, progress, "office/val")
+    _write_split(
+        out / "mini",
+        "train",
+        "train.csv",
+        mini,
+        cfg.mini_per_class,
+        seed,
+        1,
+        lambda rng: (s, s),
+        lambda k: "RGB",
+        progress,
+        "mini/train",
+    )
+    _write_split(
+        out / "office",
+        "train",
+        "train.csv",
+        office,
+        cfg.office_train_per_class,
+        seed,
+        2,
+        office_size,
+        _office_mode,
+        progress,
+        "office/train",
+    )
+    _write_split(
+        out / "office",
+        "val",
+        "val.csv",
+        office,
+        cfg.office_val_per_class,
+        seed,
+        3,
+        office_size,
+        _office_mode,
+        progress,
+        "office/val",
+    )
     return out
 
 
-def preview(data_root: str | Path, out_png: str | Path, classes: int = 8, per_class: int = 6,
-            size: int = 64) -> Path:
+def preview(
+    data_root: str | Path, out_png: str | Path, classes: int = 8, per_class: int = 6, size: int = 64
+) -> Path:
     """A grid of samples: ``classes`` mini classes (rows) then as many office classes, each
     row ``per_class`` images; written atomically as a PNG."""
-
 
     data_root, out_png = Path(data_root), Path(out_png)
     tiles = []
@@ -299,9 +405,11 @@ def preview(data_root: str | Path, out_png: str | Path, classes: int = 8, per_cl
         for r in rows:
             by_class.setdefault(r.label, []).append(r)
         names = sorted(by_class)
-        for label in names[::max(1, len(names) // classes)][:classes]:
-            imgs = [np.asarray(load_rgb(data_root / part / split / r.filename)
-                               .resize((size, size))) for r in by_class[label][:per_class]]
+        for label in names[:: max(1, len(names) // classes)][:classes]:
+            imgs = [
+                np.asarray(load_rgb(data_root / part / split / r.filename).resize((size, size)))
+                for r in by_class[label][:per_class]
+            ]
             imgs += [np.full((size, size, 3), 255, np.uint8)] * (per_class - len(imgs))
             tiles.append(np.concatenate(imgs, axis=1))
     grid = np.concatenate(tiles, axis=0)

@@ -3,6 +3,7 @@
 The label column may be missing or empty (the grader's test csv). Every image is converted
 to RGB. The class-name <-> index mapping is a sorted list of names, saved with each model.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,12 @@ class Row:
     label: str | None
 
 
-def read_csv(csv_path: str | Path, image_dir: str | Path | None = None,
-             require_label: bool = False, check_images: bool = True) -> list[Row]:
+def read_csv(
+    csv_path: str | Path,
+    image_dir: str | Path | None = None,
+    require_label: bool = False,
+    check_images: bool = True,
+) -> list[Row]:
     """Read and validate a csv; with ``check_images`` every file must exist under ``image_dir``."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -34,14 +39,17 @@ def read_csv(csv_path: str | Path, image_dir: str | Path | None = None,
         raise UserError(f"{csv_path}: not a readable utf-8 csv ({type(e).__name__}: {e})") from None
 
 
-def _read_rows(csv_path: Path, image_dir: str | Path | None, require_label: bool,
-               check_images: bool) -> list[Row]:
+def _read_rows(
+    csv_path: Path, image_dir: str | Path | None, require_label: bool, check_images: bool
+) -> list[Row]:
     with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
         reader = csv.DictReader(f)
         fields = [c.strip() for c in (reader.fieldnames or [])]
         if "filename" not in fields:
-            raise UserError(f"{csv_path}: no 'filename' column (header is {fields}); the course "
-                            "layout is id,filename,label")
+            raise UserError(
+                f"{csv_path}: no 'filename' column (header is {fields}); the course "
+                "layout is id,filename,label"
+            )
         if require_label and "label" not in fields:
             raise UserError(f"{csv_path}: no 'label' column; training needs id,filename,label")
         rows = []
@@ -89,19 +97,27 @@ def load_rgb(path: str | Path) -> Image.Image:
 class CsvImageDataset:
     """A torch-style dataset over a csv: item = (transformed image, class index or -1)."""
 
-    def __init__(self, csv_path: str | Path, image_dir: str | Path,
-                 transform: Callable | None = None, classes: list[str] | None = None,
-                 require_label: bool = False):
+    def __init__(
+        self,
+        csv_path: str | Path,
+        image_dir: str | Path,
+        transform: Callable | None = None,
+        classes: list[str] | None = None,
+        require_label: bool = False,
+    ):
         self.csv_path, self.image_dir = Path(csv_path), Path(image_dir)
         self.rows = read_csv(csv_path, image_dir, require_label=require_label)
         self.classes = list(classes) if classes is not None else classes_of(self.rows)
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted({r.label for r in self.rows if r.label is not None}
-                         - set(self.class_to_idx))
+        unknown = sorted(
+            {r.label for r in self.rows if r.label is not None} - set(self.class_to_idx)
+        )
         if unknown and classes is not None:
-            raise UserError(f"{self.csv_path}: label(s) {unknown[:5]} unknown to the model "
-                            f"(it knows {len(self.classes)} classes); "
-                            "use a csv of the same classes")
+            raise UserError(
+                f"{self.csv_path}: label(s) {unknown[:5]} unknown to the model "
+                f"(it knows {len(self.classes)} classes); "
+                "use a csv of the same classes"
+            )
         self.transform = transform
 
     def __len__(self) -> int:

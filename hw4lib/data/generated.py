@@ -9,6 +9,7 @@ Each part is made on first use with the profile's ``SceneGen`` / ``CorpusGen`` s
 temporary folder renamed into place when complete, and carries a marker file with those
 settings: a part whose marker is missing or stale is regenerated, never half-used.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,12 +42,20 @@ def _read_marker(path: Path) -> dict | None:
 def scene_settings(profile: str, scene: str = "hotdog", seed: int = 0) -> dict:
     """The ``generate_scene`` keyword arguments a profile uses (recorded in the marker)."""
     g = get_profile(profile).scene
-    return {"scene": scene, "size": g.size, "n_train": g.n_train, "n_val": g.n_val,
-            "n_test": g.n_test, "seed": seed, "supersample": g.supersample}
+    return {
+        "scene": scene,
+        "size": g.size,
+        "n_train": g.n_train,
+        "n_val": g.n_val,
+        "n_test": g.n_test,
+        "seed": seed,
+        "supersample": g.supersample,
+    }
 
 
-def scene_dir(profile: str, scene: str = "hotdog", root: str | Path | None = None,
-              progress: bool = True) -> Path:
+def scene_dir(
+    profile: str, scene: str = "hotdog", root: str | Path | None = None, progress: bool = True
+) -> Path:
     """``<root>/<profile>/<scene>``, rendered first if absent, incomplete or made differently."""
     from .scene import MARKER, generate_scene  # the ray tracer (numpy, PIL): only here
 
@@ -59,8 +68,11 @@ def scene_dir(profile: str, scene: str = "hotdog", root: str | Path | None = Non
 
 
 def corpus_settings(profile: str, seed: int = 0) -> dict:
-    return {"generator": "hw4lib.data.corpus", "seed": seed,
-            **dataclasses.asdict(get_profile(profile).corpus)}
+    return {
+        "generator": "hw4lib.data.corpus",
+        "seed": seed,
+        **dataclasses.asdict(get_profile(profile).corpus),
+    }
 
 
 def write_corpora(out: Path, settings: dict, progress: bool = True) -> None:
@@ -68,8 +80,13 @@ def write_corpora(out: Path, settings: dict, progress: bool = True) -> None:
     from .corpus import generate_corpora  # numpy and PIL: only when corpora are written
     from .outdir import make_tmp, replace_dir
 
-    cfg = CorpusGen(**{k: v for k, v in settings.items()
-                       if k in {f.name for f in dataclasses.fields(CorpusGen)}})
+    cfg = CorpusGen(
+        **{
+            k: v
+            for k, v in settings.items()
+            if k in {f.name for f in dataclasses.fields(CorpusGen)}
+        }
+    )
     tmp = make_tmp(out / "images")
     try:
         generate_corpora(tmp, cfg, seed=settings["seed"], progress=progress)
@@ -92,12 +109,19 @@ def images_dir(profile: str, root: str | Path | None = None, progress: bool = Tr
 
 def _make_part(profile: str, part: str) -> str:
     """One generated part (``images`` = mini + office, else a scene); run in a worker."""
-    return str(images_dir(profile, progress=False) if part == "images"
-               else scene_dir(profile, part, progress=False))
+    return str(
+        images_dir(profile, progress=False)
+        if part == "images"
+        else scene_dir(profile, part, progress=False)
+    )
 
 
-def prepare_generated(profile: str, parts: tuple[str, ...] = ("hotdog", "ficus", "images"),
-                      extra: tuple = (), workers: int | None = None) -> dict[str, Path]:
+def prepare_generated(
+    profile: str,
+    parts: tuple[str, ...] = ("hotdog", "ficus", "images"),
+    extra: tuple = (),
+    workers: int | None = None,
+) -> dict[str, Path]:
     """Make the missing or stale generated ``parts`` side by side in worker processes; returns
     each part's folder (``images``: the one holding ``mini/`` and ``office/``).
 
@@ -124,8 +148,12 @@ def missing_parts(root: Path, need: tuple[str, ...]) -> list[str]:
     return [p for p in need if not (root / p / checks.get(p, "")).exists()]
 
 
-def course_root(data_dir: str | Path | None, profile: str,
-                need: tuple[str, ...] = COURSE_PARTS, progress: bool = True) -> Path:
+def course_root(
+    data_dir: str | Path | None,
+    profile: str,
+    need: tuple[str, ...] = COURSE_PARTS,
+    progress: bool = True,
+) -> Path:
     """The folder holding ``need`` (of hotdog/, mini/, office/) in the course layout.
 
     ``data_dir`` (the ``--data`` option) must hold them; otherwise ``$HW4_DATA`` must; otherwise
@@ -142,12 +170,16 @@ def course_root(data_dir: str | Path | None, profile: str,
         root, why = data_root(), None
     if why is not None:
         if not root.is_dir():
-            raise UserError(f"{root}: data folder ({why}) not found; it should hold the course "
-                            "layout hotdog/, mini/, office/ (or leave it out for generated data)")
+            raise UserError(
+                f"{root}: data folder ({why}) not found; it should hold the course "
+                "layout hotdog/, mini/, office/ (or leave it out for generated data)"
+            )
         missing = missing_parts(root, need)
         if missing:
-            raise UserError(f"{root}: data folder ({why}) lacks {', '.join(missing)} "
-                            f"(e.g. {root / missing[0]}); add it or leave {why} out")
+            raise UserError(
+                f"{root}: data folder ({why}) lacks {', '.join(missing)} "
+                f"(e.g. {root / missing[0]}); add it or leave {why} out"
+            )
         return root
     if root.is_dir() and need and not missing_parts(root, need):
         return root

@@ -3,6 +3,7 @@
 A folder a command made carries a marker file; only such a folder (or an empty one) may be
 replaced by the next run, so a user's own files are never overwritten.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def replace_dir(tmp: Path, out: Path, marker: str, owned: bool = False) -> None:
     """
     if out.exists():
         if not owned and not (out / marker).is_file() and any(out.iterdir()):
-            raise UserError(f"{out}: folder is not empty and was not written by this command; "
-                            "choose an empty or new output folder")
+            raise UserError(
+                f"{out}: folder is not empty and was not written by this command; "
+                "choose an empty or new output folder"
+            )
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
         os.replace(tmp, out)

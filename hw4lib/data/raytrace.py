@@ -8,6 +8,7 @@ directional lights with hard shadows, plus a constant ambient term.
 Intersection formulas follow the standard closed forms (quadratic in the ray parameter t);
 float64 keeps thin shapes (radius ~0.01 seen from distance 4) free of cancellation noise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ class Capsule(Shape):
         baba = float(ba @ ba)
         bard, baoa = d @ ba, oa @ ba
         rdoa, oaoa = _dot(d, oa), _dot(oa, oa)
-        ra2 = self.radius ** 2
+        ra2 = self.radius**2
         # infinite cylinder around the axis
         a = baba - bard * bard
         b = baba * rdoa - baoa * bard
@@ -161,10 +162,10 @@ class Cylinder(Shape):
         bard, baoc = d @ ba, oc @ ba
         k2 = baba - bard * bard
         k1 = baba * _dot(oc, d) - baoc * bard
-        k0 = baba * _dot(oc, oc) - baoc * baoc - self.radius ** 2 * baba
+        k0 = baba * _dot(oc, oc) - baoc * baoc - self.radius**2 * baba
         h = k1 * k1 - k2 * k0
         hs = np.sqrt(np.maximum(h, 0.0))
-        r2 = self.radius ** 2
+        r2 = self.radius**2
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             t = (-k1 - hs) / k2  # the side (k2 = 0: a ray parallel to the axis never hits it)
             y = baoc + t * bard
@@ -210,8 +211,9 @@ class Scene:
         self._bounds = [s.bounds() for s in self.shapes]
 
 
-def _sphere_hits(o: np.ndarray, d: np.ndarray, centres: np.ndarray,
-                 radii: np.ndarray) -> np.ndarray:
+def _sphere_hits(
+    o: np.ndarray, d: np.ndarray, centres: np.ndarray, radii: np.ndarray
+) -> np.ndarray:
     """(K, M) mask: ray m (unit d) passes within radius k of centre k, ahead or from inside.
 
     A conservative cull in float32 (the caller pads the radii): b = (o - c).d and
@@ -229,8 +231,9 @@ def _sphere_hits(o: np.ndarray, d: np.ndarray, centres: np.ndarray,
     return hit
 
 
-def nearest_hit(scene: Scene, o: np.ndarray, d: np.ndarray,
-                any_hit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def nearest_hit(
+    scene: Scene, o: np.ndarray, d: np.ndarray, any_hit: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Nearest t (inf = miss) and the index of the shape hit (-1 = none) for each ray."""
     t_best = np.full(len(o), np.inf)
     idx = np.full(len(o), -1, dtype=np.int64)

@@ -19,6 +19,7 @@ Scenes: ``hotdog`` (plate, two buns, sausages, ketchup and mustard zig-zags, wit
 wide at 100 px, leaves, a finely striped pot on a checkered base), where grid resolution and
 step size visibly matter.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,10 @@ def _rot_z(angle: float) -> np.ndarray:
 def _lights() -> list[Light]:
     # key light from above-front with shadows, a cooler fill without: static, so every view
     # sees the same radiance field (what NeRF assumes); specular makes it view-dependent
-    return [Light((0.45, -0.35, 0.82), (0.85, 0.82, 0.78), shadows=True),
-            Light((-0.6, 0.5, 0.45), (0.25, 0.28, 0.33), shadows=False)]
+    return [
+        Light((0.45, -0.35, 0.82), (0.85, 0.82, 0.78), shadows=True),
+        Light((-0.6, 0.5, 0.45), (0.25, 0.28, 0.33), shadows=False),
+    ]
 
 
 def hotdog_scene() -> Scene:
@@ -84,18 +87,24 @@ def hotdog_scene() -> Scene:
             return R @ np.array((x, y + y0, z))
 
         for side in (-1, 1):  # the two halves of the split bun
-            shapes.append(Ellipsoid(at(0, side * 0.14, 0.0), (0.95, 0.17, 0.17),
-                                    Material(bun_albedo, 0.08, 12.0), R))
+            shapes.append(
+                Ellipsoid(
+                    at(0, side * 0.14, 0.0), (0.95, 0.17, 0.17), Material(bun_albedo, 0.08, 12.0), R
+                )
+            )
         shapes.append(Capsule(at(-1.07, 0, 0.10), at(1.07, 0, 0.10), 0.12, sausage))
         xs = np.linspace(-0.85, 0.85, 10)
-        pts = [at(x, (0.07 if k % 2 else -0.07), 0.10 + math.sqrt(0.12 ** 2 - 0.07 ** 2) + 0.012)
-               for k, x in enumerate(xs)]
+        pts = [
+            at(x, (0.07 if k % 2 else -0.07), 0.10 + math.sqrt(0.12**2 - 0.07**2) + 0.012)
+            for k, x in enumerate(xs)
+        ]
         shapes += [Capsule(a, b, 0.024, sauces[i]) for a, b in zip(pts[:-1], pts[1:])]
     return Scene(shapes, _lights(), ambient=0.28)
 
 
 def ficus_scene() -> Scene:
     """A potted plant: trunk, thin branches, leaves; a striped pot on a checkered base."""
+
     def base_albedo(p: np.ndarray, n: np.ndarray) -> np.ndarray:
         check = (np.floor(p[:, 0] / 0.125) + np.floor(p[:, 1] / 0.125)) % 2 == 0
         return np.where(check[:, None], (0.92, 0.88, 0.78), (0.12, 0.35, 0.42))
@@ -106,14 +115,17 @@ def ficus_scene() -> Scene:
         soil = (p[:, 2] > -0.551) & (n[:, 2] > 0.9)
         return np.where(soil[:, None], (0.22, 0.15, 0.10), col)
 
-    shapes: list = [Cylinder((0, 0, -0.92), (0, 0, -0.86), 0.8, Material(base_albedo, 0.3, 50.0)),
-                    Cylinder((0, 0, -0.86), (0, 0, -0.55), 0.3, Material(pot_albedo, 0.25, 30.0))]
+    shapes: list = [
+        Cylinder((0, 0, -0.92), (0, 0, -0.86), 0.8, Material(base_albedo, 0.3, 50.0)),
+        Cylinder((0, 0, -0.86), (0, 0, -0.55), 0.3, Material(pot_albedo, 0.25, 30.0)),
+    ]
     bark = Material((0.38, 0.26, 0.16), 0.15, 20.0)
     rng = np.random.default_rng(7)  # fixed geometry: the seed only moves the cameras
     greens = [(0.18, 0.55, 0.16), (0.30, 0.65, 0.20), (0.12, 0.42, 0.18)]
 
-    def branch(start: np.ndarray, direction: np.ndarray, length: float, radius: float,
-               depth: int) -> None:
+    def branch(
+        start: np.ndarray, direction: np.ndarray, length: float, radius: float, depth: int
+    ) -> None:
         end = start + direction * length
         shapes.append(Capsule(start, end, radius, bark))
         if depth == 0:
@@ -124,14 +136,21 @@ def ficus_scene() -> Scene:
                 side /= np.linalg.norm(side)
                 R = np.stack([ld, side, np.cross(ld, side)], axis=1)
                 c = end + ld * 0.08
-                shapes.append(Ellipsoid(c, (0.10, 0.05, 0.008),
-                                        Material(greens[int(rng.integers(3))], 0.45, 40.0), R))
+                shapes.append(
+                    Ellipsoid(
+                        c,
+                        (0.10, 0.05, 0.008),
+                        Material(greens[int(rng.integers(3))], 0.45, 40.0),
+                        R,
+                    )
+                )
             return
         for k in range(3):
             az = 2 * math.pi * (k / 3 + rng.uniform(-0.1, 0.1))
             tilt = rng.uniform(0.5, 0.9)
-            nd = (direction * math.cos(tilt)
-                  + np.array((math.cos(az), math.sin(az), 0.0)) * math.sin(tilt))
+            nd = direction * math.cos(tilt) + np.array(
+                (math.cos(az), math.sin(az), 0.0)
+            ) * math.sin(tilt)
             nd /= np.linalg.norm(nd)
             branch(end, nd, length * rng.uniform(0.6, 0.75), radius * 0.62, depth - 1)
 
@@ -143,8 +162,11 @@ SCENES: dict[str, Callable[[], Scene]] = {"hotdog": hotdog_scene, "ficus": ficus
 
 
 # --------------------------------------------------------------------------- cameras
-def look_at(position: np.ndarray, target: np.ndarray = np.zeros(3),
-            up: np.ndarray = np.array((0.0, 0.0, 1.0))) -> np.ndarray:
+def look_at(
+    position: np.ndarray,
+    target: np.ndarray = np.zeros(3),
+    up: np.ndarray = np.array((0.0, 0.0, 1.0)),
+) -> np.ndarray:
     """4x4 camera-to-world in OpenGL axes (x right, y up, camera looks down -z)."""
     z = position - target
     z = z / np.linalg.norm(z)
@@ -156,8 +178,13 @@ def look_at(position: np.ndarray, target: np.ndarray = np.zeros(3),
     return m
 
 
-def sample_cameras(n: int, rng: np.random.Generator, radius: float = RADIUS,
-                   min_elev_deg: float = 5.0, max_elev_deg: float = 80.0) -> np.ndarray:
+def sample_cameras(
+    n: int,
+    rng: np.random.Generator,
+    radius: float = RADIUS,
+    min_elev_deg: float = 5.0,
+    max_elev_deg: float = 80.0,
+) -> np.ndarray:
     """n camera-to-world matrices on the upper hemisphere, uniform in area over an elevation band.
 
     One (azimuth, height) pair is drawn per camera in turn, so the first k cameras of n are
@@ -167,7 +194,7 @@ def sample_cameras(n: int, rng: np.random.Generator, radius: float = RADIUS,
     az = 2 * math.pi * u[:, 0]
     lo, hi = math.sin(math.radians(min_elev_deg)), math.sin(math.radians(max_elev_deg))
     z = lo + (hi - lo) * u[:, 1]
-    rxy = np.sqrt(1 - z ** 2)
+    rxy = np.sqrt(1 - z**2)
     pos = radius * np.stack([rxy * np.cos(az), rxy * np.sin(az), z], axis=1)
     return np.stack([look_at(p) for p in pos])
 
@@ -194,8 +221,9 @@ def render_view(scene: Scene, c2w: np.ndarray, size: int, supersample: int = 2) 
     rgb = np.empty((len(d), 3))
     hit = np.empty(len(d), dtype=bool)
     for a in range(0, len(d), _CHUNK):
-        rgb[a:a + _CHUNK], hit[a:a + _CHUNK] = shade(scene, np.ascontiguousarray(o[a:a + _CHUNK]),
-                                                     d[a:a + _CHUNK])
+        rgb[a : a + _CHUNK], hit[a : a + _CHUNK] = shade(
+            scene, np.ascontiguousarray(o[a : a + _CHUNK]), d[a : a + _CHUNK]
+        )
     ss = supersample * supersample
     rgb = rgb.reshape(size, size, ss, 3)
     hit = hit.reshape(size, size, ss)
@@ -211,13 +239,24 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"{out}: folder is not empty and was not written by `hw4 data scene`; "
-                        "choose an empty or new --out folder")
+        raise UserError(
+            f"{out}: folder is not empty and was not written by `hw4 data scene`; "
+            "choose an empty or new --out folder"
+        )
 
 
-def generate_scene(out: str | Path, scene: str = "hotdog", size: int = 100, n_train: int = 50,
-                   n_val: int = 50, n_test: int = 0, seed: int = 0, supersample: int = 2,
-                   progress: bool = True, owned: bool = False) -> Path:
+def generate_scene(
+    out: str | Path,
+    scene: str = "hotdog",
+    size: int = 100,
+    n_train: int = 50,
+    n_val: int = 50,
+    n_test: int = 0,
+    seed: int = 0,
+    supersample: int = 2,
+    progress: bool = True,
+    owned: bool = False,
+) -> Path:
     """Render ``scene`` into ``out`` in the Blender synthetic layout and return ``out``.
 
     Written into a temporary sibling folder and renamed at the end: an interrupted run leaves
@@ -229,8 +268,13 @@ def generate_scene(out: str | Path, scene: str = "hotdog", size: int = 100, n_tr
     out = Path(out)
     if scene not in SCENES:
         raise UserError(f"unknown scene {scene!r}: choose one of {', '.join(SCENES)}")
-    for name, v, lo in (("size", size, 4), ("n_train", n_train, 1), ("n_val", n_val, 1),
-                        ("n_test", n_test, 0), ("supersample", supersample, 1)):
+    for name, v, lo in (
+        ("size", size, 4),
+        ("n_train", n_train, 1),
+        ("n_val", n_val, 1),
+        ("n_test", n_test, 0),
+        ("supersample", supersample, 1),
+    ):
         if int(v) != v or v < lo:
             raise UserError(f"{name}={v!r}: must be an integer >= {lo}")
     if not owned:
@@ -250,15 +294,27 @@ def generate_scene(out: str | Path, scene: str = "hotdog", size: int = 100, n_tr
         for split, i, c2w in tqdm(jobs, desc=f"render {scene} {size}px", disable=not progress):
             img = render_view(world, c2w, size, supersample)
             Image.fromarray(img, "RGBA").save(tmp / split / f"r_{i}.png")
-            frames[split].append({"file_path": f"./{split}/r_{i}",
-                                  "transform_matrix": c2w.tolist()})
+            frames[split].append(
+                {"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()}
+            )
         for split, fr in frames.items():
             meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": fr}
             (tmp / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
-        (tmp / MARKER).write_text(json.dumps(
-            {"generator": "hw4lib.data.scene", "scene": scene, "size": size, "n_train": n_train,
-             "n_val": n_val, "n_test": n_test, "seed": seed, "supersample": supersample},
-            indent=2))
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {
+                    "generator": "hw4lib.data.scene",
+                    "scene": scene,
+                    "size": size,
+                    "n_train": n_train,
+                    "n_val": n_val,
+                    "n_test": n_test,
+                    "seed": seed,
+                    "supersample": supersample,
+                },
+                indent=2,
+            )
+        )
         replace_dir(tmp, out, MARKER, owned)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -266,8 +322,13 @@ def generate_scene(out: str | Path, scene: str = "hotdog", size: int = 100, n_tr
     return out
 
 
-def preview(scene_dir: str | Path, out_png: str | Path, n: int = 4, split: str = "train",
-            background: str = "white") -> Path:
+def preview(
+    scene_dir: str | Path,
+    out_png: str | Path,
+    n: int = 4,
+    split: str = "train",
+    background: str = "white",
+) -> Path:
     """Save a row of the first ``n`` views of ``split``, composited on ``background``."""
     from .blender import load_split  # blender imports torch: only the preview needs it
 

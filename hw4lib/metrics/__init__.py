@@ -4,9 +4,19 @@
 LPIPS needs the VGG16 backbone cached by ``hw4 weights lpips``; without it LPIPS is
 reported as missing (``None``), never computed with a random backbone.
 """
+
 from .evaluate import evaluate_folders, evaluate_images, read_image
 from .image import psnr, ssim, ssim_map, to_float_image
 from .lpips_vgg import LPIPSMetric, load_lpips
 
-__all__ = ["psnr", "ssim", "ssim_map", "to_float_image", "LPIPSMetric", "load_lpips",
-           "evaluate_images", "evaluate_folders", "read_image"]
+__all__ = [
+    "psnr",
+    "ssim",
+    "ssim_map",
+    "to_float_image",
+    "LPIPSMetric",
+    "load_lpips",
+    "evaluate_images",
+    "evaluate_folders",
+    "read_image",
+]

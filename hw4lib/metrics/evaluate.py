@@ -1,4 +1,5 @@
 """Per-image PSNR/SSIM/LPIPS of renders against ground truth, from memory or from folders."""
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,14 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(values))
 
 
-def evaluate_images(preds: Sequence[np.ndarray | torch.Tensor],
-                    gts: Sequence[np.ndarray | torch.Tensor], names: Sequence[str] | None = None,
-                    background: str = "white", device: str = "auto",
-                    with_lpips: bool = True) -> dict[str, Any]:
+def evaluate_images(
+    preds: Sequence[np.ndarray | torch.Tensor],
+    gts: Sequence[np.ndarray | torch.Tensor],
+    names: Sequence[str] | None = None,
+    background: str = "white",
+    device: str = "auto",
+    with_lpips: bool = True,
+) -> dict[str, Any]:
     """PSNR, SSIM and LPIPS(vgg) of each (pred, gt) pair and their means.
 
     Images are HxWx3 or HxWx4 (RGBA composited on ``background``), uint8 or float in [0, 1].
@@ -57,17 +62,29 @@ def evaluate_images(preds: Sequence[np.ndarray | torch.Tensor],
     metric = load_lpips(device) if with_lpips else None
     rows = []
     pairs = zip(names, preds, gts)
-    for name, pred, gt in tqdm(pairs, total=len(names), desc="metrics", leave=False,
-                               disable=len(names) < 5):
+    for name, pred, gt in tqdm(
+        pairs, total=len(names), desc="metrics", leave=False, disable=len(names) < 5
+    ):
         p, g = image_on_background(pred, background), image_on_background(gt, background)
         if p.shape != g.shape:
-            raise ValueError(f"{name}: prediction {tuple(p.shape)} vs ground truth "
-                             f"{tuple(g.shape)}")
-        rows.append({"name": name, "psnr": psnr(p, g), "ssim": ssim(p, g),
-                     "lpips": metric(p, g) if metric is not None else None})
+            raise ValueError(
+                f"{name}: prediction {tuple(p.shape)} vs ground truth {tuple(g.shape)}"
+            )
+        rows.append(
+            {
+                "name": name,
+                "psnr": psnr(p, g),
+                "ssim": ssim(p, g),
+                "lpips": metric(p, g) if metric is not None else None,
+            }
+        )
     mean = {m: _mean([r[m] for r in rows]) for m in METRICS}
-    return {"images": rows, "mean": mean, "n": len(rows),
-            "lpips": "vgg-v0.1" if metric is not None else None}
+    return {
+        "images": rows,
+        "mean": mean,
+        "n": len(rows),
+        "lpips": "vgg-v0.1" if metric is not None else None,
+    }
 
 
 def _natural_key(name: str) -> list:
@@ -78,11 +95,15 @@ def _natural_key(name: str) -> list:
 def _list_images(folder: Path, role: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise UserError(f"{role} folder {folder} does not exist: pass a folder of PNG images")
-    files = {p.name: p for p in folder.iterdir() if p.is_file()
-             and p.suffix.lower() in IMAGE_SUFFIXES and not _AUX_MAP.search(p.name)}
+    files = {
+        p.name: p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _AUX_MAP.search(p.name)
+    }
     if not files:
-        raise UserError(f"{role} folder {folder} holds no .png/.jpg images: pass the folder "
-                        "that contains them")
+        raise UserError(
+            f"{role} folder {folder} holds no .png/.jpg images: pass the folder that contains them"
+        )
     return files
 
 
@@ -93,15 +114,21 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("RGB", "RGBA"):
-                im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info
-                                else "RGB")
+                im = im.convert(
+                    "RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB"
+                )
             return np.asarray(im).copy()
     except OSError as e:
         raise UserError(f"cannot read image {path} ({e}): replace it with a valid PNG") from None
 
 
-def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, background: str = "white",
-                     json_out: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    background: str = "white",
+    json_out: str | Path | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Metrics of every image in ``pred_dir`` against the same-named one in ``gt_dir``.
 
     Both folders must hold the same file names (``r_0.png`` ...) at the same sizes, else a
@@ -116,24 +143,30 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, background: str =
     only_pred = sorted(set(preds) - set(gts), key=_natural_key)
     only_gt = sorted(set(gts) - set(preds), key=_natural_key)
     if only_pred or only_gt:
-        first = (f"{only_pred[0]} is in {pred_dir} but not in {gt_dir}" if only_pred
-                 else f"{only_gt[0]} is in {gt_dir} but not in {pred_dir}")
-        raise UserError(f"prediction folder {pred_dir} and ground-truth folder {gt_dir} hold "
-                        f"different images ({len(only_pred)} only in predictions, {len(only_gt)} "
-                        f"only in ground truth; first: {first}): render exactly the "
-                        "ground-truth views")
+        first = (
+            f"{only_pred[0]} is in {pred_dir} but not in {gt_dir}"
+            if only_pred
+            else f"{only_gt[0]} is in {gt_dir} but not in {pred_dir}"
+        )
+        raise UserError(
+            f"prediction folder {pred_dir} and ground-truth folder {gt_dir} hold "
+            f"different images ({len(only_pred)} only in predictions, {len(only_gt)} "
+            f"only in ground truth; first: {first}): render exactly the "
+            "ground-truth views"
+        )
     names = sorted(preds, key=_natural_key)
     pred_imgs, gt_imgs = [], []
     for name in names:
         p, g = read_image(preds[name]), read_image(gts[name])
         if p.shape[:2] != g.shape[:2]:
-            raise UserError(f"{name} is {p.shape[1]}x{p.shape[0]} in {pred_dir} but "
-                            f"{g.shape[1]}x{g.shape[0]} in {gt_dir}: render at the ground "
-                            "truth's size")
+            raise UserError(
+                f"{name} is {p.shape[1]}x{p.shape[0]} in {pred_dir} but "
+                f"{g.shape[1]}x{g.shape[0]} in {gt_dir}: render at the ground "
+                "truth's size"
+            )
         pred_imgs.append(p)
         gt_imgs.append(g)
-    result = evaluate_images(pred_imgs, gt_imgs, names=names, background=background,
-                             device=device)
+    result = evaluate_images(pred_imgs, gt_imgs, names=names, background=background, device=device)
     result.update(pred_dir=str(pred_dir), gt_dir=str(gt_dir), background=background)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
@@ -142,6 +175,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, background: str =
 
 def format_summary(result: dict[str, Any]) -> str:
     """A short human-readable table: one line per image and the mean."""
+
     def fmt(v: float | None, digits: int) -> str:
         if v is None:
             return "missing"
@@ -149,11 +183,14 @@ def format_summary(result: dict[str, Any]) -> str:
 
     lines = [f"{'image':<24}{'PSNR':>9}{'SSIM':>9}{'LPIPS':>9}"]
     for r in result["images"]:
-        lines.append(f"{r['name']:<24}{fmt(r['psnr'], 2):>9}{fmt(r['ssim'], 4):>9}"
-                     f"{fmt(r['lpips'], 4):>9}")
+        lines.append(
+            f"{r['name']:<24}{fmt(r['psnr'], 2):>9}{fmt(r['ssim'], 4):>9}{fmt(r['lpips'], 4):>9}"
+        )
     m = result["mean"]
-    lines.append(f"{'mean (' + str(result['n']) + ')':<24}{fmt(m['psnr'], 2):>9}"
-                 f"{fmt(m['ssim'], 4):>9}{fmt(m['lpips'], 4):>9}")
+    lines.append(
+        f"{'mean (' + str(result['n']) + ')':<24}{fmt(m['psnr'], 2):>9}"
+        f"{fmt(m['ssim'], 4):>9}{fmt(m['lpips'], 4):>9}"
+    )
     if result.get("lpips") is None:
         lines.append("LPIPS missing: run `hw4 weights lpips` to obtain the VGG16 backbone")
     lines.append(pass_line(m))

@@ -1,4 +1,5 @@
 """PSNR and SSIM exactly as NeRF/mip-NeRF evaluations (and the course) compute them."""
+
 from __future__ import annotations
 
 import math
@@ -56,10 +57,10 @@ def _blur_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     taps = w.tolist()
     rows = x[:, 0:h, :] * taps[0]
     for i in range(1, k):
-        rows.add_(x[:, i:i + h, :], alpha=taps[i])
+        rows.add_(x[:, i : i + h, :], alpha=taps[i])
     out = rows[:, :, 0:wd] * taps[0]
     for j in range(1, k):
-        out.add_(rows[:, :, j:j + wd], alpha=taps[j])
+        out.add_(rows[:, :, j : j + wd], alpha=taps[j])
     return out
 
 
@@ -74,21 +75,23 @@ def ssim_map(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> 
     p, g = to_float_image(pred), to_float_image(gt)
     _check_pair(p, g)
     if min(p.shape[0], p.shape[1]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, "
-                         f"got {p.shape[0]}x{p.shape[1]}")
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, "
+            f"got {p.shape[0]}x{p.shape[1]}"
+        )
     x, y = p.permute(2, 0, 1), g.permute(2, 0, 1)
     # the five local moments, filtered in one pass
     moments = _blur_valid(torch.cat([x, y, x * x, y * y, x * y]), gaussian_window_1d())
     mu_x, mu_y, e_xx, e_yy, e_xy = moments.chunk(5)
     # clamp tiny negative variances that arise from floating-point cancellation
-    var_x = (e_xx - mu_x ** 2).clamp_min(0)
-    var_y = (e_yy - mu_y ** 2).clamp_min(0)
+    var_x = (e_xx - mu_x**2).clamp_min(0)
+    var_y = (e_yy - mu_y**2).clamp_min(0)
     cov = e_xy - mu_x * mu_y
     # mip-NeRF also clips |sigma_xy| to sqrt(var_x var_y): only rounding-level changes
     cov = torch.sign(cov) * torch.minimum(cov.abs(), torch.sqrt(var_x * var_y))
-    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
-    den = (mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)
+    den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     return num / den
 
 

@@ -1,4 +1,5 @@
 """LPIPS(vgg, v0.1) through the real ``lpips`` package with our cached VGG16 backbone."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,8 @@ def _features_only_vgg16():
     # swap lpips's own reference to torchvision.models, never torchvision itself
     original = pn.tv
     pn.tv = types.SimpleNamespace(
-        vgg16=lambda *a, **k: types.SimpleNamespace(features=make_layers(cfgs["D"])))
+        vgg16=lambda *a, **k: types.SimpleNamespace(features=make_layers(cfgs["D"]))
+    )
     try:
         yield
     finally:
@@ -52,16 +54,18 @@ def build_lpips_vgg(features: dict[str, torch.Tensor]) -> torch.nn.Module:
     import lpips
 
     with _features_only_vgg16(), contextlib.redirect_stdout(io.StringIO()):
-        model = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True,
-                            verbose=False)
+        model = lpips.LPIPS(
+            net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False
+        )
     state = {}
     for key, value in features.items():
         _, idx, kind = key.split(".")
         state[f"net.slice{_slice_of(int(idx))}.{idx}.{kind}"] = value
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(k.startswith("net.") for k in missing):
-        raise RuntimeError(f"VGG16 weights did not fit lpips: missing {missing}, "
-                           f"unexpected {unexpected}")
+        raise RuntimeError(
+            f"VGG16 weights did not fit lpips: missing {missing}, unexpected {unexpected}"
+        )
     return model.eval().requires_grad_(False)
 
 
@@ -76,8 +80,10 @@ class LPIPSMetric:
     def __call__(self, pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> float:
         p, g = (to_float_image(x).float() for x in (pred, gt))
         if p.shape != g.shape or p.ndim != 3 or p.shape[2] != 3:
-            raise ValueError(f"LPIPS needs two HxWx3 images of one size, got "
-                             f"{tuple(p.shape)} and {tuple(g.shape)}")
+            raise ValueError(
+                f"LPIPS needs two HxWx3 images of one size, got "
+                f"{tuple(p.shape)} and {tuple(g.shape)}"
+            )
         to_nchw = lambda t: t.permute(2, 0, 1)[None].to(self.device)  # noqa: E731
         return self.model(to_nchw(p), to_nchw(g), normalize=True).item()  # [0,1] -> [-1,1]
 
@@ -99,9 +105,12 @@ def load_lpips(device: str = "auto") -> LPIPSMetric | None:
     features = _weights.load_cached_features()
     if features is None:
         if not _WARNED:
-            warnings.warn(f"LPIPS(vgg) weights are not cached at {_weights.cache_path()}: "
-                          "LPIPS is reported as missing; run `hw4 weights lpips` to obtain them",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"LPIPS(vgg) weights are not cached at {_weights.cache_path()}: "
+                "LPIPS is reported as missing; run `hw4 weights lpips` to obtain them",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             _WARNED = True
         return None
     _CACHE[key] = LPIPSMetric(features, dev)
@@ -126,8 +135,9 @@ def distortions(img: np.ndarray, noise_std: float = 0.2, seed: int = 0) -> dict[
     return {"blur": blur, "noise": noisy}
 
 
-def check_lpips_behaviour(metric: LPIPSMetric, size: int = 128,
-                          noise_std: float = 0.2) -> dict[str, float]:
+def check_lpips_behaviour(
+    metric: LPIPSMetric, size: int = 128, noise_std: float = 0.2
+) -> dict[str, float]:
     """LPIPS of a photo against its blurred and noisy versions, and raise unless trained-like.
 
     A random backbone gives ~0.01-0.02 for both (design note: 0.009 / 0.017 on lego); the
@@ -136,8 +146,13 @@ def check_lpips_behaviour(metric: LPIPSMetric, size: int = 128,
     """
     img = reference_photo(size)
     d = distortions(img, noise_std)
-    out = {"size": size, "noise_std": noise_std, "same": metric(img, img),
-           "blur": metric(img, d["blur"]), "noise": metric(img, d["noise"])}
+    out = {
+        "size": size,
+        "noise_std": noise_std,
+        "same": metric(img, img),
+        "blur": metric(img, d["blur"]),
+        "noise": metric(img, d["noise"]),
+    }
     if not (out["same"] < 1e-6 and 0.05 < out["blur"] < out["noise"]):
         raise RuntimeError(f"LPIPS(vgg) does not behave like a trained VGG: {out}")
     return out

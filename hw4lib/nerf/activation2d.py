@@ -5,6 +5,7 @@ Each channel of the target is read as an alpha in [0, 1]. The grid holds raw den
 with a unit interval ``alpha(softplus(v)) = sigmoid(v)``, and the three placements differ only
 in where the bilinear interpolation sits relative to the non-linearities.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,14 @@ def alpha_post_2d(V: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 MODES = {"pre": alpha_pre, "in": alpha_in, "post": alpha_post_2d}
 
 
-def fit_image(target: torch.Tensor, mode: str, grid: tuple[int, int] | None = None,
-              iters: int = 1000, lr: float = 0.1, seed: int = 0) -> torch.Tensor:
+def fit_image(
+    target: torch.Tensor,
+    mode: str,
+    grid: tuple[int, int] | None = None,
+    iters: int = 1000,
+    lr: float = 0.1,
+    seed: int = 0,
+) -> torch.Tensor:
     """Fit ``target`` (H, W, 3) in [0, 1] with a grid under activation ``mode``; returns
     (H, W, 3)."""
     if mode not in MODES:
@@ -61,8 +68,9 @@ def fit_image(target: torch.Tensor, mode: str, grid: tuple[int, int] | None = No
         return f(V, (H, W)).permute(1, 2, 0).clamp(0, 1)
 
 
-def compare_activations(target: torch.Tensor, grid: tuple[int, int] | None = None,
-                        iters: int = 1000) -> dict[str, dict[str, torch.Tensor | float]]:
+def compare_activations(
+    target: torch.Tensor, grid: tuple[int, int] | None = None, iters: int = 1000
+) -> dict[str, dict[str, torch.Tensor | float]]:
     """All three fits: ``{mode: {"image": (H,W,3), "abs_error": (H,W), "psnr": float}}``."""
     target = torch.as_tensor(target, dtype=torch.float32)
     if target.max() > 1.0:
@@ -71,6 +79,9 @@ def compare_activations(target: torch.Tensor, grid: tuple[int, int] | None = Non
     for mode in MODES:
         img = fit_image(target, mode, grid, iters)
         err = (img - target).abs().mean(-1)
-        out[mode] = {"image": img, "abs_error": err,
-                     "psnr": R.psnr_from_mse(float(((img - target) ** 2).mean()))}
+        out[mode] = {
+            "image": img,
+            "abs_error": err,
+            "psnr": R.psnr_from_mse(float(((img - target) ** 2).mean())),
+        }
     return out

@@ -10,6 +10,7 @@ and the median of those, with their spread, is the result.
   (``grid_sample`` at every sample, no free-space or colour skipping), and where a fine step's
   time goes (:func:`step_breakdown`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,7 @@ def _sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
-def _rounds(fns: dict[str, Callable[[], None]], repeats: int, dev: str
-            ) -> dict[str, list[float]]:
+def _rounds(fns: dict[str, Callable[[], None]], repeats: int, dev: str) -> dict[str, list[float]]:
     """Seconds of each function in ``repeats`` interleaved rounds (a, b, a, b, ...), after one
     warm-up call each (and the kernel build): a machine that slows down or speeds up during
     the run weighs on both sides of every round's ratio alike."""
@@ -55,8 +55,11 @@ def _ratio_line(label: str, t_ref: list[float], t_ours: list[float]) -> tuple[st
     """``(line, median)`` of the per-round speed-ups ``t_ref / t_ours``, with their spread."""
     ratios = [r / o for r, o in zip(t_ref, t_ours)]
     med = statistics.median(ratios)
-    return (f"{label}per-round speed-ups {' '.join(f'{x:.1f}' for x in ratios)}: median "
-            f"{med:.1f}x, spread {min(ratios):.1f}-{max(ratios):.1f}x", med)
+    return (
+        f"{label}per-round speed-ups {' '.join(f'{x:.1f}' for x in ratios)}: median "
+        f"{med:.1f}x, spread {min(ratios):.1f}-{max(ratios):.1f}x",
+        med,
+    )
 
 
 def bench_grid(args) -> int:
@@ -78,8 +81,10 @@ def bench_grid(args) -> int:
         G.trilinear_grid_sample(grid, pts, lo, hi).backward(go)
 
     path = "C++ kernel" if G.uses_extension(grid) else "torch (embedding_bag + index_add_)"
-    print(f"trilinear lookup fwd+bwd: grid {res}^3 x {C}, {N} random points, device {dev}, "
-          f"{torch.get_num_threads()} threads, ours = {path}, {repeats} interleaved rounds")
+    print(
+        f"trilinear lookup fwd+bwd: grid {res}^3 x {C}, {N} random points, device {dev}, "
+        f"{torch.get_num_threads()} threads, ours = {path}, {repeats} interleaved rounds"
+    )
     t = _rounds({"ours": ours, "grid_sample": ref}, repeats, dev)
     for k in ("ours", "grid_sample"):
         med = statistics.median(t[k])
@@ -92,8 +97,20 @@ def bench_grid(args) -> int:
 
 # -- training-step benchmark ---------------------------------------------------------------
 def _blob_model(lo, hi, nv, base, st, feat_dim, mask=None) -> VoxelModel:
-    m = VoxelModel(lo, hi, nv, base, st.alpha_init, st.stepsize, st.fast_color_thres, feat_dim,
-                   st.rgbnet_width, st.rgbnet_depth, st.viewbase_pe, mask)
+    m = VoxelModel(
+        lo,
+        hi,
+        nv,
+        base,
+        st.alpha_init,
+        st.stepsize,
+        st.fast_color_thres,
+        feat_dim,
+        st.rgbnet_width,
+        st.rgbnet_depth,
+        st.viewbase_pe,
+        mask,
+    )
     from .dvgo import voxel_centres
 
     xyz = voxel_centres(lo, hi, m.shape)
@@ -129,8 +146,15 @@ def bench_nerf(args) -> int:
     base = G.voxel_size(lo, hi, cfg.coarse.num_voxels)
     coarse = _blob_model(lo, hi, cfg.coarse.num_voxels, base, cfg.coarse, 0).to(dev)
     mask = free_space_mask(coarse)
-    fine = _blob_model(-0.7 * torch.ones(3), 0.7 * torch.ones(3), cfg.fine.num_voxels, base,
-                       cfg.fine, cfg.fine.feat_dim, mask).to(dev)
+    fine = _blob_model(
+        -0.7 * torch.ones(3),
+        0.7 * torch.ones(3),
+        cfg.fine.num_voxels,
+        base,
+        cfg.fine,
+        cfg.fine.feat_dim,
+        mask,
+    ).to(dev)
     g = torch.Generator().manual_seed(0)
     poses = orbit_poses(16)
     H = W = 100
@@ -138,12 +162,14 @@ def bench_nerf(args) -> int:
     dirs = pixel_dirs(H, W, f, f, W / 2, H / 2).reshape(-1, 3)
     k = torch.randint(0, 16, (n_rays,), generator=g)
     p = torch.randint(0, H * W, (n_rays,), generator=g)
-    ro = torch.stack([rays_of_pose(poses[a], dirs[b:b + 1])[0][0] for a, b in zip(k, p)]).to(dev)
-    rd = torch.stack([rays_of_pose(poses[a], dirs[b:b + 1])[1][0] for a, b in zip(k, p)]).to(dev)
+    ro = torch.stack([rays_of_pose(poses[a], dirs[b : b + 1])[0][0] for a, b in zip(k, p)]).to(dev)
+    rd = torch.stack([rays_of_pose(poses[a], dirs[b : b + 1])[1][0] for a, b in zip(k, p)]).to(dev)
     tgt = torch.rand(n_rays, 3, generator=g).to(dev)
-    print(f"DVGO training step (forward, backward, Adam step), {n_rays} rays, "
-          f"profile grids: coarse {coarse.shape}, fine {fine.shape}, device {dev}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"DVGO training step (forward, backward, Adam step), {n_rays} rays, "
+        f"profile grids: coarse {coarse.shape}, fine {fine.shape}, device {dev}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for name, m, st in (("coarse", coarse, cfg.coarse), ("fine", fine, cfg.fine)):
         npts = {}
         # the optimiser step is part of a training step (lr 0: the grids stay as they are)
@@ -155,8 +181,11 @@ def bench_nerf(args) -> int:
             m.zero_grad(set_to_none=True)
             out = m.render(ro, rd, 1.0, cfg.near, cfg.far, target=tgt)
             npts["n"] = out["n_points"]
-            loss = R.photometric_loss(out["rgb"], tgt) + 0.01 * R.entropy_loss(out["T_last"]) \
+            loss = (
+                R.photometric_loss(out["rgb"], tgt)
+                + 0.01 * R.entropy_loss(out["T_last"])
                 + 0.1 * out["rgbper"]
+            )
             loss.backward()
             opt_ours.step()
 
@@ -169,10 +198,14 @@ def bench_nerf(args) -> int:
         n_all = int(valid.sum())
         t = _rounds({"ours": ours, "ref": ref}, repeats, dev)
         t_o, t_r = statistics.median(t["ours"]), statistics.median(t["ref"])
-        print(f"{name:6s} ours        {t_o * 1e3:8.1f} ms  {n_rays / t_o:9.0f} rays/s  "
-              f"{npts['n'] / t_o / 1e6:6.2f} M points/s ({npts['n']} points after skipping)")
-        print(f"{name:6s} grid_sample {t_r * 1e3:8.1f} ms  {n_rays / t_r:9.0f} rays/s  "
-              f"{n_all / t_r / 1e6:6.2f} M points/s ({n_all} points)")
+        print(
+            f"{name:6s} ours        {t_o * 1e3:8.1f} ms  {n_rays / t_o:9.0f} rays/s  "
+            f"{npts['n'] / t_o / 1e6:6.2f} M points/s ({npts['n']} points after skipping)"
+        )
+        print(
+            f"{name:6s} grid_sample {t_r * 1e3:8.1f} ms  {n_rays / t_r:9.0f} rays/s  "
+            f"{n_all / t_r / 1e6:6.2f} M points/s ({n_all} points)"
+        )
         line, med = _ratio_line(f"{name:6s} ", t["ref"], t["ours"])
         print(line)
         if name == "fine":
@@ -182,8 +215,14 @@ def bench_nerf(args) -> int:
 
 
 #: the labelled parts of VoxelModel.render, in the order they run
-PHASES = ("dvgo.march", "dvgo.density", "dvgo.weights", "dvgo.features", "dvgo.rgbnet",
-          "dvgo.composite")
+PHASES = (
+    "dvgo.march",
+    "dvgo.density",
+    "dvgo.weights",
+    "dvgo.features",
+    "dvgo.rgbnet",
+    "dvgo.composite",
+)
 
 
 def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
@@ -195,8 +234,11 @@ def step_breakdown(step: Callable[[], None], repeats: int) -> dict[str, float]:
             step()
     total = {e.key: e.cpu_time_total / 1e3 / repeats for e in prof.key_averages()}
     out = {k.removeprefix("dvgo."): total.get(k, 0.0) for k in PHASES}
-    nodes = {k.split(": ", 1)[1]: v for k, v in total.items()
-             if k.startswith("autograd::engine::evaluate_function: ")}
+    nodes = {
+        k.split(": ", 1)[1]: v
+        for k, v in total.items()
+        if k.startswith("autograd::engine::evaluate_function: ")
+    }
     out["backward"] = sum(nodes.values())
     for k, v in sorted(nodes.items(), key=lambda kv: -kv[1])[:4]:
         out[f"backward: {k}"] = v

@@ -5,6 +5,7 @@ Both stages share :class:`VoxelModel`; the coarse one has ``feat_dim == 0`` and 
 straight from a 3-channel grid (eqs 7a-b), the fine one feeds 12 interpolated features and the
 view direction to the MLP (eqs 10a-b).
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,10 +48,21 @@ class FreeSpaceMask(nn.Module):
 class VoxelModel(nn.Module):
     """Dense density grid + colour grid (+ rgb MLP when ``feat_dim > 0``) over the box [lo, hi]."""
 
-    def __init__(self, lo: torch.Tensor, hi: torch.Tensor, num_voxels: int, base_voxel: float,
-                 alpha_init: float, stepsize: float, fast_color_thres: float, feat_dim: int = 0,
-                 rgbnet_width: int = 128, rgbnet_depth: int = 2, viewbase_pe: int = 4,
-                 mask: FreeSpaceMask | None = None):
+    def __init__(
+        self,
+        lo: torch.Tensor,
+        hi: torch.Tensor,
+        num_voxels: int,
+        base_voxel: float,
+        alpha_init: float,
+        stepsize: float,
+        fast_color_thres: float,
+        feat_dim: int = 0,
+        rgbnet_width: int = 128,
+        rgbnet_depth: int = 2,
+        viewbase_pe: int = 4,
+        mask: FreeSpaceMask | None = None,
+    ):
         super().__init__()
         self.register_buffer("lo", lo.float().clone())
         self.register_buffer("hi", hi.float().clone())
@@ -124,8 +136,15 @@ class VoxelModel(nn.Module):
         with _phase("dvgo.rgbnet"):
             return torch.sigmoid(self.rgbnet(torch.cat([feat, viewenc], -1)))
 
-    def render(self, rays_o: torch.Tensor, rays_d: torch.Tensor, background: float,
-               near: float, far: float, target: torch.Tensor | None = None) -> dict:
+    def render(
+        self,
+        rays_o: torch.Tensor,
+        rays_d: torch.Tensor,
+        background: float,
+        near: float,
+        far: float,
+        target: torch.Tensor | None = None,
+    ) -> dict:
         """Render rays (R, 3) -> dict(rgb (R,3), T_last, depth, n_points, [rgbper]).
 
         Samples every ``step`` inside the box, drops known free space, composites (eqs 2a-c)
@@ -133,26 +152,38 @@ class VoxelModel(nn.Module):
         """
         mk = self.mask
         with _phase("dvgo.march"):
-            fpts, ft, ray_all, _ = march(rays_o, rays_d, self.lo, self.hi, near, far, self.step,
-                                         *((mk.occupied, mk.lo, mk.hi) if mk is not None else ()))
+            fpts, ft, ray_all, _ = march(
+                rays_o,
+                rays_d,
+                self.lo,
+                self.hi,
+                near,
+                far,
+                self.step,
+                *((mk.occupied, mk.lo, mk.hi) if mk is not None else ()),
+            )
         nR = rays_o.shape[0]
         with _phase("dvgo.density"):
             sd = R.density(self.raw_density(fpts), self.shift) * self.interval  # eq 5 after 7a/10a
         with _phase("dvgo.weights"):
-            w, T_last = R.weights(sd, ray_all, nR)                             # eqs 2b, 2c
+            w, T_last = R.weights(sd, ray_all, nR)  # eqs 2b, 2c
             sel = w.detach() > self.fast_color_thres
             cw, cpts, ray_id = w[sel], fpts[sel], ray_all[sel]
         viewenc = None
         if self.rgbnet is not None:
             viewenc = view_encoding(rays_d, self.viewbase_pe)[ray_id]
-        rgb = self.point_rgb(cpts, viewenc)                               # eq 7b / 10b
+        rgb = self.point_rgb(cpts, viewenc)  # eq 7b / 10b
         with _phase("dvgo.composite"):
-            out = {"rgb": R.composite(cw, rgb, T_last, background, ray_id, nR),  # eq 2a
-                   "T_last": T_last, "n_points": int(fpts.shape[0]),
-                   "n_color": int(cpts.shape[0])}
+            out = {
+                "rgb": R.composite(cw, rgb, T_last, background, ray_id, nR),  # eq 2a
+                "T_last": T_last,
+                "n_points": int(fpts.shape[0]),
+                "n_color": int(cpts.shape[0]),
+            }
             with torch.no_grad():
-                out["depth"] = R.composite(w.detach(), ft[:, None], T_last.detach(), far,
-                                           ray_all, nR)[:, 0]
+                out["depth"] = R.composite(
+                    w.detach(), ft[:, None], T_last.detach(), far, ray_all, nR
+                )[:, 0]
             if target is not None:
                 out["rgbper"] = R.rgbper_loss(cw, rgb, target[ray_id], nR)
         return out
@@ -195,5 +226,4 @@ def refresh_free_space(m: VoxelModel, thres: float) -> FreeSpaceMask:
     least ``thres``. Only ever shrinks the unknown space."""
     xyz = voxel_centres(m.lo, m.hi, m.shape).reshape(-1, 3).to(m.lo.device)
     old = m.mask.unknown(xyz).view(m.shape)
-    return FreeSpaceMask(old & (pooled_alpha(m, m.voxel_size / m.base_voxel) >= thres),
-                         m.lo, m.hi)
+    return FreeSpaceMask(old & (pooled_alpha(m, m.voxel_size / m.base_voxel) >= thres), m.lo, m.hi)

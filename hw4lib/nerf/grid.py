@@ -13,6 +13,7 @@ threads never touch the same voxel. When the kernel cannot be built (no compiler
 tensors live on a GPU, a pure-torch path (``F.embedding_bag`` forward, ``index_add_``
 backward) gives the same numbers.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,9 @@ import torch.nn.functional as F
 from .kernels import extension
 
 
-def corner_weights(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                   shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def corner_weights(
+    pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat indices ``(N, 8)`` of the 8 surrounding voxels and their trilinear weights.
 
     Points outside the box are clamped onto it. Corner order: (dx, dy, dz) in binary, z fastest.
@@ -33,8 +35,10 @@ def corner_weights(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     i0 = torch.minimum(u.floor().long(), n - 2).clamp_min(0)
     f = u - i0.to(u.dtype)
     base = (i0[:, 0] * shape[1] + i0[:, 1]) * shape[2] + i0[:, 2]
-    offs = torch.tensor([(a * shape[1] + b) * shape[2] + c for a in (0, 1) for b in (0, 1)
-                         for c in (0, 1)], device=pts.device)
+    offs = torch.tensor(
+        [(a * shape[1] + b) * shape[2] + c for a in (0, 1) for b in (0, 1) for c in (0, 1)],
+        device=pts.device,
+    )
     fx, fy, fz = f.unbind(-1)
     wx = torch.stack([1 - fx, fx], -1)
     wy = torch.stack([1 - fy, fy], -1)
@@ -43,8 +47,9 @@ def corner_weights(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     return base[:, None] + offs, w
 
 
-def base_voxel(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-               shape: tuple[int, int, int]) -> torch.Tensor:
+def base_voxel(
+    pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int, int]
+) -> torch.Tensor:
     """Flat index of each point's lower corner voxel (the key points are sorted by)."""
     n = torch.tensor(shape, device=pts.device)
     u = ((pts - lo) * ((n - 1).to(pts.dtype) / (hi - lo))).clamp_min(0)
@@ -52,8 +57,9 @@ def base_voxel(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     return (i0[:, 0] * shape[1] + i0[:, 1]) * shape[2] + i0[:, 2]
 
 
-def sort_points(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sort_points(
+    pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(perm, bases, sorted_pts)``: the points reordered to walk the grid in memory order.
 
     ``sorted_pts = pts[perm]`` and ``bases`` their base voxels, non-decreasing up to runs of 32
@@ -61,8 +67,9 @@ def sort_points(pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     """
     ext = extension() if pts.device.type == "cpu" else None
     if ext is not None:
-        perm, sb, sp = ext.order(pts.float().contiguous(), lo.float().contiguous(),
-                                 hi.float().contiguous(), list(shape))
+        perm, sb, sp = ext.order(
+            pts.float().contiguous(), lo.float().contiguous(), hi.float().contiguous(), list(shape)
+        )
         return perm, sb, sp
     sb, perm = torch.sort(base_voxel(pts, lo, hi, shape))
     return perm, sb, pts[perm]
@@ -97,7 +104,7 @@ class _TorchLookup(torch.autograd.Function):
         C = ctx.shape[-1]
         gg = go.new_zeros(int(torch.tensor(ctx.shape[:3]).prod()), C)
         for k in range(8):  # 8 (N, C) scatters: no (N, 8, C) temporary
-            gg.index_add_(0, idx[:, k], go * w[:, k:k + 1])
+            gg.index_add_(0, idx[:, k], go * w[:, k : k + 1])
         return gg.view(ctx.shape), None, None, None
 
 
@@ -106,8 +113,13 @@ def uses_extension(grid: torch.Tensor) -> bool:
     return grid.device.type == "cpu" and grid.dtype == torch.float32 and extension() is not None
 
 
-def trilinear(grid: torch.Tensor, pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-              order: tuple[torch.Tensor, torch.Tensor] | None | bool = None) -> torch.Tensor:
+def trilinear(
+    grid: torch.Tensor,
+    pts: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    order: tuple[torch.Tensor, torch.Tensor] | None | bool = None,
+) -> torch.Tensor:
     """Trilinear interpolation of ``grid`` (X, Y, Z, C) at world points ``pts`` (N, 3) -> (N, C).
 
     Outputs are in the order of ``pts``. ``order``: None visits points as given (right for
@@ -131,8 +143,9 @@ def trilinear(grid: torch.Tensor, pts: torch.Tensor, lo: torch.Tensor, hi: torch
     return _TorchLookup.apply(grid, pts, lo, hi)
 
 
-def trilinear_grid_sample(grid: torch.Tensor, pts: torch.Tensor, lo: torch.Tensor,
-                          hi: torch.Tensor) -> torch.Tensor:
+def trilinear_grid_sample(
+    grid: torch.Tensor, pts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+) -> torch.Tensor:
     """The same lookup through ``F.grid_sample`` (reference and benchmark baseline)."""
     vol = grid.permute(3, 0, 1, 2)[None]  # (1, C, X, Y, Z) = (N, C, D, H, W)
     u = (pts - lo) / (hi - lo) * 2 - 1

@@ -5,6 +5,7 @@ themselves are :mod:`.render`'s.)
 The output folder carries a marker (``.hw4-nerf-render.json``) naming the run that wrote it,
 so a folder holding another run's (or anyone else's) images is never overwritten.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,25 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict
     run = Path(run_dir)
     path = run / "fine.pt"
     if not path.is_file():
-        hint = " (training is unfinished: resume it with `hw4 nerf train ... --resume`)" \
-            if (run / "checkpoint.pt").is_file() else ""
-        raise UserError(f"{run}: no trained model fine.pt in this run directory{hint}; "
-                        "train one with `hw4 nerf train --data DIR --out RUN`")
+        hint = (
+            " (training is unfinished: resume it with `hw4 nerf train ... --resume`)"
+            if (run / "checkpoint.pt").is_file()
+            else ""
+        )
+        raise UserError(
+            f"{run}: no trained model fine.pt in this run directory{hint}; "
+            "train one with `hw4 nerf train --data DIR --out RUN`"
+        )
     # often someone else's run (a grader's, a download), so nothing in the file is run; the
     # fix is a new run, since `hw4 nerf train` reuses a finished run folder as it is
-    ck = load_checkpoint(path, keys=MODEL_KEYS, fix=(
-        "train a new run (`hw4 nerf train --data DIR --out NEW_RUN`), or render with a run "
-        "you trust"))
+    ck = load_checkpoint(
+        path,
+        keys=MODEL_KEYS,
+        fix=(
+            "train a new run (`hw4 nerf train --data DIR --out NEW_RUN`), or render with a run "
+            "you trust"
+        ),
+    )
     meta = {k: ck[k] for k in ("orig_size", "train_size", "near", "far", "background") if k in ck}
     return build_voxel_model(ck["args"], ck["state"], device), meta
 
@@ -52,8 +63,15 @@ def near_far(meta: dict) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def render_image(model: VoxelModel, cams: Cameras, c2w: torch.Tensor, background: float,
-                 near: float, far: float, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+def render_image(
+    model: VoxelModel,
+    cams: Cameras,
+    c2w: torch.Tensor,
+    background: float,
+    near: float,
+    far: float,
+    chunk: int = 8192,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One image from pose ``c2w`` with the intrinsics of ``cams``: ``rgb (H, W, 3)`` in [0, 1]
     and ``depth (H, W)``."""
     dev = model.lo.device
@@ -62,7 +80,7 @@ def render_image(model: VoxelModel, cams: Cameras, c2w: torch.Tensor, background
     o, d = rays_of_pose(c2w.to(dev), dirs)
     rgb, depth = [], []
     for s in range(0, d.shape[0], chunk):
-        out = model.render(o[s:s + chunk], d[s:s + chunk], background, near, far)
+        out = model.render(o[s : s + chunk], d[s : s + chunk], background, near, far)
         rgb.append(out["rgb"].clamp(0, 1))
         depth.append(out["depth"])
     return torch.cat(rgb).view(H, W, 3).cpu(), torch.cat(depth).view(H, W).cpu()
@@ -94,8 +112,10 @@ def check_out_dir(out: Path, run: Path) -> None:
         owner = None
     if owner != str(run.resolve()):
         who = f"run {owner}" if owner else "something else (no render marker)"
-        raise UserError(f"{out}: already holds {len(images)} images written by {who}; "
-                        "render into an empty or new folder")
+        raise UserError(
+            f"{out}: already holds {len(images)} images written by {who}; "
+            "render into an empty or new folder"
+        )
 
 
 def _save_png(arr: np.ndarray, path: Path) -> None:
@@ -104,9 +124,17 @@ def _save_png(arr: np.ndarray, path: Path) -> None:
     tmp.replace(path)
 
 
-def render_transforms(run_dir: str | Path, transforms: str | Path, out_dir: str | Path,
-                      size: int | None = None, depth: bool = False, video: bool = False,
-                      device: str = "cpu", progress: bool = True, chunk: int = 8192) -> list[Path]:
+def render_transforms(
+    run_dir: str | Path,
+    transforms: str | Path,
+    out_dir: str | Path,
+    size: int | None = None,
+    depth: bool = False,
+    video: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    chunk: int = 8192,
+) -> list[Path]:
     """Render every frame of ``transforms`` into ``out_dir/<basename of file_path>.png``.
 
     Image size: ``size`` (square) if given, else the transforms' ``w``/``h`` or the frames'
@@ -121,8 +149,10 @@ def render_transforms(run_dir: str | Path, transforms: str | Path, out_dir: str 
         cams = cams.resized(int(size), int(size))
     check_out_dir(out, run)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / MARKER, json.dumps({"run": str(run.resolve()),
-                                                "transforms": str(Path(transforms).resolve())}))
+    atomic_write_text(
+        out / MARKER,
+        json.dumps({"run": str(run.resolve()), "transforms": str(Path(transforms).resolve())}),
+    )
     bg = BACKGROUNDS[meta.get("background", "white")]
     near, far = near_far(meta)
     written = []
@@ -147,8 +177,17 @@ def orbit_cameras(cams: Cameras, n: int = 40) -> torch.Tensor:
     return orbit_poses(n, radius, elev)
 
 
-def render_orbit(model: VoxelModel, cams: Cameras, stem: Path, background: float, near: float,
-                 far: float, n: int = 40, fps: int = 15, progress: bool = True) -> Path:
+def render_orbit(
+    model: VoxelModel,
+    cams: Cameras,
+    stem: Path,
+    background: float,
+    near: float,
+    far: float,
+    n: int = 40,
+    fps: int = 15,
+    progress: bool = True,
+) -> Path:
     """An orbit video ``stem.mp4`` (``stem.gif`` when no mp4 writer is available)."""
     frames = []
     for c2w in tqdm(orbit_cameras(cams, n), desc="orbit", disable=not progress):

@@ -4,6 +4,7 @@ once on first use with torch's extension loader into one library, ``torch.ops.hw
 Without a compiler, with ``$HW4_NO_EXT=1`` or on a GPU the callers (:mod:`.grid`, :mod:`.rays`)
 run a pure-PyTorch path that gives the same numbers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,13 +48,20 @@ def extension():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # no FMA contraction: the marcher's samples match sample_along bit for bit
-                load(name="hw4_dvgo", sources=[str(here / s) for s in SOURCES],
-                     extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"],
-                     extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+                load(
+                    name="hw4_dvgo",
+                    sources=[str(here / s) for s in SOURCES],
+                    extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"],
+                    extra_ldflags=["-fopenmp"],
+                    is_python_module=False,
+                    verbose=False,
+                )
             _EXT = torch.ops.hw4_dvgo  # the ops the library registers (TORCH_LIBRARY)
         except Exception as e:  # no compiler / ninja: fall back, but say so once
-            warnings.warn(f"hw4lib.nerf.kernels: C++ kernels unavailable ({e}); "
-                          "using the slower pure-torch path")
+            warnings.warn(
+                f"hw4lib.nerf.kernels: C++ kernels unavailable ({e}); "
+                "using the slower pure-torch path"
+            )
             _EXT = None
     return _EXT
 

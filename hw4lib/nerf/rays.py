@@ -1,4 +1,5 @@
 """Rays of pinhole cameras (OpenGL axes), the scene box, and point sampling along rays."""
+
 from __future__ import annotations
 
 import math
@@ -9,11 +10,15 @@ from ..data.blender import Cameras
 from .kernels import extension
 
 
-def pixel_dirs(H: int, W: int, fx: float, fy: float, cx: float, cy: float,
-               device: str | torch.device = "cpu") -> torch.Tensor:
+def pixel_dirs(
+    H: int, W: int, fx: float, fy: float, cx: float, cy: float, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Camera-space directions (H, W, 3) through pixel centres; the camera looks down -z, y up."""
-    j, i = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=device) + 0.5,
-                          torch.arange(W, dtype=torch.float32, device=device) + 0.5, indexing="ij")
+    j, i = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32, device=device) + 0.5,
+        torch.arange(W, dtype=torch.float32, device=device) + 0.5,
+        indexing="ij",
+    )
     return torch.stack([(i - cx) / fx, -(j - cy) / fy, -torch.ones_like(i)], -1)
 
 
@@ -24,8 +29,9 @@ def rays_of_pose(c2w: torch.Tensor, dirs_cam: torch.Tensor) -> tuple[torch.Tenso
     return c2w[:3, 3].expand_as(d), d
 
 
-def camera_rays(cams: Cameras, device: str | torch.device = "cpu"
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_rays(
+    cams: Cameras, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All rays of all cameras: origins and unit directions, each (N, H, W, 3)."""
     dirs = pixel_dirs(cams.H, cams.W, cams.fx, cams.fy, cams.cx, cams.cy, device)
     os_, ds = zip(*(rays_of_pose(p.to(device), dirs) for p in cams.poses))
@@ -39,9 +45,14 @@ def frustum_corners(cams: Cameras, near: float, far: float) -> torch.Tensor:
     ray point at a distance in [near, far].
     """
     corners_px = torch.tensor([[0.0, 0.0], [cams.W, 0.0], [0.0, cams.H], [cams.W, cams.H]])
-    d = torch.stack([(corners_px[:, 0] - cams.cx) / cams.fx,
-                     -(corners_px[:, 1] - cams.cy) / cams.fy,
-                     -torch.ones(4)], -1)  # z = -1: depth 1 along the optical axis
+    d = torch.stack(
+        [
+            (corners_px[:, 0] - cams.cx) / cams.fx,
+            -(corners_px[:, 1] - cams.cy) / cams.fy,
+            -torch.ones(4),
+        ],
+        -1,
+    )  # z = -1: depth 1 along the optical axis
     # near/far are distances along unit rays: every such point lies between the plane at the
     # corner rays' near depth (the smallest) and the plane at depth far (the largest)
     d_near = near / d.norm(dim=-1, keepdim=True)
@@ -58,8 +69,14 @@ def scene_box(cams: Cameras, near: float, far: float) -> tuple[torch.Tensor, tor
     return pts.min(0).values, pts.max(0).values
 
 
-def ray_box(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-            near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ray_box(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    far: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry and exit distances of each ray in the box, clipped to [near, far] (slab method).
 
     A ray that misses the box gets ``t_exit <= t_enter``.
@@ -72,9 +89,15 @@ def ray_box(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: to
     return t_enter, t_exit
 
 
-def sample_along(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                 near: float, far: float, step: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_along(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    far: float,
+    step: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Points every ``step`` (world units) inside the box: ``pts (R, S, 3), t (R, S),
     valid (R, S)``.
 
@@ -90,8 +113,9 @@ def sample_along(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, h
     return pts, t, valid
 
 
-def nearest_occupied(occupied: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                     pts: torch.Tensor) -> torch.Tensor:
+def nearest_occupied(
+    occupied: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pts: torch.Tensor
+) -> torch.Tensor:
     """Nearest-voxel lookup of a boolean grid (X, Y, Z) over [lo, hi]; points outside -> False."""
     n = torch.tensor(occupied.shape, device=pts.device)
     u = (pts - lo) * ((n - 1) / (hi - lo))
@@ -102,11 +126,19 @@ def nearest_occupied(occupied: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     return occupied.reshape(-1)[flat] & inside
 
 
-def march(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-          near: float, far: float, step: float, occupied: torch.Tensor | None = None,
-          mask_lo: torch.Tensor | None = None, mask_hi: torch.Tensor | None = None,
-          count_only: bool = False
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def march(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    far: float,
+    step: float,
+    occupied: torch.Tensor | None = None,
+    mask_lo: torch.Tensor | None = None,
+    mask_hi: torch.Tensor | None = None,
+    count_only: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The samples of :func:`sample_along` that are not known free space, packed.
 
     ``occupied`` (X, Y, Z) bool over ``[mask_lo, mask_hi]`` marks where something may be (None:
@@ -118,22 +150,41 @@ def march(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torc
     ext = extension() if rays_o.device.type == "cpu" and rays_o.dtype == torch.float32 else None
     if ext is not None:
         t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
-        occ = occupied.to(torch.uint8).contiguous() if occupied is not None \
+        occ = (
+            occupied.to(torch.uint8).contiguous()
+            if occupied is not None
             else torch.empty(0, 0, 0, dtype=torch.uint8)
+        )
         z = torch.zeros(3)
         mlo = mask_lo.float().cpu() if occupied is not None else z
         mhi = mask_hi.float().cpu() if occupied is not None else z
-        pts, t, ray, count = ext.march(rays_o.contiguous(), rays_d.contiguous(),
-                                       t_enter.contiguous(), t_exit.contiguous(), float(step),
-                                       occ, mlo, mhi, count_only)
+        pts, t, ray, count = ext.march(
+            rays_o.contiguous(),
+            rays_d.contiguous(),
+            t_enter.contiguous(),
+            t_exit.contiguous(),
+            float(step),
+            occ,
+            mlo,
+            mhi,
+            count_only,
+        )
         return pts, t, ray, count
     return march_torch(rays_o, rays_d, lo, hi, near, far, step, occupied, mask_lo, mask_hi)
 
 
-def march_torch(rays_o: torch.Tensor, rays_d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                near: float, far: float, step: float, occupied: torch.Tensor | None = None,
-                mask_lo: torch.Tensor | None = None, mask_hi: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def march_torch(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    far: float,
+    step: float,
+    occupied: torch.Tensor | None = None,
+    mask_lo: torch.Tensor | None = None,
+    mask_hi: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`march` in tensor ops (any device): dense samples, then the valid and unknown ones."""
     pts, t, valid = sample_along(rays_o, rays_d, lo, hi, near, far, step)
     R, S = t.shape
@@ -151,8 +202,13 @@ def orbit_poses(n: int, radius: float = 4.031, elevation_deg: float = 30.0) -> t
     poses = []
     el = math.radians(elevation_deg)
     for a in torch.linspace(0, 2 * math.pi, n + 1)[:-1].tolist():
-        eye = torch.tensor([radius * math.cos(el) * math.cos(a),
-                            radius * math.cos(el) * math.sin(a), radius * math.sin(el)])
+        eye = torch.tensor(
+            [
+                radius * math.cos(el) * math.cos(a),
+                radius * math.cos(el) * math.sin(a),
+                radius * math.sin(el),
+            ]
+        )
         back = eye / eye.norm()  # camera +z points away from the target
         right = torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]), back)
         right = right / right.norm()

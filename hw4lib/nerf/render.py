@@ -4,6 +4,7 @@ Equation numbers are the report's (Problem 1). Densities are measured per *base 
 (DVGO's convention): a sample spacing of ``step`` world units is an ``interval`` of
 ``step / base_voxel_size``, so the raw grid values keep one scale across stages and step sizes.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,18 +38,23 @@ def alpha_post(raw_interp: torch.Tensor, shift: float, interval: float) -> torch
     return alpha(density(raw_interp, shift), interval)
 
 
-def _packed(x: torch.Tensor, ray: torch.Tensor | None, n_rays: int | None
-            ) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _packed(
+    x: torch.Tensor, ray: torch.Tensor | None, n_rays: int | None
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Samples (R, S, ...) as packed (R*S, ...) with their ray ids; packed input passes through."""
     if ray is not None:
         return x, ray, int(n_rays)
     R_, S = x.shape[:2]
-    return (x.reshape(R_ * S, *x.shape[2:]),
-            torch.arange(R_, device=x.device).repeat_interleave(S), R_)
+    return (
+        x.reshape(R_ * S, *x.shape[2:]),
+        torch.arange(R_, device=x.device).repeat_interleave(S),
+        R_,
+    )
 
 
-def transmittance(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,
-                  n_rays: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def transmittance(
+    sigma_delta: torch.Tensor, ray: torch.Tensor | None = None, n_rays: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq 2c: ``T_i = prod_{j<i}(1 - alpha_j)`` per sample, and ``T_{K+1}`` per ray.
 
     Computed as ``exp(-sum_{j<i} sigma_j delta_j)`` (as ``1 - alpha_j = exp(-sigma_j delta_j)``):
@@ -68,8 +74,9 @@ def transmittance(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,
     return T.view(sigma_delta.shape), T_last
 
 
-def weights(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,
-            n_rays: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def weights(
+    sigma_delta: torch.Tensor, ray: torch.Tensor | None = None, n_rays: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight ``w_i = T_i alpha_i`` of each sample in eq 2a (eqs 2b and 2c, from
     ``sigma_i delta_i``), and ``T_{K+1}``; samples dense (R, S) or packed (M,) with ``ray``, as
     in :func:`transmittance`."""
@@ -77,9 +84,14 @@ def weights(sigma_delta: torch.Tensor, ray: torch.Tensor | None = None,
     return T * alpha(sigma_delta, 1.0), T_last
 
 
-def composite(w: torch.Tensor, values: torch.Tensor, T_last: torch.Tensor,
-              background: float | torch.Tensor, ray: torch.Tensor | None = None,
-              n_rays: int | None = None) -> torch.Tensor:
+def composite(
+    w: torch.Tensor,
+    values: torch.Tensor,
+    T_last: torch.Tensor,
+    background: float | torch.Tensor,
+    ray: torch.Tensor | None = None,
+    n_rays: int | None = None,
+) -> torch.Tensor:
     """Eq 2a: ``C = sum_i w_i c_i + T_{K+1} c_bg`` per ray (R, C).
 
     ``values`` (R, S, C) with weights (R, S), or packed (M, C) with weights (M,) and ``ray``.
@@ -103,8 +115,9 @@ def entropy_loss(T_last: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p) + (1 - p) * torch.log(1 - p)).mean()
 
 
-def rgbper_loss(w: torch.Tensor, rgb: torch.Tensor, target: torch.Tensor, n_rays: int
-                ) -> torch.Tensor:
+def rgbper_loss(
+    w: torch.Tensor, rgb: torch.Tensor, target: torch.Tensor, n_rays: int
+) -> torch.Tensor:
     """DVGO's per-point colour loss ``sum_i w_i |c_i - C_gt|^2`` (weights detached), mean over
     ``n_rays`` rays; ``w`` (M,), ``rgb`` (M, 3) and ``target`` (M, 3) per sample, any layout."""
     err = ((rgb - target) ** 2).sum(-1)

@@ -1,4 +1,5 @@
 """Notebook 06: the whole report from stored files -- figures, tables and their provenance."""
+
 from __future__ import annotations
 
 import base64
@@ -51,17 +52,28 @@ def provenance(profile: str) -> pd.DataFrame:
     rows = []
     for name in list_results(profile):
         m = (read_result(name, profile) or {}).get("manifest", {})
-        rows.append({"result": name, "profile": m.get("profile"),
-                     "data": shown_path(m.get("data_source")),
-                     "device": m.get("device"), "seconds": m.get("seconds"),
-                     "commit": m.get("git_commit"), "date": m.get("date")})
-    return pd.DataFrame(rows, columns=["result", "profile", "data", "device", "seconds",
-                                       "commit", "date"])
+        rows.append(
+            {
+                "result": name,
+                "profile": m.get("profile"),
+                "data": shown_path(m.get("data_source")),
+                "device": m.get("device"),
+                "seconds": m.get("seconds"),
+                "commit": m.get("git_commit"),
+                "date": m.get("date"),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["result", "profile", "data", "device", "seconds", "commit", "date"]
+    )
 
 
 def item_files(item: Item, fig_dir: Path) -> list[Path]:
-    return [fig_dir / f"{item.stem}.{ext}" for ext in item.formats
-            if (fig_dir / f"{item.stem}.{ext}").exists()]
+    return [
+        fig_dir / f"{item.stem}.{ext}"
+        for ext in item.formats
+        if (fig_dir / f"{item.stem}.{ext}").exists()
+    ]
 
 
 def missing(fig_dir: Path) -> list[str]:

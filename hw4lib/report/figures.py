@@ -3,6 +3,7 @@
 Each function takes plain data (dicts, DataFrames, arrays) and returns a matplotlib figure;
 the notebooks save them with :func:`hw4lib.report.tables.save_figure`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -35,8 +36,9 @@ def pretrain_curves(summaries: Mapping[str, Mapping[str, Any]]):
 def finetune_losses(runs: Mapping[str, Mapping[str, Any]]):
     """The report's five loss-epoch plots: train and val loss per epoch for each of A-E."""
     settings = sorted(runs)
-    fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.2),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(3.4 * len(settings), 3.2), sharey=True, squeeze=False
+    )
     for ax, s in zip(axes[0], settings):
         h = runs[s]["history"]
         ax.plot(*_series(h, "train_loss"), label="train")
@@ -61,8 +63,13 @@ def finetune_accuracy(runs: Mapping[str, Mapping[str, Any]]):
     return fig
 
 
-def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int,
-               cmap: str | None = None, size: float = 2.6):
+def image_grid(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    ncols: int,
+    cmap: str | None = None,
+    size: float = 2.6,
+):
     """A grid of images (HxW or HxWx3 in [0, 1]) with titles."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
@@ -76,8 +83,9 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int,
     return fig
 
 
-def scene_box(geom: Mapping[str, Any], fine_box: Sequence[Sequence[float]] | None = None,
-              max_cams: int = 50):
+def scene_box(
+    geom: Mapping[str, Any], fine_box: Sequence[Sequence[float]] | None = None, max_cams: int = 50
+):
     """3D view of the training cameras' frusta, the coarse box and (optionally) the fine box.
 
     ``geom`` is :func:`hw4lib.nerf.jobs.box_and_frustums` output.
@@ -95,8 +103,13 @@ def scene_box(geom: Mapping[str, Any], fine_box: Sequence[Sequence[float]] | Non
     ax.scatter(c[:, 0], c[:, 1], c[:, 2], s=6, color="tab:blue", label="cameras")
     _box(ax, np.asarray(geom["lo"]), np.asarray(geom["hi"]), "tab:red", "coarse box (frusta)")
     if fine_box is not None:
-        _box(ax, np.asarray(fine_box[0]), np.asarray(fine_box[1]), "tab:green",
-             "fine box (coarse alpha)")
+        _box(
+            ax,
+            np.asarray(fine_box[0]),
+            np.asarray(fine_box[1]),
+            "tab:green",
+            "fine box (coarse alpha)",
+        )
     ax.set(xlabel="x", ylabel="y", zlabel="z", title="cameras, frusta (near..far) and boxes")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()

@@ -8,6 +8,7 @@ training loop is barely slowed. Under papermill
 (the notebooks' ``interactive = False``) and outside a kernel it only keeps the rows: the saved
 figure drawn after training is the output.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,9 +45,14 @@ class LivePlot:
     when rows come from :meth:`series`). ``interactive`` False (papermill) never draws.
     """
 
-    def __init__(self, draw: Callable[[list[dict]], Any], interactive: bool = True,
-                 min_interval: float = 1.0, budget: float = 0.05,
-                 clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        draw: Callable[[list[dict]], Any],
+        interactive: bool = True,
+        min_interval: float = 1.0,
+        budget: float = 0.05,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.draw = draw
         self.live = bool(interactive) and in_kernel()
         self.min_interval = min_interval
@@ -111,7 +117,8 @@ def ssl_curves(interactive: bool = True, **kw) -> LivePlot:
 
     def draw(rows: list[dict]):
         names = list(dict.fromkeys(r["series"] for r in rows))
-        return pretrain_curves({n: {"history": [r for r in rows if r["series"] == n]}
-                                for n in names})
+        return pretrain_curves(
+            {n: {"history": [r for r in rows if r["series"] == n]} for n in names}
+        )
 
     return LivePlot(draw, interactive, **kw)

@@ -1,4 +1,5 @@
 """``report.pdf``: Chromium's print-to-PDF of ``report.html`` (when Chromium is installed)."""
+
 from __future__ import annotations
 
 import os
@@ -26,25 +27,39 @@ def find_chromium() -> str | None:
 
 def chromium_flags(user_data_dir: str) -> list[str]:
     """Headless flags that work as root, in containers and without a GPU."""
-    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--no-default-browser-check", f"--user-data-dir={user_data_dir}"]
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={user_data_dir}",
+    ]
 
 
-def print_pdf(html: str | Path, pdf: str | Path, chromium: str | None = None,
-              timeout: float = 300.0) -> Path:
+def print_pdf(
+    html: str | Path, pdf: str | Path, chromium: str | None = None, timeout: float = 300.0
+) -> Path:
     """Print ``html`` to ``pdf`` with headless Chromium; the file appears only when complete.
 
     Raises ``FileNotFoundError`` without Chromium, ``RuntimeError`` when it fails (with its
     last line of output)."""
     exe = chromium or find_chromium()
     if exe is None:
-        raise FileNotFoundError("no Chromium found (apt-get install chromium, or set "
-                                "$HW4_CHROMIUM)")
+        raise FileNotFoundError(
+            "no Chromium found (apt-get install chromium, or set $HW4_CHROMIUM)"
+        )
     html, pdf = Path(html).resolve(), Path(pdf)
     tmp = pdf.with_name(f".{pdf.name}.tmp")
     with tempfile.TemporaryDirectory(prefix="hw4-chromium-") as profile:
-        cmd = [exe, *chromium_flags(profile), "--no-pdf-header-footer",
-               f"--print-to-pdf={tmp}", html.as_uri()]
+        cmd = [
+            exe,
+            *chromium_flags(profile),
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={tmp}",
+            html.as_uri(),
+        ]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -5,6 +5,7 @@ Each notebook ``notebooks/NN_name.ipynb`` runs with its ``parameters`` cell over
 writes ``NN_name.running.ipynb`` first and renames it on success, so a failure or Ctrl-C
 never replaces an earlier good copy; the partial notebook is kept as ``NN_name.failed.ipynb``.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ def select(found: dict[str, Path], only: str | None) -> list[Path]:
     ids = [s.strip().zfill(2) for s in only.split(",") if s.strip()]
     bad = [i for i in ids if i not in found]
     if bad:
-        raise UserError(f"unknown notebook id(s) {', '.join(bad)}: choose from "
-                        f"{', '.join(found) or '(none found)'}")
+        raise UserError(
+            f"unknown notebook id(s) {', '.join(bad)}: choose from "
+            f"{', '.join(found) or '(none found)'}"
+        )
     return [found[i] for i in ids]
 
 
@@ -67,8 +70,9 @@ class NotebookFailure:
         return f"{self.notebook}: {where} failed: {self.error}"
 
 
-def run_notebook(src: Path, out_dir: Path, parameters: dict, kernel: str,
-                 progress: bool = True) -> Path:
+def run_notebook(
+    src: Path, out_dir: Path, parameters: dict, kernel: str, progress: bool = True
+) -> Path:
     """Execute ``src`` into ``out_dir``; raises :class:`NotebookFailure`-carrying RuntimeError."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -80,8 +84,14 @@ def run_notebook(src: Path, out_dir: Path, parameters: dict, kernel: str,
     known = pm.inspect_notebook(str(src))  # pass only what the parameters cell defines
     params = {k: v for k, v in parameters.items() if k in known}
     try:
-        pm.execute_notebook(str(src), str(running), parameters=params, kernel_name=kernel,
-                            cwd=str(src.parent), progress_bar=progress)
+        pm.execute_notebook(
+            str(src),
+            str(running),
+            parameters=params,
+            kernel_name=kernel,
+            cwd=str(src.parent),
+            progress_bar=progress,
+        )
     except PapermillExecutionError as e:
         if running.exists():
             os.replace(running, failed)
@@ -134,8 +144,9 @@ def export_html(nb: Path, html: Path) -> Path:
 
 
 #: for report.pdf (Chromium's print of the page): never cut a figure or a table across pages
-_PRINT_CSS = ("<style>@media print { img, table, svg { break-inside: avoid; max-width: 100%; } "
-              "}</style>\n")
+_PRINT_CSS = (
+    "<style>@media print { img, table, svg { break-inside: avoid; max-width: 100%; } }</style>\n"
+)
 
 
 def _prepare_inputs(profile: str, data_dir: str | None) -> None:
@@ -148,8 +159,11 @@ def _prepare_inputs(profile: str, data_dir: str | None) -> None:
 
     own = data_dir or env.given("HW4_DATA") or not missing_parts(data_root(), COURSE_PARTS)
     parts: tuple[str, ...] = () if own else ("hotdog", "images")
-    print(f"[hw4 report] preparing {', '.join(parts + ('the DVGO kernels',))}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[hw4 report] preparing {', '.join(parts + ('the DVGO kernels',))}",
+        file=sys.stderr,
+        flush=True,
+    )
     prepare_generated(profile, parts, extra=(build_extension,))
     if parts:
         _data_previews(profile)
@@ -163,8 +177,9 @@ def _data_previews(profile: str) -> None:
 
     fig = figures_dir(profile)
     scene.preview(scene_dir(profile, "hotdog", progress=False), fig / "scene_hotdog.png")
-    corpus.preview(images_dir(profile, progress=False), fig / "corpus_samples.png", classes=5,
-                   per_class=8)
+    corpus.preview(
+        images_dir(profile, progress=False), fig / "corpus_samples.png", classes=5, per_class=8
+    )
 
 
 #: notebooks that build on each other's runs: 02 trains what 03 sweeps from, 04 pre-trains the
@@ -184,8 +199,16 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def _run_chain(chain: list[Path], out_dir: Path, params: dict, kernel: str, keep_going: bool,
-               threads: int | None, t0: float, progress: bool) -> tuple[list[Path], list]:
+def _run_chain(
+    chain: list[Path],
+    out_dir: Path,
+    params: dict,
+    kernel: str,
+    keep_going: bool,
+    threads: int | None,
+    t0: float,
+    progress: bool,
+) -> tuple[list[Path], list]:
     """Run notebooks in order (stopping at a failure unless ``keep_going``); in a worker process
     when chains run side by side, with ``threads`` CPU threads for its kernels."""
     if threads:
@@ -193,14 +216,21 @@ def _run_chain(chain: list[Path], out_dir: Path, params: dict, kernel: str, keep
             os.environ[var] = str(threads)  # the kernel subprocesses inherit them
     done, failures = [], []
     for nb in chain:
-        print(f"[hw4 report] {time.time() - t0:6.0f} s  {nb.name} ({params['profile']})",
-              file=sys.stderr, flush=True)
+        print(
+            f"[hw4 report] {time.time() - t0:6.0f} s  {nb.name} ({params['profile']})",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             done.append(run_notebook(nb, out_dir, params, kernel, progress))
         except NotebookRunError as e:
             failures.append(e.failure)
-            print(f"error: {e.failure.line()} (partial notebook: "
-                  f"{out_dir / (nb.stem + '.failed.ipynb')})", file=sys.stderr, flush=True)
+            print(
+                f"error: {e.failure.line()} (partial notebook: "
+                f"{out_dir / (nb.stem + '.failed.ipynb')})",
+                file=sys.stderr,
+                flush=True,
+            )
             if not keep_going:
                 break
     return done, failures
@@ -218,23 +248,36 @@ def plan(nbs: list[Path], jobs: int) -> tuple[list[list[Path]], list[Path]]:
     return chains, [nb for nb in nbs if nb not in chained]
 
 
-def run_report(profile: str, only: str | None = None, keep_going: bool = False,
-               data_dir: str | None = None, device: str = "auto", force: bool = False,
-               progress: bool = True, jobs: int | None = None
-               ) -> tuple[list[Path], list[NotebookFailure]]:
+def run_report(
+    profile: str,
+    only: str | None = None,
+    keep_going: bool = False,
+    data_dir: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    jobs: int | None = None,
+) -> tuple[list[Path], list[NotebookFailure]]:
     """Run the selected notebooks; returns (executed notebooks, failures).
 
     With ``jobs`` > 1 (default :func:`default_jobs`) the :data:`CHAINS` run side by side, each
     in order, then the rest; with 1, every notebook in order. A failure stops its chain (and
     what comes after the chains) unless ``keep_going``."""
     if data_dir and not Path(data_dir).is_dir():
-        raise UserError(f"{data_dir}: data directory not found (expected the course layout "
-                        "hotdog/, mini/, office/; or leave --data out to use generated data)")
+        raise UserError(
+            f"{data_dir}: data directory not found (expected the course layout "
+            "hotdog/, mini/, office/; or leave --data out to use generated data)"
+        )
     nbs = select(discover(notebooks_dir()), only)
     out_dir = reports_dir(profile)
     # interactive=False: no live curves or sliders (nobody watches a papermill run)
-    params = {"profile": profile, "device": device, "force": force, "interactive": False,
-              "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
+    params = {
+        "profile": profile,
+        "device": device,
+        "force": force,
+        "interactive": False,
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
+    }
     os.environ["HW4_PROFILE"] = profile  # the kernel inherits it
     kernel = kernel_name()
     t0 = time.time()
@@ -247,12 +290,17 @@ def run_report(profile: str, only: str | None = None, keep_going: bool = False,
         from multiprocessing import get_context
 
         threads = max(1, (os.cpu_count() or 1) // len(chains))
-        print(f"[hw4 report] {len(chains)} chains side by side ({threads} thread(s) each): "
-              + "; ".join(" -> ".join(nb.stem[:2] for nb in c) for c in chains),
-              file=sys.stderr, flush=True)
+        print(
+            f"[hw4 report] {len(chains)} chains side by side ({threads} thread(s) each): "
+            + "; ".join(" -> ".join(nb.stem[:2] for nb in c) for c in chains),
+            file=sys.stderr,
+            flush=True,
+        )
         with ProcessPoolExecutor(len(chains), mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_chain, c, out_dir, params, kernel, keep_going, threads,
-                                   t0, False) for c in chains]
+            futures = [
+                pool.submit(_run_chain, c, out_dir, params, kernel, keep_going, threads, t0, False)
+                for c in chains
+            ]
             for f in futures:
                 d, fl = f.result()
                 done += d

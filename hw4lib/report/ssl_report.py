@@ -1,4 +1,5 @@
 """Problem 2 as report tables and sentences, built from the SSL run summaries."""
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,14 @@ from ..reference import AE_ACC
 def ae_table(df: pd.DataFrame) -> pd.DataFrame:
     """The A-E accuracy table, ours beside the report's (``df`` from ``hw4lib.ssl.jobs.table``):
     the mean over seeds, their standard deviation only when some setting has two or more."""
-    out = pd.DataFrame({
-        "setting": df["setting"],
-        "pre-training": df["pre-training"],
-        "fine-tuning": df["fine-tuning"],
-        "val acc (ours)": df["val_acc"].astype(float),
-    })
+    out = pd.DataFrame(
+        {
+            "setting": df["setting"],
+            "pre-training": df["pre-training"],
+            "fine-tuning": df["fine-tuning"],
+            "val acc (ours)": df["val_acc"].astype(float),
+        }
+    )
     if (df["seeds"] >= 2).any():
         out["sd (seeds)"] = df["val_acc_std"].astype(float)
     out["seeds"] = df["seeds"].astype(int)
@@ -47,15 +50,21 @@ def findings(df: pd.DataFrame) -> list[str]:
         if a not in acc or b not in acc:
             return f"{text}: not measured"
         holds = acc[a] > acc[b] if op == ">" else acc[a] < acc[b]
-        return (f"{text}: {'holds' if holds else 'does NOT hold'} "
-                f"({a} {acc[a]:.3f} vs {b} {acc[b]:.3f})")
+        return (
+            f"{text}: {'holds' if holds else 'does NOT hold'} "
+            f"({a} {acc[a]:.3f} vs {b} {acc[b]:.3f})"
+        )
 
     best = max(acc, key=acc.get)
     lines = [f"best setting: {best} ({acc[best]:.3f}); the report's best is C (0.585)"]
-    lines.append(claim("SSL pre-training beats training from scratch, full model (C > A)",
-                       "C", ">", "A"))
-    lines.append(claim("SSL pre-training beats training from scratch, frozen backbone (E > A)",
-                       "E", ">", "A"))
+    lines.append(
+        claim("SSL pre-training beats training from scratch, full model (C > A)", "C", ">", "A")
+    )
+    lines.append(
+        claim(
+            "SSL pre-training beats training from scratch, frozen backbone (E > A)", "E", ">", "A"
+        )
+    )
     lines.append(claim("SSL beats supervised pre-training, full model (C > B)", "C", ">", "B"))
     lines.append(claim("SSL beats supervised pre-training, frozen backbone (E > D)", "E", ">", "D"))
     return lines

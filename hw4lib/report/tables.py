@@ -1,4 +1,5 @@
 """Tables and figure files: where they go and how they are written (CSV, Markdown, LaTeX)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,6 +24,7 @@ PUBLISHED = PROJECT_ROOT / "figures"
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     """A GitHub Markdown table (no extra dependency)."""
+
     def cell(v) -> str:
         if isinstance(v, float):
             return "—" if pd.isna(v) else floatfmt.format(v)
@@ -40,8 +42,11 @@ def save_table(df: pd.DataFrame, name: str, out_dir: Path, floatfmt: str = "{:.3
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
     df.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(df, floatfmt))
-    fmt = {c: (lambda v: floatfmt.format(v) if pd.notna(v) else "--")
-           for c in df.columns if pd.api.types.is_float_dtype(df[c])}
+    fmt = {
+        c: (lambda v: floatfmt.format(v) if pd.notna(v) else "--")
+        for c in df.columns
+        if pd.api.types.is_float_dtype(df[c])
+    }
     paths[2].write_text(df.to_latex(index=False, formatters=fmt, na_rep="--", escape=True))
     return paths
 

@@ -5,6 +5,7 @@ every image in a batch share their geometry; BYOL (the paper, SimCLR) draws para
 image. This module does that with batched tensor ops (one ``grid_sample`` for every crop), so
 it costs little on a CPU and nothing on a GPU, and is passed to ``BYOL(augment_fn=...)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ class AugmentSpec:
     hue: float = 0.1
     gray_p: float = 0.2
     blur_p: float = 0.0
-    rotate: float = 0.0      # max rotation of a view, degrees (uniform in +-rotate)
+    rotate: float = 0.0  # max rotation of a view, degrees (uniform in +-rotate)
 
 
 #: BYOL/SimCLR's view distribution; supervised pre-training and fine-tuning: crop + flip only
@@ -42,8 +43,13 @@ LIGHT = AugmentSpec(crop_scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0)
 
 def byol_view(cfg: SSLConfig) -> AugmentSpec:
     """BYOL's views with the profile's crop, hue, grayscale, blur and rotation strengths."""
-    return AugmentSpec(crop_scale=(cfg.byol_crop_min, 1.0), hue=cfg.byol_hue,
-                       gray_p=cfg.byol_gray_p, blur_p=cfg.byol_blur_p, rotate=cfg.byol_rotate)
+    return AugmentSpec(
+        crop_scale=(cfg.byol_crop_min, 1.0),
+        hue=cfg.byol_hue,
+        gray_p=cfg.byol_gray_p,
+        blur_p=cfg.byol_blur_p,
+        rotate=cfg.byol_rotate,
+    )
 
 
 def spec_from_dict(d: dict) -> AugmentSpec:
@@ -55,8 +61,14 @@ def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:
     return torch.empty(n, device=device).uniform_(lo, hi)
 
 
-def crop_affine(w: torch.Tensor, h: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
-                sign: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+def crop_affine(
+    w: torch.Tensor,
+    h: torch.Tensor,
+    cx: torch.Tensor,
+    cy: torch.Tensor,
+    sign: torch.Tensor,
+    angle: torch.Tensor,
+) -> torch.Tensor:
     """(n, 2, 3) ``affine_grid`` matrices of crops: width/height ``w``/``h`` and centre
     ``cx``/``cy`` in [-1, 1] image coordinates, mirrored where ``sign`` is -1, turned by
     ``angle`` (radians) about the centre: input = R(angle) @ diag(sign * w, h) @ output + centre.
@@ -68,14 +80,15 @@ def crop_affine(w: torch.Tensor, h: torch.Tensor, cx: torch.Tensor, cy: torch.Te
     return theta
 
 
-def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], flip: bool,
-                        rotate: float = 0.0) -> torch.Tensor:
+def random_resized_crop(
+    x: torch.Tensor, scale: tuple[float, float], flip: bool, rotate: float = 0.0
+) -> torch.Tensor:
     """Per-sample RandomResizedCrop (ratio 3/4..4/3) + horizontal flip, output the input size;
     ``rotate`` > 0 also turns each crop about its centre by up to +-rotate degrees."""
     n, dev = x.shape[0], x.device
     area = _uniform(n, *scale, dev)
     logr = _uniform(n, math.log(3 / 4), math.log(4 / 3), dev)
-    w = torch.sqrt(area * torch.exp(logr)).clamp(max=1.0)   # fractions of the side
+    w = torch.sqrt(area * torch.exp(logr)).clamp(max=1.0)  # fractions of the side
     h = torch.sqrt(area / torch.exp(logr)).clamp(max=1.0)
     cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)
     cy = (torch.rand(n, device=dev) * 2 - 1) * (1 - h)
@@ -100,7 +113,7 @@ def color_jitter(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     n, dev = x.shape[0], x.device
     on = (torch.rand(n, device=dev) < spec.jitter_p).float()
 
-    def factor(s: float) -> torch.Tensor:   # 1 where jitter is off
+    def factor(s: float) -> torch.Tensor:  # 1 where jitter is off
         return (1 + on * _uniform(n, -s, s, dev)).view(n, 1, 1, 1)
 
     x = (x * factor(spec.brightness)).clamp(0, 1)
@@ -115,7 +128,7 @@ def color_jitter(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
         yiq = _YIQ.to(dev, x.dtype)
-        mat = torch.linalg.inv(yiq) @ rot @ yiq               # (n, 3, 3)
+        mat = torch.linalg.inv(yiq) @ rot @ yiq  # (n, 3, 3)
         x = torch.einsum("nij,njhw->nihw", mat, x).clamp(0, 1)
     return x
 

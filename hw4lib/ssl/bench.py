@@ -5,6 +5,7 @@ already in memory (the upper bound), fed by the profile's loader (in-memory cach
 profiles), and fed by a loader that decodes JPEGs on the fly with DataLoader workers (the
 full profile's path). The loader's cost is ``1 - rate / in-memory rate``; the goal is <= 15%.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,17 +47,30 @@ def bench_ssl(args) -> int:
     if data is None:
         tmp = tempfile.TemporaryDirectory(prefix="hw4-bench-ssl-")
         n_per = max(2, -(-cfg.pretrain_batch * (steps + 3) // 64))
-        data = generate_corpora(Path(tmp.name), CorpusGen(
-            mini_per_class=n_per, office_train_per_class=1, office_val_per_class=1,
-            mini_size=prof.corpus.mini_size), progress=False)
+        data = generate_corpora(
+            Path(tmp.name),
+            CorpusGen(
+                mini_per_class=n_per,
+                office_train_per_class=1,
+                office_val_per_class=1,
+                mini_size=prof.corpus.mini_size,
+            ),
+            progress=False,
+        )
     csv_path, img_dir = Path(data) / "mini" / "train.csv", Path(data) / "mini" / "train"
 
     torch.manual_seed(0)
     net = make_backbone(cfg.backbone).to(device)
     view = byol_view(cfg)
-    byol = BYOL(net, image_size=cfg.image_size, hidden_layer=-1,
-                projection_size=cfg.byol_projection, projection_hidden_size=cfg.byol_hidden,
-                augment_fn=BatchAugment(view), use_simplicial_embeddings=False)
+    byol = BYOL(
+        net,
+        image_size=cfg.image_size,
+        hidden_layer=-1,
+        projection_size=cfg.byol_projection,
+        projection_hidden_size=cfg.byol_hidden,
+        augment_fn=BatchAugment(view),
+        use_simplicial_embeddings=False,
+    )
     opt = torch.optim.SGD(byol.parameters(), lr=cfg.pretrain_lr, momentum=cfg.momentum)
 
     def step(x: torch.Tensor) -> None:
@@ -70,26 +84,39 @@ def bench_ssl(args) -> int:
 
     def batches(cache: bool, workers: int):
         ds = ImageSet(csv_path, img_dir, cfg.image_size, cache=cache)
-        loader = make_loader(ds, cfg.pretrain_batch, shuffle=True, drop_last=True,
-                             workers=workers, device=device)
+        loader = make_loader(
+            ds, cfg.pretrain_batch, shuffle=True, drop_last=True, workers=workers, device=device
+        )
         return (x for x, _ in itertools.chain.from_iterable(itertools.repeat(loader)))
 
-    fixed = torch.randint(0, 256, (cfg.pretrain_batch, 3, cfg.image_size, cfg.image_size),
-                          dtype=torch.uint8)
+    fixed = torch.randint(
+        0, 256, (cfg.pretrain_batch, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8
+    )
     mem = _time_steps(step, itertools.repeat(fixed), steps)
     rows = [("in-memory tensors", mem)]
-    rows.append((f"profile loader (cache={cfg.cache_images}, workers="
-                 f"{0 if cfg.cache_images else cfg.workers})",
-                 _time_steps(step, batches(cfg.cache_images, cfg.workers), steps)))
+    rows.append(
+        (
+            f"profile loader (cache={cfg.cache_images}, workers="
+            f"{0 if cfg.cache_images else cfg.workers})",
+            _time_steps(step, batches(cfg.cache_images, cfg.workers), steps),
+        )
+    )
     w = max(cfg.workers, 1)
     rows.append((f"decode on the fly (workers={w})", _time_steps(step, batches(False, w), steps)))
-    print(f"BYOL step, {cfg.backbone} {cfg.image_size}px batch {cfg.pretrain_batch} on {device} "
-          f"(profile {prof.name}, {steps} steps each):")
+    print(
+        f"BYOL step, {cfg.backbone} {cfg.image_size}px batch {cfg.pretrain_batch} on {device} "
+        f"(profile {prof.name}, {steps} steps each):"
+    )
     for name, rate in rows:
         cost = 100.0 * (1.0 - rate / mem)
-        print(f"  {name:<40} {rate:8.1f} images/s   loader cost {max(cost, 0.0):5.1f}%"
-              + ("" if name.startswith("in-memory") else
-                 ("   (goal <= 15%: met)" if cost <= 15 else "   (goal <= 15%: NOT met)")))
+        print(
+            f"  {name:<40} {rate:8.1f} images/s   loader cost {max(cost, 0.0):5.1f}%"
+            + (
+                ""
+                if name.startswith("in-memory")
+                else ("   (goal <= 15%: met)" if cost <= 15 else "   (goal <= 15%: NOT met)")
+            )
+        )
     if tmp is not None:
         tmp.cleanup()
     return 0

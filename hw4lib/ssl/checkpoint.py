@@ -10,6 +10,7 @@ with :func:`hw4lib.results.load_checkpoint`, which never runs code from it (runs
 ``SSLConfig.checkpoint_every_s`` seconds (0: every epoch) and after the last epoch, so a
 resume after a kill repeats at most that much work.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,12 @@ def _fix(path: Path) -> str:
     """How to go on from an unusable checkpoint: it depends on which file of a run it is."""
     if path.name == "last.pt":
         # plan_run starts a run afresh, with the same settings, once last.pt is gone
-        return f"delete {path} and rerun (the run then starts afresh), or resume a run you " \
-            "trust"
+        return f"delete {path} and rerun (the run then starts afresh), or resume a run you trust"
     if path.name == "best.pt":
-        return "point --run at a fine-tuning run you trust, or train one with `hw4 ssl " \
+        return (
+            "point --run at a fine-tuning run you trust, or train one with `hw4 ssl "
             "finetune --out NEW_RUN`"
+        )
     return "use a run you trust, or train a new one into a new --out folder"
 
 
@@ -41,8 +43,9 @@ def load(path: str | Path, keys: tuple[str, ...] = ()) -> dict:
     return load_checkpoint(path, keys=keys, fix=_fix(path))
 
 
-def begin(run_dir: Path, kind: RunKind, plan: RunPlan, settings: dict,
-          keys: tuple[str, ...] = LAST_KEYS) -> dict | None:
+def begin(
+    run_dir: Path, kind: RunKind, plan: RunPlan, settings: dict, keys: tuple[str, ...] = LAST_KEYS
+) -> dict | None:
     """Act on a :func:`hw4lib.runs.plan_run` verdict other than reuse, once the data has been
     read: the checkpoint to resume from, or None when the run starts afresh (the folder
     cleared of the earlier run, ``settings`` recorded)."""
@@ -54,4 +57,3 @@ def begin(run_dir: Path, kind: RunKind, plan: RunPlan, settings: dict,
 
 def write_run(run_dir: Path, data: dict) -> None:
     atomic_write_text(Path(run_dir) / "run.json", json.dumps(data, indent=2, default=str))
-

@@ -5,6 +5,7 @@ stay uint8 until they reach the device, where :mod:`hw4lib.ssl.augment` turns a 
 into normalised floats. With ``cache`` every image is decoded once into memory (small corpora,
 CPU profiles); otherwise DataLoader workers decode on the fly (large corpora, GPU).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,17 +42,25 @@ class ResizeToTensor:
 #: decoded images of the last few csvs read in this process, by (csv, folder, their mtimes,
 #: size): the jobs of a study read the same corpora several times
 _DECODED: dict[tuple, torch.Tensor] = {}
-_DECODED_MAX = 4   # mini, office train and val: a study's working set
+_DECODED_MAX = 4  # mini, office train and val: a study's working set
 
 
 class ImageSet(Dataset):
     """``(uint8 image (3,S,S), class index or -1)`` for each csv row, optionally all in memory."""
 
-    def __init__(self, csv_path: str | Path, image_dir: str | Path, size: int,
-                 classes: list[str] | None = None, require_label: bool = False,
-                 cache: bool = False, progress: bool = False):
-        self.base = CsvImageDataset(csv_path, image_dir, ResizeToTensor(size), classes=classes,
-                                    require_label=require_label)
+    def __init__(
+        self,
+        csv_path: str | Path,
+        image_dir: str | Path,
+        size: int,
+        classes: list[str] | None = None,
+        require_label: bool = False,
+        cache: bool = False,
+        progress: bool = False,
+    ):
+        self.base = CsvImageDataset(
+            csv_path, image_dir, ResizeToTensor(size), classes=classes, require_label=require_label
+        )
         self.size = size
         self.images: torch.Tensor | None = None
         self.labels = torch.tensor([self.base.label_index(i) for i in range(len(self.base))])
@@ -60,14 +69,20 @@ class ImageSet(Dataset):
             key = (str(csv), str(folder), csv.stat().st_mtime_ns, folder.stat().st_mtime_ns, size)
             if key not in _DECODED:
                 while len(_DECODED) >= _DECODED_MAX:
-                    _DECODED.pop(next(iter(_DECODED)))   # the oldest
+                    _DECODED.pop(next(iter(_DECODED)))  # the oldest
                 _DECODED[key] = self._decode(size, progress)
             self.images = _DECODED[key]
 
     def _decode(self, size: int, progress: bool) -> torch.Tensor:
         imgs = torch.empty(len(self.base), 3, size, size, dtype=torch.uint8)
-        for i, r in enumerate(tqdm(self.base.rows, desc=f"load {self.base.csv_path.name}",
-                                   disable=not progress, leave=False)):
+        for i, r in enumerate(
+            tqdm(
+                self.base.rows,
+                desc=f"load {self.base.csv_path.name}",
+                disable=not progress,
+                leave=False,
+            )
+        ):
             imgs[i] = to_uint8_tensor(load_rgb(self.base.image_dir / r.filename), size)
         return imgs
 
@@ -88,8 +103,16 @@ class ImageSet(Dataset):
         return self.base[i]
 
 
-def make_loader(ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
-                device: str, seed: int = 0, shard: tuple[int, int] = (0, 1)) -> DataLoader:
+def make_loader(
+    ds: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    drop_last: bool,
+    workers: int,
+    device: str,
+    seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
+) -> DataLoader:
     """A DataLoader; workers only when images are decoded on the fly, pinned memory on a GPU.
 
     ``shard=(rank, world)`` with ``world > 1`` (shuffled, whole batches only): this process's
@@ -98,8 +121,12 @@ def make_loader(ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool, wo
     w = 0 if cached else workers
     g = torch.Generator()
     g.manual_seed(seed)
-    common = {"num_workers": w, "pin_memory": device == "cuda", "generator": g,
-              "persistent_workers": w > 0}
+    common = {
+        "num_workers": w,
+        "pin_memory": device == "cuda",
+        "generator": g,
+        "persistent_workers": w > 0,
+    }
     rank, world = shard
     if world > 1:
         if not (shuffle and drop_last):

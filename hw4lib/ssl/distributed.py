@@ -6,6 +6,7 @@ start N copies of a command with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MAS
 The backend is nccl on CUDA (one GPU a process, ``cuda:LOCAL_RANK``) and gloo on CPUs; only
 nccl runs SyncBatchNorm, so on CPUs every process normalises its own share of a batch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,10 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(v)
     except ValueError:
-        raise UserError(f"${name}={v!r}: not an integer; launch with torchrun or accelerate "
-                        "launch, which set it, or unset it") from None
+        raise UserError(
+            f"${name}={v!r}: not an integer; launch with torchrun or accelerate "
+            "launch, which set it, or unset it"
+        ) from None
 
 
 def _true(v: str | None) -> bool:
@@ -48,9 +51,11 @@ def refuse_many(what: str) -> None:
     """A one-line error when ``what`` (a single-process job) is started by a multi-process
     launcher: every process would run the whole job and write the same files."""
     if world_from_env() > 1:
-        raise UserError(f"{what} runs as one process, but WORLD_SIZE={world_from_env()}: "
-                        "start it without torchrun / accelerate launch (only `hw4 ssl "
-                        "pretrain` is data-parallel)")
+        raise UserError(
+            f"{what} runs as one process, but WORLD_SIZE={world_from_env()}: "
+            "start it without torchrun / accelerate launch (only `hw4 ssl "
+            "pretrain` is data-parallel)"
+        )
 
 
 @dataclass
@@ -84,8 +89,10 @@ class Dist:
             return "BatchNorm (one process)"
         if self.sync_batchnorm:
             return "SyncBatchNorm (nccl: statistics of the whole batch across processes)"
-        return ("per-process BatchNorm (gloo on CPU: no SyncBatchNorm; each process normalises "
-                "its share of the batch)")
+        return (
+            "per-process BatchNorm (gloo on CPU: no SyncBatchNorm; each process normalises "
+            "its share of the batch)"
+        )
 
     def start(self) -> None:
         """Join (or reuse) the process group; a no-op for one process."""
@@ -93,8 +100,9 @@ class Dist:
 
         if self.world == 1 or dist.is_initialized():
             return
-        dist.init_process_group(self.backend, init_method="env://", rank=self.rank,
-                                world_size=self.world)
+        dist.init_process_group(
+            self.backend, init_method="env://", rank=self.rank, world_size=self.world
+        )
         self.owns_group = True
 
     def close(self) -> None:
@@ -175,22 +183,30 @@ def from_env(device: str) -> Dist:
     if world == 1 and _true(os.environ.get("ACCELERATE_USE_CPU")) and os.environ.get("MASTER_ADDR"):
         # accelerate launch --cpu --num_processes N (N > 1) sets MASTER_ADDR but starts one
         # process: its several CPU processes need MPI
-        raise UserError("accelerate launch --cpu started one process (several need MPI): for N "
-                        "CPU processes use `accelerate launch --multi_gpu --num_processes N -m "
-                        "hw4lib ssl pretrain ... --device cpu` or `torchrun --nproc_per_node N "
-                        "-m hw4lib ssl pretrain ...`")
+        raise UserError(
+            "accelerate launch --cpu started one process (several need MPI): for N "
+            "CPU processes use `accelerate launch --multi_gpu --num_processes N -m "
+            "hw4lib ssl pretrain ... --device cpu` or `torchrun --nproc_per_node N "
+            "-m hw4lib ssl pretrain ...`"
+        )
     mp = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if mp not in ("", "no"):
-        raise UserError(f"accelerate launch --mixed_precision {mp}: hw4 ssl pretrain trains in "
-                        "float32 only; launch without --mixed_precision")
+        raise UserError(
+            f"accelerate launch --mixed_precision {mp}: hw4 ssl pretrain trains in "
+            "float32 only; launch without --mixed_precision"
+        )
     if not 0 <= rank < world or not 0 <= local < max(world, 1):
-        raise UserError(f"RANK={rank}, LOCAL_RANK={local}, WORLD_SIZE={world}: not a valid "
-                        "process; launch with torchrun or accelerate launch")
+        raise UserError(
+            f"RANK={rank}, LOCAL_RANK={local}, WORLD_SIZE={world}: not a valid "
+            "process; launch with torchrun or accelerate launch"
+        )
     if device == "cuda" and world > 1:
         n = torch.cuda.device_count()
         if local >= n:
-            raise UserError(f"LOCAL_RANK={local} but {n} GPU(s) visible: start at most {n} "
-                            "processes a machine (--nproc_per_node / --num_processes)")
+            raise UserError(
+                f"LOCAL_RANK={local} but {n} GPU(s) visible: start at most {n} "
+                "processes a machine (--nproc_per_node / --num_processes)"
+            )
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:
@@ -210,7 +226,7 @@ class ShardedBatches(Sampler[list[int]]):
     def __iter__(self):
         for b in self.batches:
             per = len(b) // self.world
-            yield b[self.rank * per:(self.rank + 1) * per]
+            yield b[self.rank * per : (self.rank + 1) * per]
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -8,6 +8,7 @@
 | D | supervised pre-training | classifier only (backbone frozen, BatchNorm statistics too) |
 | E | BYOL pre-training | classifier only |
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,12 @@ from .models import file_sha1, load_backbone_file, make_classifier
 
 #: setting -> (pre-training method of its backbone or None, backbone frozen?)
 SETTINGS: dict[str, tuple[str | None, bool]] = {
-    "A": (None, False), "B": ("supervised", False), "C": ("byol", False),
-    "D": ("supervised", True), "E": ("byol", True)}
+    "A": (None, False),
+    "B": ("supervised", False),
+    "C": ("byol", False),
+    "D": ("supervised", True),
+    "E": ("byol", True),
+}
 DESCRIPTIONS = {
     "A": ("-", "full model (backbone + classifier)"),
     "B": ("supervised (labels)", "full model (backbone + classifier)"),
@@ -49,12 +54,18 @@ DESCRIPTIONS = {
 
 def office_paths(data_root: Path) -> dict[str, Path]:
     root = Path(data_root) / "office"
-    p = {"train_csv": root / "train.csv", "train_dir": root / "train",
-         "val_csv": root / "val.csv", "val_dir": root / "val"}
+    p = {
+        "train_csv": root / "train.csv",
+        "train_dir": root / "train",
+        "val_csv": root / "val.csv",
+        "val_dir": root / "val",
+    }
     for k in ("train_csv", "val_csv"):
         if not p[k].is_file():
-            raise UserError(f"{p[k]}: not found; --data must hold office/train.csv, office/train/, "
-                            "office/val.csv and office/val/ (make one with `hw4 data images`)")
+            raise UserError(
+                f"{p[k]}: not found; --data must hold office/train.csv, office/train/, "
+                "office/val.csv and office/val/ (make one with `hw4 data images`)"
+            )
     return p
 
 
@@ -66,8 +77,10 @@ def resolve_backbone(backbone: str | Path | None) -> Path | None:
     if b.is_dir():
         f = b / "backbone.pt"
         if not f.is_file():
-            raise UserError(f"{b}: no backbone.pt in this folder; finish its pre-training "
-                            "(`hw4 ssl pretrain --out ...`) or pass a state-dict file")
+            raise UserError(
+                f"{b}: no backbone.pt in this folder; finish its pre-training "
+                "(`hw4 ssl pretrain --out ...`) or pass a state-dict file"
+            )
         return f
     return b
 
@@ -81,14 +94,16 @@ def set_train_mode(model: nn.Module, frozen: bool) -> None:
                 m.eval()
 
 
-def setting_classifier(setting: str, arch: str, n_classes: int, backbone_state: dict | None,
-                       head_norm: bool = False) -> nn.Module:
+def setting_classifier(
+    setting: str, arch: str, n_classes: int, backbone_state: dict | None, head_norm: bool = False
+) -> nn.Module:
     """The setting's classifier with ``requires_grad`` set as the table says; ``head_norm``
     (frozen settings only) standardises the features before the linear head."""
     method, frozen = SETTINGS[setting]
     if (method is None) != (backbone_state is None):
-        raise ValueError(f"setting {setting} "
-                         f"{'takes no' if method is None else 'needs a'} backbone")
+        raise ValueError(
+            f"setting {setting} {'takes no' if method is None else 'needs a'} backbone"
+        )
     if head_norm and not frozen:
         raise ValueError(f"setting {setting} trains its backbone: head_norm is for D and E")
     model = make_classifier(arch, n_classes, backbone_state, head_norm)
@@ -97,34 +112,56 @@ def setting_classifier(setting: str, arch: str, n_classes: int, backbone_state: 
     return model
 
 
-def finetune_settings(setting: str, data_root: Path, backbone_file: Path | None,
-                      cfg: SSLConfig, profile: str, epochs: int | None = None,
-                      seed: int = 0) -> dict:
+def finetune_settings(
+    setting: str,
+    data_root: Path,
+    backbone_file: Path | None,
+    cfg: SSLConfig,
+    profile: str,
+    epochs: int | None = None,
+    seed: int = 0,
+) -> dict:
     if setting not in SETTINGS:
         raise UserError(f"unknown setting {setting!r}: choose one of A, B, C, D, E")
     method, frozen = SETTINGS[setting]
     if method is None and backbone_file is not None:
         raise UserError(f"setting A trains from scratch: drop --backbone {backbone_file}")
     if method is not None and backbone_file is None:
-        raise UserError(f"setting {setting} needs --backbone: the {method} pre-training run "
-                        "folder (or a ResNet state-dict file)")
+        raise UserError(
+            f"setting {setting} needs --backbone: the {method} pre-training run "
+            "folder (or a ResNet state-dict file)"
+        )
     if epochs is not None and epochs < 1:
         raise UserError(f"--epochs {epochs}: must be at least 1")
     # a step budget (CPU profiles) becomes whole epochs once the data's size is known
     steps = cfg.finetune_steps if epochs is None else None
     ep = None if steps else (epochs or cfg.finetune_epochs)
-    s = {"setting": setting, "data": str(Path(data_root).resolve()), "profile": profile,
-         "frozen": frozen, "image_size": cfg.image_size, "epochs": ep, "steps": steps,
-         "batch": cfg.finetune_batch, "gamma": cfg.finetune_gamma,
-         "lr": cfg.finetune_head_lr if frozen and cfg.finetune_head_lr else cfg.finetune_lr,
-         "momentum": cfg.momentum, "seed": seed,
-         "augment": asdict(LIGHT) if cfg.finetune_augment else None,
-         "backbone": None, "backbone_sha1": None, "arch": cfg.backbone,
-         "head_norm": bool(frozen and cfg.probe_head_norm)}
+    s = {
+        "setting": setting,
+        "data": str(Path(data_root).resolve()),
+        "profile": profile,
+        "frozen": frozen,
+        "image_size": cfg.image_size,
+        "epochs": ep,
+        "steps": steps,
+        "batch": cfg.finetune_batch,
+        "gamma": cfg.finetune_gamma,
+        "lr": cfg.finetune_head_lr if frozen and cfg.finetune_head_lr else cfg.finetune_lr,
+        "momentum": cfg.momentum,
+        "seed": seed,
+        "augment": asdict(LIGHT) if cfg.finetune_augment else None,
+        "backbone": None,
+        "backbone_sha1": None,
+        "arch": cfg.backbone,
+        "head_norm": bool(frozen and cfg.probe_head_norm),
+    }
     if backbone_file is not None:
         arch, _ = load_backbone_file(backbone_file)
-        s.update(backbone=str(Path(backbone_file).resolve()),
-                 backbone_sha1=file_sha1(Path(backbone_file)), arch=arch)
+        s.update(
+            backbone=str(Path(backbone_file).resolve()),
+            backbone_sha1=file_sha1(Path(backbone_file)),
+            arch=arch,
+        )
     return s
 
 
@@ -160,27 +197,43 @@ def frozen_features(model: nn.Module, ds: ImageSet, device: str) -> TensorDatase
     return TensorDataset(feats, ds.labels)
 
 
-def _inputs(model: nn.Module, train: ImageSet, val: ImageSet, settings: dict, cfg: SSLConfig,
-            device: str) -> tuple[nn.Module, Callable, Callable, DataLoader, DataLoader]:
+def _inputs(
+    model: nn.Module, train: ImageSet, val: ImageSet, settings: dict, cfg: SSLConfig, device: str
+) -> tuple[nn.Module, Callable, Callable, DataLoader, DataLoader]:
     """What trains and on what: ``(net, prepare train batch, prepare val batch, train loader,
     val loader)``. The whole model on images, or, frozen without augmentation, only its head
     on the backbone's features (computed once: without augmentation they never change)."""
     augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
     on_features = settings["frozen"] and augment is None
-    net, prepare, prepare_val = (model.fc, _identity, _identity) if on_features else (
-        model, (lambda x: augment(to_float(x))) if augment else image_input, image_input)
-    train_set, val_set = ((frozen_features(model, train, device),
-                           frozen_features(model, val, device)) if on_features else (train, val))
+    net, prepare, prepare_val = (
+        (model.fc, _identity, _identity)
+        if on_features
+        else (model, (lambda x: augment(to_float(x))) if augment else image_input, image_input)
+    )
+    train_set, val_set = (
+        (frozen_features(model, train, device), frozen_features(model, val, device))
+        if on_features
+        else (train, val)
+    )
     batch, workers = settings["batch"], 0 if on_features else cfg.workers
-    train_loader = make_loader(train_set, batch, shuffle=True, drop_last=len(train) > batch,
-                               workers=workers, device=device, seed=settings["seed"])
-    val_loader = make_loader(val_set, 4 * batch, shuffle=False, drop_last=False,
-                             workers=workers, device=device)
+    train_loader = make_loader(
+        train_set,
+        batch,
+        shuffle=True,
+        drop_last=len(train) > batch,
+        workers=workers,
+        device=device,
+        seed=settings["seed"],
+    )
+    val_loader = make_loader(
+        val_set, 4 * batch, shuffle=False, drop_last=False, workers=workers, device=device
+    )
     return net, prepare, prepare_val, train_loader, val_loader
 
 
-def _train_epoch(run: loop.RunLoop, net: nn.Module, loader: DataLoader, prepare: Callable,
-                 device: str) -> float:
+def _train_epoch(
+    run: loop.RunLoop, net: nn.Module, loader: DataLoader, prepare: Callable, device: str
+) -> float:
     """One pass over ``loader``, one optimizer step a batch; the mean training loss."""
     tot, n = 0.0, 0
     for x, y in loader:
@@ -192,10 +245,22 @@ def _train_epoch(run: loop.RunLoop, net: nn.Module, loader: DataLoader, prepare:
     return tot / max(n, 1)
 
 
-def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
-                 backbone: str | Path | None = None, device: str = "cpu",
-                 epochs: int | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True, replace_stale: bool = False) -> dict:
+def run_finetune(
+    setting: str,
+    data_root: Path,
+    run_dir: Path,
+    cfg: SSLConfig,
+    *,
+    profile: str,
+    backbone: str | Path | None = None,
+    device: str = "cpu",
+    epochs: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    replace_stale: bool = False,
+) -> dict:
     """Fine-tune one setting; writes ``best.pt`` (best val accuracy, with the class names),
     ``last.pt`` and ``run.json``; returns the summary with the per-epoch history. A finished
     run with the same settings is reused unless ``force``; ``replace_stale``: the folder is a
@@ -203,23 +268,39 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
     run_dir = Path(run_dir)
     bfile = resolve_backbone(backbone)
     settings = finetune_settings(setting, data_root, bfile, cfg, profile, epochs, seed)
-    plan = plan_run(run_dir, SSL_FINETUNE, settings, resume=resume, force=force,
-                    cache=replace_stale)
+    plan = plan_run(
+        run_dir, SSL_FINETUNE, settings, resume=resume, force=force, cache=replace_stale
+    )
     if plan.action == REUSE:
         return plan.done
     paths, size = office_paths(data_root), settings["image_size"]
     # read (and so validate) the data before the run folder is touched
-    train = ImageSet(paths["train_csv"], paths["train_dir"], size, require_label=True,
-                     cache=cfg.cache_images, progress=progress)
-    val = ImageSet(paths["val_csv"], paths["val_dir"], size, classes=train.classes,
-                   require_label=True, cache=cfg.cache_images, progress=progress)
+    train = ImageSet(
+        paths["train_csv"],
+        paths["train_dir"],
+        size,
+        require_label=True,
+        cache=cfg.cache_images,
+        progress=progress,
+    )
+    val = ImageSet(
+        paths["val_csv"],
+        paths["val_dir"],
+        size,
+        classes=train.classes,
+        require_label=True,
+        cache=cfg.cache_images,
+        progress=progress,
+    )
     state = loop.resume_state(run_dir, SSL_FINETUNE, plan, settings)
     torch.manual_seed(seed)
     bstate = load_backbone_file(bfile)[1] if bfile is not None else None
-    model = setting_classifier(setting, settings["arch"], len(train.classes), bstate,
-                        settings["head_norm"]).to(device)
-    net, prepare, prepare_val, train_loader, val_loader = _inputs(model, train, val, settings,
-                                                                  cfg, device)
+    model = setting_classifier(
+        setting, settings["arch"], len(train.classes), bstate, settings["head_norm"]
+    ).to(device)
+    net, prepare, prepare_val, train_loader, val_loader = _inputs(
+        model, train, val, settings, cfg, device
+    )
     run = loop.RunLoop(run_dir, model, settings, 1, state, cfg.checkpoint_every_s)
     n_epochs = settings["epochs"] or math.ceil(settings["steps"] / len(train_loader))
     start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
@@ -228,9 +309,14 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         torch.set_rng_state(state["rng"])
         train_loader.generator.set_state(state["order"])
     t_all = run.start_clock()
-    best_state = None   # a better model not yet on disk
-    bar = tqdm(range(start, n_epochs), desc=f"setting {setting}", disable=not progress,
-               initial=start, total=n_epochs)
+    best_state = None  # a better model not yet on disk
+    bar = tqdm(
+        range(start, n_epochs),
+        desc=f"setting {setting}",
+        disable=not progress,
+        initial=start,
+        total=n_epochs,
+    )
     for epoch in bar:
         set_train_mode(model, settings["frozen"])
         train_loss = _train_epoch(run, net, train_loader, prepare, device)
@@ -238,52 +324,95 @@ def run_finetune(setting: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *
         loop.check_finite(train_loss, f"setting {setting}", f"epoch {epoch + 1}")
         val_loss, val_acc = evaluate(net, val_loader, device, prepare_val)
         e = epoch + 1
-        history.append({"epoch": e, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_acc": val_acc, "lr": run.lr})
+        history.append(
+            {
+                "epoch": e,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": run.lr,
+            }
+        )
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": e}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        if run.due(e == n_epochs):   # best.pt then last.pt: last.pt's "best" is on disk
+        if run.due(e == n_epochs):  # best.pt then last.pt: last.pt's "best" is on disk
             if best_state is not None:
-                ckpt.atomic_save({"setting": setting, "arch": settings["arch"],
-                                  "head_norm": settings["head_norm"], "image_size": size,
-                                  "classes": train.classes, "model": best_state,
-                                  "epoch": best["epoch"], "val_acc": best["val_acc"]},
-                                 run_dir / "best.pt")
+                ckpt.atomic_save(
+                    {
+                        "setting": setting,
+                        "arch": settings["arch"],
+                        "head_norm": settings["head_norm"],
+                        "image_size": size,
+                        "classes": train.classes,
+                        "model": best_state,
+                        "epoch": best["epoch"],
+                        "val_acc": best["val_acc"],
+                    },
+                    run_dir / "best.pt",
+                )
                 best_state = None
-            run.save({"epoch": e, "history": history, "best": best,
-                      "rng": torch.get_rng_state(), "order": train_loader.generator.get_state()})
+            run.save(
+                {
+                    "epoch": e,
+                    "history": history,
+                    "best": best,
+                    "rng": torch.get_rng_state(),
+                    "order": train_loader.generator.get_state(),
+                }
+            )
         bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
     n_train = sum(p.numel() for p in run.params)
-    summary = {"kind": "finetune", "setting": setting, "run_dir": str(run_dir),
-               "pretraining": DESCRIPTIONS[setting][0], "finetuning": DESCRIPTIONS[setting][1],
-               "arch": settings["arch"], "best_val_acc": best["val_acc"],
-               "best_epoch": best["epoch"], "final_val_acc": history[-1]["val_acc"],
-               "epochs": n_epochs, "history": history, "trainable_params": n_train,
-               "frozen_params": sum(p.numel() for p in model.parameters()) - n_train,
-               "n_train": len(train), "n_val": len(val), "n_classes": len(train.classes),
-               "seconds": round(time.perf_counter() - t_all, 2), "device": device,
-               "settings": settings}
+    summary = {
+        "kind": "finetune",
+        "setting": setting,
+        "run_dir": str(run_dir),
+        "pretraining": DESCRIPTIONS[setting][0],
+        "finetuning": DESCRIPTIONS[setting][1],
+        "arch": settings["arch"],
+        "best_val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "final_val_acc": history[-1]["val_acc"],
+        "epochs": n_epochs,
+        "history": history,
+        "trainable_params": n_train,
+        "frozen_params": sum(p.numel() for p in model.parameters()) - n_train,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_classes": len(train.classes),
+        "seconds": round(time.perf_counter() - t_all, 2),
+        "device": device,
+        "settings": settings,
+    }
     ckpt.write_run(run_dir, summary)
     return summary
 
 
-def predict(run: str | Path, csv_path: str | Path, image_dir: str | Path, out_csv: str | Path,
-            device: str = "cpu", workers: int = 0) -> dict:
+def predict(
+    run: str | Path,
+    csv_path: str | Path,
+    image_dir: str | Path,
+    out_csv: str | Path,
+    device: str = "cpu",
+    workers: int = 0,
+) -> dict:
     """Classify every row of ``csv_path`` with a fine-tuned run's best model; write
     ``id,filename,label`` (class names) in the input's row order. Returns counts (and the
     accuracy when the csv has labels)."""
     run = Path(run)
     best = run / "best.pt" if run.is_dir() else run
     if not best.is_file():
-        raise UserError(f"{best}: no fine-tuned model here; run `hw4 ssl finetune --out {run}` "
-                        "first or point --run (or $HW4_SSL_RUN) at a fine-tuning run folder")
+        raise UserError(
+            f"{best}: no fine-tuned model here; run `hw4 ssl finetune --out {run}` "
+            "first or point --run (or $HW4_SSL_RUN) at a fine-tuning run folder"
+        )
     state = ckpt.load(best)
     if not {"model", "classes", "arch", "image_size"} <= set(state):
         raise UserError(f"{best}: not a fine-tuned model checkpoint (from `hw4 ssl finetune`)")
     ds = ImageSet(csv_path, image_dir, state["image_size"], classes=state["classes"])
-    model = make_classifier(state["arch"], len(state["classes"]),
-                            head_norm=state.get("head_norm", False))
+    model = make_classifier(
+        state["arch"], len(state["classes"]), head_norm=state.get("head_norm", False)
+    )
     model.load_state_dict(state["model"])
     model.to(device).eval()
     # decode everything first so a broken image fails before anything is written

@@ -9,6 +9,7 @@ Run folders (default ``runs/<profile>/ssl``)::
 Every finished job also lands in the results store as ``ssl/pretrain_<method>[_s<k>]`` and
 ``ssl/finetune_<X>[_s<k>]``.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,27 +48,56 @@ def _suffix(seed: int) -> str:
 
 
 def _store(name: str, summary: dict, profile: str, data_root: Path, device: str) -> None:
-    write_result(name, summary, profile=profile, data_source=str(data_root), device=device,
-                 seconds=summary.get("seconds") or 0.0, settings=summary.get("settings"))
+    write_result(
+        name,
+        summary,
+        profile=profile,
+        data_source=str(data_root),
+        device=device,
+        seconds=summary.get("seconds") or 0.0,
+        settings=summary.get("settings"),
+    )
 
 
-def _pretrain_want(prof, method: str, data_root, epochs: int | None = None, seed: int = 0,
-                   steps: int | None = None, init=None) -> dict:
-    return pretrain_settings(method, Path(data_root), prof.ssl, prof.name, epochs, seed, steps,
-                             init)
+def _pretrain_want(
+    prof,
+    method: str,
+    data_root,
+    epochs: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    init=None,
+) -> dict:
+    return pretrain_settings(
+        method, Path(data_root), prof.ssl, prof.name, epochs, seed, steps, init
+    )
 
 
-def _finetune_want(prof, setting: str, data_root, backbone_run=None, epochs: int | None = None,
-                   seed: int = 0) -> dict:
-    return finetune_settings(setting, Path(data_root), resolve_backbone(backbone_run), prof.ssl,
-                             prof.name, epochs, seed)
+def _finetune_want(
+    prof, setting: str, data_root, backbone_run=None, epochs: int | None = None, seed: int = 0
+) -> dict:
+    return finetune_settings(
+        setting, Path(data_root), resolve_backbone(backbone_run), prof.ssl, prof.name, epochs, seed
+    )
 
 
-def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: str | None = None,
-             device: str = "auto", force: bool = False, progress: bool = True,
-             epochs: int | None = None, resume: bool = False, seed: int = 0,
-             replace_stale: bool = False, steps: int | None = None, init=None,
-             result: str | None = None, on_row: Callable[[dict], None] | None = None) -> dict:
+def pretrain(
+    method: str,
+    data_root: str | Path,
+    run_dir: str | Path,
+    profile: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    epochs: int | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    replace_stale: bool = False,
+    steps: int | None = None,
+    init=None,
+    result: str | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
     """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
     settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path);
     ``on_row`` sees each history row as it is made (live curves).
@@ -78,56 +108,119 @@ def pretrain(method: str, data_root: str | Path, run_dir: str | Path, profile: s
     settings is started over and an interrupted one with the same settings resumed."""
     prof = get_profile(profile)
     dev = resolve_device(device)
-    s = run_pretrain(method, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
-                     device=dev, epochs=epochs, steps=steps, init=init, resume=resume,
-                     force=force, seed=seed, progress=progress, replace_stale=replace_stale,
-                     on_row=on_row)
-    if is_main_process():   # under torchrun, one result file (rank 0's)
-        _store(result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root),
-               dev)
+    s = run_pretrain(
+        method,
+        Path(data_root),
+        Path(run_dir),
+        prof.ssl,
+        profile=prof.name,
+        device=dev,
+        epochs=epochs,
+        steps=steps,
+        init=init,
+        resume=resume,
+        force=force,
+        seed=seed,
+        progress=progress,
+        replace_stale=replace_stale,
+        on_row=on_row,
+    )
+    if is_main_process():  # under torchrun, one result file (rank 0's)
+        _store(
+            result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev
+        )
     return s
 
 
-def finetune(setting: str, data_root: str | Path, run_dir: str | Path,
-             backbone_run: str | Path | None = None, profile: str | None = None,
-             device: str = "auto", force: bool = False, progress: bool = True,
-             epochs: int | None = None, resume: bool = False, seed: int = 0,
-             replace_stale: bool = False, result: str | None = None) -> dict:
+def finetune(
+    setting: str,
+    data_root: str | Path,
+    run_dir: str | Path,
+    backbone_run: str | Path | None = None,
+    profile: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    epochs: int | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    replace_stale: bool = False,
+    result: str | None = None,
+) -> dict:
     """Fine-tune setting A-E on ``data_root/office``; ``backbone_run`` is a pre-training run
     folder or a ResNet state-dict file (none for A). ``replace_stale`` as in :func:`pretrain`."""
     refuse_many("hw4 ssl finetune")
     prof = get_profile(profile)
     dev = resolve_device(device)
-    s = run_finetune(setting, Path(data_root), Path(run_dir), prof.ssl, profile=prof.name,
-                     backbone=backbone_run, device=dev, epochs=epochs, resume=resume,
-                     force=force, seed=seed, progress=progress, replace_stale=replace_stale)
+    s = run_finetune(
+        setting,
+        Path(data_root),
+        Path(run_dir),
+        prof.ssl,
+        profile=prof.name,
+        backbone=backbone_run,
+        device=dev,
+        epochs=epochs,
+        resume=resume,
+        force=force,
+        seed=seed,
+        progress=progress,
+        replace_stale=replace_stale,
+    )
     _store(result or f"ssl/finetune_{setting}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
     return s
 
 
-def study_jobs(data_root: str | Path, runs_root: Path, profile: str, seeds: tuple[int, ...],
-               device: str = "auto", force: bool = False, progress: bool = True,
-               replace_stale: bool = True) -> list[Job]:
+def study_jobs(
+    data_root: str | Path,
+    runs_root: Path,
+    profile: str,
+    seeds: tuple[int, ...],
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    replace_stale: bool = True,
+) -> list[Job]:
     """The study as a job graph, in priority order: each seed's BYOL first (with C after it, the
     longest chain), then the supervised backbone, then the fine-tunings that wait on nothing
     or on it."""
     out = []
     for seed in seeds:
         d = seed_dir(runs_root, seed)
-        kw = dict(profile=profile, device=device, force=force, progress=progress, seed=seed,
-                  replace_stale=replace_stale)
+        kw = dict(
+            profile=profile,
+            device=device,
+            force=force,
+            progress=progress,
+            seed=seed,
+            replace_stale=replace_stale,
+        )
         runs = {m: d / f"pretrain_{m}" for m in ("byol", "supervised")}
         tag = f" (seed {seed})" if len(seeds) > 1 else ""
         for m in ("byol", "supervised"):
-            out.append(Job(f"pretrain {m}{tag}", pretrain,
-                           dict(method=m, data_root=data_root, run_dir=runs[m], **kw)))
+            out.append(
+                Job(
+                    f"pretrain {m}{tag}",
+                    pretrain,
+                    dict(method=m, data_root=data_root, run_dir=runs[m], **kw),
+                )
+            )
         for setting in ("C", "A", "B", "E", "D"):
             method = SETTINGS[setting][0]
-            out.append(Job(f"finetune {setting}{tag}", finetune,
-                           dict(setting=setting, data_root=data_root,
-                                run_dir=d / f"finetune_{setting}",
-                                backbone_run=runs[method] if method else None, **kw),
-                           after=(f"pretrain {method}{tag}",) if method else ()))
+            out.append(
+                Job(
+                    f"finetune {setting}{tag}",
+                    finetune,
+                    dict(
+                        setting=setting,
+                        data_root=data_root,
+                        run_dir=d / f"finetune_{setting}",
+                        backbone_run=runs[method] if method else None,
+                        **kw,
+                    ),
+                    after=(f"pretrain {method}{tag}",) if method else (),
+                )
+            )
     return out
 
 
@@ -136,21 +229,28 @@ def _reused(job: Job, prof) -> bool:
     kw = job.kwargs
     if kw["force"]:
         return False
-    want, args, kind = ((_pretrain_want, ("method", "data_root", "seed"), SSL_PRETRAIN)
-                        if job.fn is pretrain else
-                        (_finetune_want, ("setting", "data_root", "backbone_run", "seed"),
-                         SSL_FINETUNE))
+    want, args, kind = (
+        (_pretrain_want, ("method", "data_root", "seed"), SSL_PRETRAIN)
+        if job.fn is pretrain
+        else (_finetune_want, ("setting", "data_root", "backbone_run", "seed"), SSL_FINETUNE)
+    )
     try:
-        return plan_run(kw["run_dir"], kind, want(prof, **{k: kw[k] for k in args})
-                        ).action == REUSE
+        return plan_run(kw["run_dir"], kind, want(prof, **{k: kw[k] for k in args})).action == REUSE
     except UserError:
         return False
 
 
-def run_study(data_root: str | Path, runs_root: str | Path | None = None,
-              profile: str | None = None, seeds: tuple[int, ...] | None = None,
-              device: str = "auto", force: bool = False, progress: bool = True,
-              replace_stale: bool = True, workers: int | None = None):
+def run_study(
+    data_root: str | Path,
+    runs_root: str | Path | None = None,
+    profile: str | None = None,
+    seeds: tuple[int, ...] | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    replace_stale: bool = True,
+    workers: int | None = None,
+):
     """Both pre-trainings and A-E for each seed (finished runs are reused, runs made with other
     settings replaced); returns :func:`table`.
 
@@ -167,8 +267,9 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
     if n < 1:
         raise UserError(f"--jobs {n}: must be at least 1")
     threads = max(1, torch_threads() // n)
-    jobs = study_jobs(data_root, runs_root, prof.name, seeds, device, force, progress,
-                      replace_stale)
+    jobs = study_jobs(
+        data_root, runs_root, prof.name, seeds, device, force, progress, replace_stale
+    )
     if n > 1 and all(_reused(j, prof) for j in jobs):
         n = 1  # nothing to train: starting worker processes would cost more than reading runs
     side_by_side = n > 1
@@ -178,9 +279,14 @@ def run_study(data_root: str | Path, runs_root: str | Path | None = None,
     return table(runs_root)
 
 
-def as_done(data_root: str | Path, runs_root: str | Path | None = None,
-            profile: str | None = None, device: str = "auto", force: bool = False,
-            progress: bool = True):
+def as_done(
+    data_root: str | Path,
+    runs_root: str | Path | None = None,
+    profile: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+):
     """The report "as done": BYOL started from torchvision's ImageNet-supervised weights (what
     its code did, ``models.resnet50(pretrained=True)``), then C and E. Returns their table, or,
     when the weights are not on this machine, the one line saying which file is missing."""
@@ -190,14 +296,24 @@ def as_done(data_root: str | Path, runs_root: str | Path | None = None,
     except UserError as e:
         return str(e)
     runs_root = Path(runs_root or default_runs_root(prof.name).with_name("ssl_as_done"))
-    kw = dict(profile=prof.name, device=device, force=force, progress=progress,
-              replace_stale=True)
-    pretrain("byol", data_root, runs_root / "pretrain_byol", init="imagenet",
-             result="ssl/as_done/pretrain_byol", **kw)
+    kw = dict(profile=prof.name, device=device, force=force, progress=progress, replace_stale=True)
+    pretrain(
+        "byol",
+        data_root,
+        runs_root / "pretrain_byol",
+        init="imagenet",
+        result="ssl/as_done/pretrain_byol",
+        **kw,
+    )
     for setting in ("C", "E"):
-        finetune(setting, data_root, runs_root / f"finetune_{setting}",
-                 backbone_run=runs_root / "pretrain_byol",
-                 result=f"ssl/as_done/finetune_{setting}", **kw)
+        finetune(
+            setting,
+            data_root,
+            runs_root / f"finetune_{setting}",
+            backbone_run=runs_root / "pretrain_byol",
+            result=f"ssl/as_done/finetune_{setting}",
+            **kw,
+        )
     return table(runs_root)
 
 
@@ -226,22 +342,44 @@ def table(runs_root: str | Path):
         if not rs:
             continue
         acc = pd.Series([r["best_val_acc"] for r in rs], dtype=float)
-        rows.append({"setting": setting, "pre-training": DESCRIPTIONS[setting][0],
-                     "fine-tuning": DESCRIPTIONS[setting][1], "val_acc": acc.mean(),
-                     # sample sd over seeds; undefined for one
-                     "val_acc_std": acc.std(ddof=1) if len(rs) > 1 else float("nan"),
-                     "final_val_acc": float(pd.Series([r["final_val_acc"] for r in rs]).mean()),
-                     "seeds": len(rs), "report": AE_ACC[setting]})
-    return pd.DataFrame(rows, columns=["setting", "pre-training", "fine-tuning", "val_acc",
-                                       "val_acc_std", "final_val_acc", "seeds", "report"])
+        rows.append(
+            {
+                "setting": setting,
+                "pre-training": DESCRIPTIONS[setting][0],
+                "fine-tuning": DESCRIPTIONS[setting][1],
+                "val_acc": acc.mean(),
+                # sample sd over seeds; undefined for one
+                "val_acc_std": acc.std(ddof=1) if len(rs) > 1 else float("nan"),
+                "final_val_acc": float(pd.Series([r["final_val_acc"] for r in rs]).mean()),
+                "seeds": len(rs),
+                "report": AE_ACC[setting],
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "setting",
+            "pre-training",
+            "fine-tuning",
+            "val_acc",
+            "val_acc_std",
+            "final_val_acc",
+            "seeds",
+            "report",
+        ],
+    )
 
 
 def format_table(df) -> str:
     """Plain-text table, one line per setting beginning with its letter."""
-    lines = [f"{'setting':<8}{'pre-training':<24}{'fine-tuning':<36}{'val acc':>14}"
-             f"{'seeds':>7}{'report':>8}"]
+    lines = [
+        f"{'setting':<8}{'pre-training':<24}{'fine-tuning':<36}{'val acc':>14}"
+        f"{'seeds':>7}{'report':>8}"
+    ]
     for _, r in df.iterrows():
         acc = f"{r['val_acc']:.3f}" + (f"±{r['val_acc_std']:.3f}" if r["seeds"] > 1 else "")
-        lines.append(f"{r['setting']:<8}{r['pre-training']:<24}{r['fine-tuning']:<36}"
-                     f"{acc:>14}{int(r['seeds']):>7}{r['report']:>8.3f}")
+        lines.append(
+            f"{r['setting']:<8}{r['pre-training']:<24}{r['fine-tuning']:<36}"
+            f"{acc:>14}{int(r['seeds']):>7}{r['report']:>8.3f}"
+        )
     return "\n".join(lines)

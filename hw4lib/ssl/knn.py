@@ -1,4 +1,5 @@
 """The kNN feature monitor: how well a backbone's features separate labeled classes."""
+
 from __future__ import annotations
 
 import torch
@@ -9,13 +10,16 @@ from .augment import image_input
 
 
 @torch.no_grad()
-def extract_features(net: nn.Module, images: torch.Tensor, device: str,
-                     batch_size: int = 256) -> torch.Tensor:
+def extract_features(
+    net: nn.Module, images: torch.Tensor, device: str, batch_size: int = 256
+) -> torch.Tensor:
     """Backbone features of uint8 images (N,3,S,S), eval mode, no augmentation."""
     was = net.training
     net.eval()
-    out = [net(image_input(images[i:i + batch_size].to(device))).flatten(1).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        net(image_input(images[i : i + batch_size].to(device))).flatten(1).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     net.train(was)
     return torch.cat(out)
 

@@ -4,6 +4,7 @@ momentum and a StepLR schedule over the trainable parameters, the checkpoint res
 divergence check, and ``last.pt`` written atomically at most every ``checkpoint_every_s``
 seconds. Each loop keeps only what is its own: its data, its step, its records.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ from . import checkpoint as ckpt
 from .distributed import Dist
 
 
-def resume_state(run_dir: Path, kind: RunKind, plan: RunPlan, settings: dict,
-                 keys: tuple[str, ...] = ckpt.LAST_KEYS, d: Dist | None = None) -> dict | None:
+def resume_state(
+    run_dir: Path,
+    kind: RunKind,
+    plan: RunPlan,
+    settings: dict,
+    keys: tuple[str, ...] = ckpt.LAST_KEYS,
+    d: Dist | None = None,
+) -> dict | None:
     """Act on ``plan`` (resume or start afresh) once the data has been read: the checkpoint
     to resume from, or None. One process prepares the folder; under DDP the others follow its
     verdict (a refused checkpoint stops every process) and read the checkpoint themselves."""
@@ -44,14 +51,21 @@ class RunLoop:
     trainable parameters, ``StepLR(step_size, gamma)``, both (and the model) restored from
     ``state`` when the run resumes; :meth:`save` writes ``last.pt``."""
 
-    def __init__(self, run_dir: Path, model: nn.Module, settings: dict, step_size: int,
-                 state: dict | None, every_s: float):
+    def __init__(
+        self,
+        run_dir: Path,
+        model: nn.Module,
+        settings: dict,
+        step_size: int,
+        state: dict | None,
+        every_s: float,
+    ):
         self.run_dir, self.model, self.every_s = Path(run_dir), model, every_s
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.SGD(self.params, lr=settings["lr"],
-                                   momentum=settings["momentum"])
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=step_size,
-                                                     gamma=settings["gamma"])
+        self.opt = torch.optim.SGD(self.params, lr=settings["lr"], momentum=settings["momentum"])
+        self.sched = torch.optim.lr_scheduler.StepLR(
+            self.opt, step_size=step_size, gamma=settings["gamma"]
+        )
         if state is not None:
             model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
@@ -84,9 +98,15 @@ class RunLoop:
         is, its history, its random states); ``write=False`` (a DDP process other than rank
         0) only restarts the throttle."""
         if write:
-            ckpt.atomic_save({**record, "model": self.model.state_dict(),
-                              "optimizer": self.opt.state_dict(),
-                              "scheduler": self.sched.state_dict()}, self.run_dir / "last.pt")
+            ckpt.atomic_save(
+                {
+                    **record,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict(),
+                },
+                self.run_dir / "last.pt",
+            )
         self.last_save = time.perf_counter()
 
 

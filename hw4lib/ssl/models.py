@@ -4,6 +4,7 @@ A *backbone* is a torchvision ResNet whose ``fc`` is ``Identity``: it maps an im
 pooled feature vector. Backbone files are plain torchvision ResNet state dicts (an ``fc.*``
 entry, if any, is ignored), so a user's own ResNet50 checkpoint works as ``--backbone``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,14 @@ from ..results import OUR_CHECKPOINT, load_checkpoint
 
 # blocks per stage of each architecture, and whether it uses bottleneck blocks (torchvision's
 # layouts; resnet10, one basic block a stage, is half a resnet18)
-_LAYOUT = {"resnet10": ((1, 1, 1, 1), False), "resnet18": ((2, 2, 2, 2), False),
-           "resnet34": ((3, 4, 6, 3), False), "resnet50": ((3, 4, 6, 3), True),
-           "resnet101": ((3, 4, 23, 3), True), "resnet152": ((3, 8, 36, 3), True)}
+_LAYOUT = {
+    "resnet10": ((1, 1, 1, 1), False),
+    "resnet18": ((2, 2, 2, 2), False),
+    "resnet34": ((3, 4, 6, 3), False),
+    "resnet50": ((3, 4, 6, 3), True),
+    "resnet101": ((3, 4, 23, 3), True),
+    "resnet152": ((3, 8, 36, 3), True),
+}
 ARCHS = tuple(_LAYOUT)
 
 
@@ -40,8 +46,9 @@ def feature_dim(arch: str) -> int:
     return 2048 if _LAYOUT[arch][1] else 512
 
 
-def make_classifier(arch: str, n_classes: int, backbone_state: dict | None = None,
-                    head_norm: bool = False) -> nn.Module:
+def make_classifier(
+    arch: str, n_classes: int, backbone_state: dict | None = None, head_norm: bool = False
+) -> nn.Module:
     """Backbone (optionally loaded) + a linear classifier as ``fc`` (torchvision key names).
 
     ``head_norm`` puts a BatchNorm without affine parameters before the linear layer (``fc.0``,
@@ -69,8 +76,9 @@ def file_sha1(path: str | Path) -> str:
 
 def backbone_state(net: nn.Module) -> dict[str, torch.Tensor]:
     """The backbone part of a ResNet's state dict (no ``fc.*``), on the CPU."""
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()
-            if not k.startswith("fc.")}
+    return {
+        k: v.detach().cpu().clone() for k, v in net.state_dict().items() if not k.startswith("fc.")
+    }
 
 
 def infer_arch(state: dict) -> str | None:
@@ -79,9 +87,11 @@ def infer_arch(state: dict) -> str | None:
     if not {"conv1.weight", "bn1.weight"} <= keys:
         return None
     for arch, (blocks, bottleneck) in _LAYOUT.items():
-        stage_ok = all(f"layer{i + 1}.{n - 1}.conv1.weight" in keys
-                       and f"layer{i + 1}.{n}.conv1.weight" not in keys
-                       for i, n in enumerate(blocks))
+        stage_ok = all(
+            f"layer{i + 1}.{n - 1}.conv1.weight" in keys
+            and f"layer{i + 1}.{n}.conv1.weight" not in keys
+            for i, n in enumerate(blocks)
+        )
         if stage_ok and (("layer1.0.conv3.weight" in keys) == bottleneck):
             return arch
     return None
@@ -92,33 +102,51 @@ def load_backbone_file(path: str | Path) -> tuple[str, dict[str, torch.Tensor]]:
     checkpoints holding it under ``backbone``/``state_dict``/``model``. One-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: backbone file not found; pass a pre-training run folder or a "
-                        "ResNet state dict (.pt)")
-    obj = load_checkpoint(path, what=f"{OUR_CHECKPOINT} or a ResNet state dict", fix=(
-        "pass a pre-training run folder you trust, or a torchvision ResNet state dict saved "
-        "with torch.save(model.state_dict(), ...)"))
+        raise UserError(
+            f"{path}: backbone file not found; pass a pre-training run folder or a "
+            "ResNet state dict (.pt)"
+        )
+    obj = load_checkpoint(
+        path,
+        what=f"{OUR_CHECKPOINT} or a ResNet state dict",
+        fix=(
+            "pass a pre-training run folder you trust, or a torchvision ResNet state dict saved "
+            "with torch.save(model.state_dict(), ...)"
+        ),
+    )
     if isinstance(obj, dict):
         for key in ("backbone", "state_dict", "model"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"{path}: not a state dict of tensors; pass a torchvision ResNet "
-                        "state dict (torch.save(model.state_dict(), ...))")
+        raise UserError(
+            f"{path}: not a state dict of tensors; pass a torchvision ResNet "
+            "state dict (torch.save(model.state_dict(), ...))"
+        )
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     arch = infer_arch(state)
     if arch is None:
-        raise UserError(f"{path}: not a torchvision ResNet state dict (keys such as "
-                        f"{sorted(state)[:3]}); pass a resnet10/18/34/50/101/152 state dict")
+        raise UserError(
+            f"{path}: not a torchvision ResNet state dict (keys such as "
+            f"{sorted(state)[:3]}); pass a resnet10/18/34/50/101/152 state dict"
+        )
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     # the same check as load_state_dict (names and shapes), on a weightless meta-device model
     with torch.device("meta"):
         want = {k: v.shape for k, v in make_backbone(arch).state_dict().items()}
-    problems = ([f"missing {k}" for k in want if k not in state]
-                + [f"unexpected {k}" for k in state if k not in want]
-                + [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(want[k])}"
-                   for k in want if k in state and state[k].shape != want[k]])
+    problems = (
+        [f"missing {k}" for k in want if k not in state]
+        + [f"unexpected {k}" for k in state if k not in want]
+        + [
+            f"{k} has shape {tuple(state[k].shape)}, expected {tuple(want[k])}"
+            for k in want
+            if k in state and state[k].shape != want[k]
+        ]
+    )
     if problems:
-        raise UserError(f"{path}: looks like a {arch} but does not load ({problems[0]}); pass "
-                        "an unmodified torchvision ResNet state dict")
+        raise UserError(
+            f"{path}: looks like a {arch} but does not load ({problems[0]}); pass "
+            "an unmodified torchvision ResNet state dict"
+        )
     return arch, state

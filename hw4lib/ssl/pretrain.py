@@ -5,6 +5,7 @@ One process, or N data-parallel ones under ``torchrun --nproc_per_node N -m hw4l
 each process a slice of every batch, SyncBatchNorm where nccl runs it; only rank 0 writes
 files): see :mod:`.distributed`.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +40,16 @@ def mini_paths(data_root: Path) -> tuple[Path, Path]:
     data_root = Path(data_root)
     csv_path, img_dir = data_root / "mini" / "train.csv", data_root / "mini" / "train"
     if not csv_path.is_file():
-        raise UserError(f"{csv_path}: not found; --data must hold mini/train.csv and mini/train/ "
-                        "(make one with `hw4 data images --out DIR`)")
+        raise UserError(
+            f"{csv_path}: not found; --data must hold mini/train.csv and mini/train/ "
+            "(make one with `hw4 data images --out DIR`)"
+        )
     return csv_path, img_dir
 
 
-def pretrain_budget(method: str, cfg: SSLConfig, epochs: int | None = None,
-                    steps: int | None = None) -> tuple[int | None, int | None]:
+def pretrain_budget(
+    method: str, cfg: SSLConfig, epochs: int | None = None, steps: int | None = None
+) -> tuple[int | None, int | None]:
     """``(epochs, steps)``, exactly one of them set: an explicit ``steps`` or ``epochs``, else the
     profile's step budget (CPU profiles: the corpus size then sets variety, not time), else its
     epochs (the report's)."""
@@ -61,9 +65,17 @@ def pretrain_budget(method: str, cfg: SSLConfig, epochs: int | None = None,
     return epochs, steps
 
 
-def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str,
-                      epochs: int | None = None, seed: int = 0, steps: int | None = None,
-                      init: str | Path | None = None, processes: int | None = None) -> dict:
+def pretrain_settings(
+    method: str,
+    data_root: Path,
+    cfg: SSLConfig,
+    profile: str,
+    epochs: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    init: str | Path | None = None,
+    processes: int | None = None,
+) -> dict:
     """Everything that defines a pre-training run (a resume must match it exactly).
 
     ``processes`` (default: what the launcher started, :func:`.distributed.world_from_env`)
@@ -71,16 +83,29 @@ def pretrain_settings(method: str, data_root: Path, cfg: SSLConfig, profile: str
     if method not in METHODS:
         raise UserError(f"unknown pre-training method {method!r}: choose byol or supervised")
     ep, st = pretrain_budget(method, cfg, epochs, steps)
-    s = {"method": method, "data": str(Path(data_root).resolve()), "profile": profile,
-         "arch": cfg.backbone, "image_size": cfg.image_size, "epochs": ep, "steps": st,
-         "batch": cfg.pretrain_batch, "momentum": cfg.momentum,
-         "lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,
-         "step_size": cfg.pretrain_step_size, "gamma": cfg.pretrain_gamma, "seed": seed,
-         "init": init_record(init, cfg.backbone)}
+    s = {
+        "method": method,
+        "data": str(Path(data_root).resolve()),
+        "profile": profile,
+        "arch": cfg.backbone,
+        "image_size": cfg.image_size,
+        "epochs": ep,
+        "steps": st,
+        "batch": cfg.pretrain_batch,
+        "momentum": cfg.momentum,
+        "lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,
+        "step_size": cfg.pretrain_step_size,
+        "gamma": cfg.pretrain_gamma,
+        "seed": seed,
+        "init": init_record(init, cfg.backbone),
+    }
     if method == "byol":
-        s.update(byol_hidden=cfg.byol_hidden, byol_projection=cfg.byol_projection,
-                 byol_ema=cfg.byol_ema,
-                 augment=asdict(byol_view(cfg)))
+        s.update(
+            byol_hidden=cfg.byol_hidden,
+            byol_projection=cfg.byol_projection,
+            byol_ema=cfg.byol_ema,
+            augment=asdict(byol_view(cfg)),
+        )
     else:
         s.update(augment=asdict(LIGHT))
     processes = distributed.world_from_env() if processes is None else processes
@@ -97,8 +122,10 @@ def init_record(init: str | Path | None, arch: str) -> dict | None:
     path = imagenet_weights(arch) if str(init) == "imagenet" else Path(init)
     got, _ = load_backbone_file(path)
     if got != arch:
-        raise UserError(f"{path}: a {got} state dict, but this profile pre-trains a {arch}; "
-                        f"pass {arch} weights (or a profile whose backbone is {got})")
+        raise UserError(
+            f"{path}: a {got} state dict, but this profile pre-trains a {arch}; "
+            f"pass {arch} weights (or a profile whose backbone is {got})"
+        )
     return {"path": str(path.resolve()), "sha1": file_sha1(path)}
 
 
@@ -110,19 +137,23 @@ def imagenet_weights(arch: str) -> Path:
     try:
         w = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     except ValueError:
-        raise UserError(f"--init imagenet: torchvision has no ImageNet weights for {arch} (this "
-                        "profile's backbone); use --profile full (resnet50) or --init PATH"
-                        ) from None
+        raise UserError(
+            f"--init imagenet: torchvision has no ImageNet weights for {arch} (this "
+            "profile's backbone); use --profile full (resnet50) or --init PATH"
+        ) from None
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
     if not path.is_file():
-        raise UserError(f"{path}: not found; --init imagenet reads torchvision's cached {arch} "
-                        f"weights: download {w.url} on a machine with internet and put the "
-                        f"file there (or set $TORCH_HOME)")
+        raise UserError(
+            f"{path}: not found; --init imagenet reads torchvision's cached {arch} "
+            f"weights: download {w.url} on a machine with internet and put the "
+            f"file there (or set $TORCH_HOME)"
+        )
     return path
 
 
-def _build(method: str, s: dict, n_classes: int,
-           device: torch.device) -> tuple[nn.Module, nn.Module]:
+def _build(
+    method: str, s: dict, n_classes: int, device: torch.device
+) -> tuple[nn.Module, nn.Module]:
     """(trainable model, backbone inside it), started from ``s["init"]`` when given, with plain
     BatchNorm: built before any process group exists, as byol-pytorch's predictor would
     otherwise pick SyncBatchNorm on its own (which has no CPU kernels)."""
@@ -135,12 +166,17 @@ def _build(method: str, s: dict, n_classes: int,
             net.load_state_dict(init)
         net.to(device)
         # hidden_layer=-1: the backbone's fc is Identity, so its output is the pooled feature
-        model = BYOL(net, image_size=s["image_size"], hidden_layer=-1,
-                     projection_size=s["byol_projection"],
-                     projection_hidden_size=s["byol_hidden"],
-                     augment_fn=BatchAugment(spec_from_dict(s["augment"])),
-                     moving_average_decay=s["byol_ema"], sync_batchnorm=False,
-                     use_simplicial_embeddings=False)
+        model = BYOL(
+            net,
+            image_size=s["image_size"],
+            hidden_layer=-1,
+            projection_size=s["byol_projection"],
+            projection_hidden_size=s["byol_hidden"],
+            augment_fn=BatchAugment(spec_from_dict(s["augment"])),
+            moving_average_decay=s["byol_ema"],
+            sync_batchnorm=False,
+            use_simplicial_embeddings=False,
+        )
         return model, net
     model = make_classifier(s["arch"], n_classes, init)
     return model.to(device), model
@@ -159,19 +195,37 @@ def _check_resume_processes(run_dir: Path, world: int) -> None:
     try:
         was = json.loads(sfile.read_text()).get("processes", 1)
     except (json.JSONDecodeError, AttributeError):
-        return   # check_run_dir names the broken file
+        return  # check_run_dir names the broken file
     if was != world:
-        how = ("`hw4 ssl pretrain ... --resume`" if was == 1 else
-               f"`torchrun --nproc_per_node {was} -m hw4lib ssl pretrain ... --resume`")
-        raise UserError(f"{sfile}: this run was trained on {was} process(es), this resume has "
-                        f"{world}; resume it with {how}, or start afresh in a new --out folder")
+        how = (
+            "`hw4 ssl pretrain ... --resume`"
+            if was == 1
+            else f"`torchrun --nproc_per_node {was} -m hw4lib ssl pretrain ... --resume`"
+        )
+        raise UserError(
+            f"{sfile}: this run was trained on {was} process(es), this resume has "
+            f"{world}; resume it with {how}, or start afresh in a new --out folder"
+        )
 
 
-def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *, profile: str,
-                 device: str = "cpu", epochs: int | None = None, steps: int | None = None,
-                 init: str | Path | None = None, resume: bool = False, force: bool = False,
-                 seed: int = 0, progress: bool = True, replace_stale: bool = False,
-                 on_row: Callable[[dict], None] | None = None) -> dict:
+def run_pretrain(
+    method: str,
+    data_root: Path,
+    run_dir: Path,
+    cfg: SSLConfig,
+    *,
+    profile: str,
+    device: str = "cpu",
+    epochs: int | None = None,
+    steps: int | None = None,
+    init: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    replace_stale: bool = False,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
     """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
 
     The budget is ``steps`` optimizer steps or ``epochs`` passes (:func:`pretrain_budget`).
@@ -188,38 +242,62 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
     """
     run_dir = Path(run_dir)
     d = distributed.from_env(device)
-    settings = pretrain_settings(method, data_root, cfg, profile, epochs, seed, steps, init,
-                                 processes=d.world)
+    settings = pretrain_settings(
+        method, data_root, cfg, profile, epochs, seed, steps, init, processes=d.world
+    )
     if resume:
         _check_resume_processes(run_dir, d.world)
-    plan = plan_run(run_dir, SSL_PRETRAIN, settings, resume=resume, force=force,
-                    cache=replace_stale)
+    plan = plan_run(
+        run_dir, SSL_PRETRAIN, settings, resume=resume, force=force, cache=replace_stale
+    )
     if plan.action == REUSE:
         return plan.done
     csv_path, img_dir = mini_paths(data_root)
     main = d.main
     # read (and so validate) the data before the run folder is touched
-    ds = ImageSet(csv_path, img_dir, settings["image_size"], require_label=method == "supervised",
-                  cache=cfg.cache_images, progress=progress and main)
+    ds = ImageSet(
+        csv_path,
+        img_dir,
+        settings["image_size"],
+        require_label=method == "supervised",
+        cache=cfg.cache_images,
+        progress=progress and main,
+    )
     batch = min(settings["batch"], len(ds))
     if batch < 2:
-        raise UserError(f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
-                        "(BatchNorm cannot train on a batch of one)")
+        raise UserError(
+            f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
+            "(BatchNorm cannot train on a batch of one)"
+        )
     if batch % d.world or batch // d.world < 2:
-        raise UserError(f"batch {batch} does not split into {d.world} shares of 2 or more "
-                        f"images; use a number of processes that divides {batch} into such "
-                        "shares")
+        raise UserError(
+            f"batch {batch} does not split into {d.world} shares of 2 or more "
+            f"images; use a number of processes that divides {batch} into such "
+            "shares"
+        )
     torch.manual_seed(seed)
-    loader = make_loader(ds, batch, shuffle=True, drop_last=True, workers=cfg.workers,
-                         device=d.device.type, seed=seed, shard=(d.rank, d.world))
+    loader = make_loader(
+        ds,
+        batch,
+        shuffle=True,
+        drop_last=True,
+        workers=cfg.workers,
+        device=d.device.type,
+        seed=seed,
+        shard=(d.rank, d.world),
+    )
     total = settings["steps"] or settings["epochs"] * len(loader)
     model, net = _build(method, settings, len(ds.classes), d.device)
-    if d.rank:   # the same initial weights everywhere; each process its own augmentation draws
+    if d.rank:  # the same initial weights everywhere; each process its own augmentation draws
         torch.manual_seed(seed * 1_000_003 + d.rank)
     d.start()
     try:
-        return _train(_Job(method, settings, run_dir, cfg, plan, ds, loader, batch, total, model,
-                           net), d, progress and main, on_row)
+        return _train(
+            _Job(method, settings, run_dir, cfg, plan, ds, loader, batch, total, model, net),
+            d,
+            progress and main,
+            on_row,
+        )
     finally:
         d.close()
 
@@ -227,6 +305,7 @@ def run_pretrain(method: str, data_root: Path, run_dir: Path, cfg: SSLConfig, *,
 @dataclass
 class _Job:
     """One pre-training run as :func:`run_pretrain` set it up: its data, budget and model."""
+
     method: str
     settings: dict
     run_dir: Path
@@ -235,9 +314,9 @@ class _Job:
     ds: ImageSet
     loader: DataLoader
     batch: int
-    total: int          # optimizer steps
-    model: nn.Module    # what trains (BYOL's online + target networks, or the classifier)
-    net: nn.Module      # the backbone inside it
+    total: int  # optimizer steps
+    model: nn.Module  # what trains (BYOL's online + target networks, or the classifier)
+    net: nn.Module  # the backbone inside it
 
     @property
     def per_epoch(self) -> int:
@@ -257,14 +336,15 @@ def _rank_rng(state: dict, d: distributed.Dist, run_dir: Path) -> torch.Tensor:
     """This process's random state in a checkpoint, which holds one for each process."""
     rngs = state.get("rng_ranks", [state["rng"]])
     if len(rngs) != d.world:
-        raise UserError(f"{run_dir / 'last.pt'}: holds the random state of {len(rngs)} "
-                        f"process(es), this resume has {d.world}; resume it on "
-                        f"{len(rngs)}, or start afresh in a new --out folder")
+        raise UserError(
+            f"{run_dir / 'last.pt'}: holds the random state of {len(rngs)} "
+            f"process(es), this resume has {d.world}; resume it on "
+            f"{len(rngs)}, or start afresh in a new --out folder"
+        )
     return rngs[d.rank]
 
 
-def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist
-                 ) -> Callable[[], float | None]:
+def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist) -> Callable[[], float | None]:
     """kNN accuracy of the backbone now, on a fixed labeled subset of mini (labels are read
     only for monitoring): computed once, on rank 0, and the others take its number."""
     ds, cfg = job.ds, job.cfg
@@ -278,33 +358,48 @@ def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist
             f = extract_features(trunk, probe_imgs, str(d.device))
             acc = knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
         return d.broadcast(acc)
+
     return knn
 
 
-def _train(job: _Job, d: distributed.Dist, progress: bool,
-           on_row: Callable[[dict], None] | None = None) -> dict:
+def _train(
+    job: _Job, d: distributed.Dist, progress: bool, on_row: Callable[[dict], None] | None = None
+) -> dict:
     """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
     method, total, per_epoch, dev = job.method, job.total, job.per_epoch, d.device
-    state = loop.resume_state(job.run_dir, SSL_PRETRAIN, job.plan, job.settings,
-                              ckpt.LAST_KEYS + ("step",), d)
+    state = loop.resume_state(
+        job.run_dir, SSL_PRETRAIN, job.plan, job.settings, ckpt.LAST_KEYS + ("step",), d
+    )
     model = job.model
     if d.sync_batchnorm:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # converts net in place too
-    run = loop.RunLoop(job.run_dir, model, job.settings, job.settings["step_size"], state,
-                       job.cfg.checkpoint_every_s)
-    order = job.loader.generator   # draws each epoch's shuffle (the same in every process)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # converts net in place too
+    run = loop.RunLoop(
+        job.run_dir,
+        model,
+        job.settings,
+        job.settings["step_size"],
+        state,
+        job.cfg.checkpoint_every_s,
+    )
+    order = job.loader.generator  # draws each epoch's shuffle (the same in every process)
     step, history, epoch_order = 0, [], order.get_state()
     if state is not None:
         step, history, epoch_order = state["step"], state["history"], state["order"]
         torch.set_rng_state(_rank_rng(state, d, job.run_dir))
-    fwd = d.wrap(model)   # DDP: every process ends each step with the same weights
+    fwd = d.wrap(model)  # DDP: every process ends each step with the same weights
     aug = BatchAugment(LIGHT)
     knn = _knn_monitor(job, model, d)
 
     def row(loss: float | None, seconds: float) -> dict:
         due = job.knn_every and (step % job.knn_every == 0 or step == total)
-        return {"step": step, "epoch": round(step / per_epoch, 3), "loss": loss, "lr": run.lr,
-                "knn": knn() if due else None, "seconds": round(seconds, 3)}
+        return {
+            "step": step,
+            "epoch": round(step / per_epoch, 3),
+            "loss": loss,
+            "lr": run.lr,
+            "knn": knn() if due else None,
+            "seconds": round(seconds, 3),
+        }
 
     pause_at = int(env.get(PAUSE_ENV) or 0)
     if step == 0 and job.cfg.knn_evals:
@@ -315,9 +410,9 @@ def _train(job: _Job, d: distributed.Dist, progress: bool,
     while step < total:
         if step % per_epoch == 0:
             epoch_order = order.get_state()
-        order.set_state(epoch_order)   # this epoch's shuffle (a resume replays it)
+        order.set_state(epoch_order)  # this epoch's shuffle (a resume replays it)
         batches = iter(job.loader)
-        for _ in range(step % per_epoch):   # a resume mid-epoch skips what it trained
+        for _ in range(step % per_epoch):  # a resume mid-epoch skips what it trained
             next(batches)
         model.train()
         for x, y in batches:
@@ -332,23 +427,34 @@ def _train(job: _Job, d: distributed.Dist, progress: bool,
             bar.update(1)
             if step % job.log_every and step % per_epoch and step != total:
                 continue
-            mean_loss = loop.check_finite(d.mean(tot / cnt), f"{method} pre-training",
-                                          f"step {step}")
+            mean_loss = loop.check_finite(
+                d.mean(tot / cnt), f"{method} pre-training", f"step {step}"
+            )
             history.append(row(mean_loss, time.perf_counter() - t0))
             if on_row is not None and d.main:
                 on_row(history[-1])
             tot, cnt, t0 = torch.zeros((), device=dev), 0, time.perf_counter()
-            bar.set_postfix(loss=f"{mean_loss:.3f}", knn=f"{history[-1]['knn']:.3f}"
-                            if history[-1]["knn"] is not None else "-")
+            bar.set_postfix(
+                loss=f"{mean_loss:.3f}",
+                knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-",
+            )
             # online + target network + optimiser (~3x the backbone); every process takes
             # part in deciding and gathering (each one's random state goes in)
             if d.any(run.due(step in (total, pause_at))):
                 rngs = d.gather(torch.get_rng_state())
-                run.save({"step": step, "epoch": step / per_epoch, "history": history,
-                          "rng": rngs[0], "order": epoch_order,
-                          **({"rng_ranks": rngs} if d.world > 1 else {})}, write=d.main)
+                run.save(
+                    {
+                        "step": step,
+                        "epoch": step / per_epoch,
+                        "history": history,
+                        "rng": rngs[0],
+                        "order": epoch_order,
+                        **({"rng_ranks": rngs} if d.world > 1 else {}),
+                    },
+                    write=d.main,
+                )
             d.barrier()
-            while step == pause_at:   # the test kills the launcher here
+            while step == pause_at:  # the test kills the launcher here
                 time.sleep(1.0)
             if step == total:
                 break
@@ -356,28 +462,47 @@ def _train(job: _Job, d: distributed.Dist, progress: bool,
     return _finish(job, d, model, history, time.perf_counter() - t_all, n_imgs)
 
 
-def _finish(job: _Job, d: distributed.Dist, model: nn.Module, history: list[dict],
-            seconds: float, n_imgs: int) -> dict:
+def _finish(
+    job: _Job,
+    d: distributed.Dist,
+    model: nn.Module,
+    history: list[dict],
+    seconds: float,
+    n_imgs: int,
+) -> dict:
     """The run's summary; rank 0 writes ``backbone.pt`` and ``run.json``."""
-    d.broadcast_buffers(model)   # per-process BatchNorm statistics: rank 0's everywhere
+    d.broadcast_buffers(model)  # per-process BatchNorm statistics: rank 0's everywhere
     method, settings, run_dir = job.method, job.settings, job.run_dir
     backbone = backbone_state(model.net if method == "byol" else job.net)
     knns = [h["knn"] for h in history if h["knn"] is not None]
-    summary = {"kind": "pretrain", "method": method, "run_dir": str(run_dir),
-               "backbone": str(run_dir / "backbone.pt"), "arch": settings["arch"],
-               "steps": job.total, "epochs": round(job.total / job.per_epoch, 3),
-               "history": history, "knn_initial": knns[0] if knns else None,
-               "knn_final": knns[-1] if knns else None, "classes": job.ds.classes,
-               "seconds": round(seconds, 2),
-               "images_per_s": round(n_imgs / seconds, 1) if seconds > 0 and n_imgs else None,
-               "device": d.device.type, "processes": d.world, "backend": d.backend,
-               "batchnorm": d.batchnorm, "batch_per_process": job.batch // d.world,
-               "settings": settings}
-    if d.world > 1:   # each process's final weights, to show they are one model
+    summary = {
+        "kind": "pretrain",
+        "method": method,
+        "run_dir": str(run_dir),
+        "backbone": str(run_dir / "backbone.pt"),
+        "arch": settings["arch"],
+        "steps": job.total,
+        "epochs": round(job.total / job.per_epoch, 3),
+        "history": history,
+        "knn_initial": knns[0] if knns else None,
+        "knn_final": knns[-1] if knns else None,
+        "classes": job.ds.classes,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(n_imgs / seconds, 1) if seconds > 0 and n_imgs else None,
+        "device": d.device.type,
+        "processes": d.world,
+        "backend": d.backend,
+        "batchnorm": d.batchnorm,
+        "batch_per_process": job.batch // d.world,
+        "settings": settings,
+    }
+    if d.world > 1:  # each process's final weights, to show they are one model
         summary["rank_weights_sha1"] = d.gather(distributed.state_sha1(model))
     if d.main:
-        ckpt.atomic_save({"arch": settings["arch"], "method": method,
-                          "backbone": backbone}, run_dir / "backbone.pt")
+        ckpt.atomic_save(
+            {"arch": settings["arch"], "method": method, "backbone": backbone},
+            run_dir / "backbone.pt",
+        )
         ckpt.write_run(run_dir, summary)
     d.barrier()
     return summary
@@ -385,6 +510,7 @@ def _finish(job: _Job, d: distributed.Dist, model: nn.Module, history: list[dict
 
 def _backbone_view(classifier: nn.Module) -> nn.Module:
     """The classifier's network up to the pooled features (its ``fc`` bypassed)."""
+
     class _Features(nn.Module):
         def __init__(self, m: nn.Module):
             super().__init__()
