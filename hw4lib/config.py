@@ -97,6 +97,10 @@ class NerfConfig:
         )
     )
     max_train_size: int | None = None  # cap on the long side of training images (None = keep)
+    # DVGO's bbox_thres: coarse voxels whose alpha (one voxel step) exceeds it bound the fine grid
+    box_thres: float = 1e-3
+    # DVGO's mask_cache_thres: coarse alpha, max-pooled over 3^3 voxels, below it is free space
+    free_space_thres: float = 1e-3
     near: float = 2.0
     far: float = 6.0
     background: str = "white"

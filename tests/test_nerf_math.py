@@ -217,10 +217,10 @@ def test_free_space_mask_and_tight_box_follow_the_density():
         m.density[..., 0] = torch.where(
             (xyz - torch.tensor([0.3, 0.0, 0.0])).norm(dim=-1) < 0.25, 30.0, 0.0
         )
-    lo, hi = tight_box(m)
+    lo, hi = tight_box(m, 1e-3)
     assert torch.allclose(lo, torch.tensor([0.0, -0.3, -0.3]), atol=0.11)
     assert torch.allclose(hi, torch.tensor([0.6, 0.3, 0.3]), atol=0.11)
-    mask = free_space_mask(m)
+    mask = free_space_mask(m, 1e-3)
     assert mask.unknown(torch.tensor([[0.3, 0.0, 0.0]])).item()
     assert not mask.unknown(torch.tensor([[-0.7, 0.5, 0.5]])).item()
     assert 0.9 < mask.fraction_free() < 1.0

@@ -145,7 +145,7 @@ def bench_nerf(args) -> int:
     lo, hi = -1.5 * torch.ones(3), 1.5 * torch.ones(3)
     base = G.voxel_size(lo, hi, cfg.coarse.num_voxels)
     coarse = _blob_model(lo, hi, cfg.coarse.num_voxels, base, cfg.coarse, 0).to(dev)
-    mask = free_space_mask(coarse)
+    mask = free_space_mask(coarse, cfg.free_space_thres)
     fine = _blob_model(
         -0.7 * torch.ones(3),
         0.7 * torch.ones(3),

@@ -196,7 +196,7 @@ def voxel_centres(lo: torch.Tensor, hi: torch.Tensor, shape: tuple[int, int, int
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
 
 
-def tight_box(coarse: VoxelModel, thres: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+def tight_box(coarse: VoxelModel, thres: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Box of the coarse voxels whose alpha (one base voxel step) exceeds ``thres``."""
     alpha = coarse.voxel_alpha(1.0).cpu()
     xyz = voxel_centres(coarse.lo.cpu(), coarse.hi.cpu(), coarse.shape)[alpha > thres]
@@ -215,7 +215,7 @@ def pooled_alpha(m: VoxelModel, interval: float, kernel: int = 3) -> torch.Tenso
     return F.max_pool3d(alpha, kernel, stride=1, padding=kernel // 2)[0, 0]
 
 
-def free_space_mask(coarse: VoxelModel, thres: float = 1e-3, kernel: int = 3) -> FreeSpaceMask:
+def free_space_mask(coarse: VoxelModel, thres: float, kernel: int = 3) -> FreeSpaceMask:
     """Known-free space: coarse alpha max-pooled over ``kernel``^3 voxels, below ``thres``."""
     return FreeSpaceMask(pooled_alpha(coarse, 1.0, kernel) >= thres, coarse.lo, coarse.hi)
 

@@ -456,9 +456,9 @@ def train(
         # ---- fine
         t0 = time.perf_counter()
         coarse = load_model(run / "coarse.pt", device)
-        mask = free_space_mask(coarse)
+        mask = free_space_mask(coarse, cfg.free_space_thres)
         if model is None:
-            lo, hi = tight_box(coarse)
+            lo, hi = tight_box(coarse, cfg.box_thres)
             nv0 = max(1, fine_st.num_voxels // (2 ** len(fine_st.pg_scale)))
             model = VoxelModel(
                 lo.to(device),
