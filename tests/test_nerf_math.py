@@ -198,7 +198,7 @@ def test_camera_looks_down_minus_z():
 
 
 def test_view_counts_origin_seen_by_all():
-    from hw4lib.nerf.train import view_counts
+    from hw4lib.nerf.raydata import view_counts
 
     cams = _cams(5)
     lo, hi = scene_box(cams, 2.0, 6.0)

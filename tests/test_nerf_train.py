@@ -347,6 +347,7 @@ def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
     from hw4lib.config import get_profile
     from hw4lib.nerf import train as T
     from hw4lib.nerf.dvgo import voxel_centres
+    from hw4lib.nerf.saved import load_model
 
     cfg = get_profile("smoke").nerf
     cfg = dataclasses.replace(cfg, coarse=dataclasses.replace(cfg.coarse, iters=30))
@@ -356,8 +357,8 @@ def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
             cfg, fine=dataclasses.replace(cfg.fine, iters=25, pg_scale=(10,), mask_refresh=on)
         )
         T.train(scene, tmp_path / str(on), c, device="cpu", progress=False)
-        masks[on] = T.load_model(tmp_path / str(on) / "fine.pt")
-    coarse = T.load_model(tmp_path / "False" / "coarse.pt")
+        masks[on] = load_model(tmp_path / str(on) / "fine.pt")
+    coarse = load_model(tmp_path / "False" / "coarse.pt")
     off, on = masks[False], masks[True]
     assert off.mask.occupied.shape == coarse.shape
     assert on.mask.occupied.shape == on.shape != coarse.shape

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..results import atomic_write_text, load_checkpoint
 from .dvgo import VoxelModel
 from .rays import orbit_poses, pixel_dirs, rays_of_pose
-from .train import MODEL_KEYS, build_voxel_model
+from .saved import MODEL_KEYS, build_voxel_model
 
 MARKER = ".hw4-nerf-render.json"
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
