@@ -29,6 +29,8 @@ from .raydata import RayData, ray_data, rays_through_unknown, view_counts
 from .rays import scene_box
 from .saved import build_voxel_model, load_model, load_resume_checkpoint, model_args, save_model
 
+# how often checkpoint.pt is written: I/O, not method, so not in NerfConfig, whose every field
+# is part of a run's settings (a different cadence must not make a finished run stale)
 CKPT_EVERY = 500  # iterations between checkpoints
 CKPT_SECONDS = 120.0  # ... or seconds, whichever comes first
 
