@@ -16,7 +16,7 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -197,12 +197,22 @@ def frozen_features(model: nn.Module, ds: ImageSet, device: str) -> TensorDatase
     return TensorDataset(feats, ds.labels)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What trains and on what (:func:`_inputs`)."""
+
+    net: nn.Module  # the whole model, or only its head
+    prepare: Callable  # a training batch -> the net's input
+    prepare_val: Callable  # a validation batch -> the net's input
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
 def _inputs(
     model: nn.Module, train: ImageSet, val: ImageSet, settings: dict, cfg: SSLConfig, device: str
-) -> tuple[nn.Module, Callable, Callable, DataLoader, DataLoader]:
-    """What trains and on what: ``(net, prepare train batch, prepare val batch, train loader,
-    val loader)``. The whole model on images, or, frozen without augmentation, only its head
-    on the backbone's features (computed once: without augmentation they never change)."""
+) -> _Inputs:
+    """The whole model on images, or, frozen without augmentation, only its head on the
+    backbone's features (computed once: without augmentation they never change)."""
     augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
     on_features = settings["frozen"] and augment is None
     net, prepare, prepare_val = (
@@ -228,7 +238,53 @@ def _inputs(
     val_loader = make_loader(
         val_set, 4 * batch, shuffle=False, drop_last=False, workers=workers, device=device
     )
-    return net, prepare, prepare_val, train_loader, val_loader
+    return _Inputs(net, prepare, prepare_val, train_loader, val_loader)
+
+
+def _office_sets(
+    data_root: Path, size: int, cfg: SSLConfig, progress: bool
+) -> tuple[ImageSet, ImageSet]:
+    """``office``'s training and validation images, read (and so checked); val takes train's
+    class names."""
+    paths = office_paths(data_root)
+    train = ImageSet(
+        paths["train_csv"],
+        paths["train_dir"],
+        size,
+        require_label=True,
+        cache=cfg.cache_images,
+        progress=progress,
+    )
+    val = ImageSet(
+        paths["val_csv"],
+        paths["val_dir"],
+        size,
+        classes=train.classes,
+        require_label=True,
+        cache=cfg.cache_images,
+        progress=progress,
+    )
+    return train, val
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One fine-tuning run as :func:`run_finetune` set it up: its settings, data and model."""
+
+    setting: str
+    settings: dict
+    run_dir: Path
+    train: ImageSet
+    val: ImageSet
+    model: nn.Module
+    inputs: _Inputs
+    device: str
+
+    @property
+    def n_epochs(self) -> int:
+        """The settings' epochs, or as many whole epochs as a step budget takes."""
+        s = self.settings
+        return s["epochs"] or math.ceil(s["steps"] / len(self.inputs.train_loader))
 
 
 def _train_epoch(
@@ -243,6 +299,119 @@ def _train_epoch(
         tot += float(loss.detach()) * len(y)
         n += len(y)
     return tot / max(n, 1)
+
+
+def _epoch(job: _Job, run: loop.RunLoop, e: int) -> dict:
+    """Epoch ``e`` (from 1): trained, the schedule stepped, validated; its history row."""
+    inp = job.inputs
+    set_train_mode(job.model, job.settings["frozen"])
+    train_loss = _train_epoch(run, inp.net, inp.train_loader, inp.prepare, job.device)
+    run.sched.step()
+    loop.check_finite(train_loss, f"setting {job.setting}", f"epoch {e}")
+    val_loss, val_acc = evaluate(inp.net, inp.val_loader, job.device, inp.prepare_val)
+    return {
+        "epoch": e,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": run.lr,
+    }
+
+
+def _position(state: dict | None, order: torch.Generator) -> tuple[int, list[dict], dict]:
+    """``(epochs done, history, best)``: the checkpoint's, with its random state and shuffle
+    order restored, or a fresh start's."""
+    if state is None:
+        return 0, [], {"val_acc": -1.0, "epoch": 0}
+    torch.set_rng_state(state["rng"])
+    order.set_state(state["order"])
+    return state["epoch"], state["history"], state["best"]
+
+
+def _save_best(job: _Job, model_state: dict, best: dict) -> None:
+    """``best.pt``: the best model so far, with what :func:`predict` needs to rebuild it."""
+    s = job.settings
+    ckpt.atomic_save(
+        {
+            "setting": job.setting,
+            "arch": s["arch"],
+            "head_norm": s["head_norm"],
+            "image_size": s["image_size"],
+            "classes": job.train.classes,
+            "model": model_state,
+            "epoch": best["epoch"],
+            "val_acc": best["val_acc"],
+        },
+        job.run_dir / "best.pt",
+    )
+
+
+def _fit(
+    job: _Job, run: loop.RunLoop, start: int, history: list[dict], best: dict, progress: bool
+) -> tuple[list[dict], dict]:
+    """The epochs after ``start``, each a history row; ``best.pt`` and ``last.pt`` when due.
+    Returns the history and the best epoch."""
+    n_epochs, order = job.n_epochs, job.inputs.train_loader.generator
+    best_state = None  # a better model not yet on disk
+    bar = tqdm(
+        range(start, n_epochs),
+        desc=f"setting {job.setting}",
+        disable=not progress,
+        initial=start,
+        total=n_epochs,
+    )
+    for epoch in bar:
+        e = epoch + 1
+        history.append(_epoch(job, run, e))
+        val_acc = history[-1]["val_acc"]
+        if val_acc > best["val_acc"]:
+            best = {"val_acc": val_acc, "epoch": e}
+            best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in job.model.state_dict().items()
+            }
+        if run.due(e == n_epochs):  # best.pt then last.pt: last.pt's "best" is on disk
+            if best_state is not None:
+                _save_best(job, best_state, best)
+                best_state = None
+            run.save(
+                {
+                    "epoch": e,
+                    "history": history,
+                    "best": best,
+                    "rng": torch.get_rng_state(),
+                    "order": order.get_state(),
+                }
+            )
+        bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
+    return history, best
+
+
+def _finish(job: _Job, run: loop.RunLoop, history: list[dict], best: dict, seconds: float) -> dict:
+    """The run's summary, written to ``run.json``."""
+    n_train = sum(p.numel() for p in run.params)
+    summary = {
+        "kind": "finetune",
+        "setting": job.setting,
+        "run_dir": str(job.run_dir),
+        "pretraining": DESCRIPTIONS[job.setting][0],
+        "finetuning": DESCRIPTIONS[job.setting][1],
+        "arch": job.settings["arch"],
+        "best_val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "final_val_acc": history[-1]["val_acc"],
+        "epochs": job.n_epochs,
+        "history": history,
+        "trainable_params": n_train,
+        "frozen_params": sum(p.numel() for p in job.model.parameters()) - n_train,
+        "n_train": len(job.train),
+        "n_val": len(job.val),
+        "n_classes": len(job.train.classes),
+        "seconds": round(seconds, 2),
+        "device": job.device,
+        "settings": job.settings,
+    }
+    ckpt.write_run(job.run_dir, summary)
+    return summary
 
 
 def run_finetune(
@@ -273,119 +442,21 @@ def run_finetune(
     )
     if plan.action == REUSE:
         return plan.done
-    paths, size = office_paths(data_root), settings["image_size"]
     # read (and so validate) the data before the run folder is touched
-    train = ImageSet(
-        paths["train_csv"],
-        paths["train_dir"],
-        size,
-        require_label=True,
-        cache=cfg.cache_images,
-        progress=progress,
-    )
-    val = ImageSet(
-        paths["val_csv"],
-        paths["val_dir"],
-        size,
-        classes=train.classes,
-        require_label=True,
-        cache=cfg.cache_images,
-        progress=progress,
-    )
+    train, val = _office_sets(data_root, settings["image_size"], cfg, progress)
     state = loop.resume_state(run_dir, SSL_FINETUNE, plan, settings)
     torch.manual_seed(seed)
     bstate = load_backbone_file(bfile)[1] if bfile is not None else None
     model = setting_classifier(
         setting, settings["arch"], len(train.classes), bstate, settings["head_norm"]
     ).to(device)
-    net, prepare, prepare_val, train_loader, val_loader = _inputs(
-        model, train, val, settings, cfg, device
-    )
+    inputs = _inputs(model, train, val, settings, cfg, device)
+    job = _Job(setting, settings, run_dir, train, val, model, inputs, device)
     run = loop.RunLoop(run_dir, model, settings, 1, state, cfg.checkpoint_every_s)
-    n_epochs = settings["epochs"] or math.ceil(settings["steps"] / len(train_loader))
-    start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
-    if state is not None:
-        start, history, best = state["epoch"], state["history"], state["best"]
-        torch.set_rng_state(state["rng"])
-        train_loader.generator.set_state(state["order"])
+    start, history, best = _position(state, inputs.train_loader.generator)
     t_all = run.start_clock()
-    best_state = None  # a better model not yet on disk
-    bar = tqdm(
-        range(start, n_epochs),
-        desc=f"setting {setting}",
-        disable=not progress,
-        initial=start,
-        total=n_epochs,
-    )
-    for epoch in bar:
-        set_train_mode(model, settings["frozen"])
-        train_loss = _train_epoch(run, net, train_loader, prepare, device)
-        run.sched.step()
-        loop.check_finite(train_loss, f"setting {setting}", f"epoch {epoch + 1}")
-        val_loss, val_acc = evaluate(net, val_loader, device, prepare_val)
-        e = epoch + 1
-        history.append(
-            {
-                "epoch": e,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "lr": run.lr,
-            }
-        )
-        if val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": e}
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        if run.due(e == n_epochs):  # best.pt then last.pt: last.pt's "best" is on disk
-            if best_state is not None:
-                ckpt.atomic_save(
-                    {
-                        "setting": setting,
-                        "arch": settings["arch"],
-                        "head_norm": settings["head_norm"],
-                        "image_size": size,
-                        "classes": train.classes,
-                        "model": best_state,
-                        "epoch": best["epoch"],
-                        "val_acc": best["val_acc"],
-                    },
-                    run_dir / "best.pt",
-                )
-                best_state = None
-            run.save(
-                {
-                    "epoch": e,
-                    "history": history,
-                    "best": best,
-                    "rng": torch.get_rng_state(),
-                    "order": train_loader.generator.get_state(),
-                }
-            )
-        bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['val_acc']:.3f}")
-    n_train = sum(p.numel() for p in run.params)
-    summary = {
-        "kind": "finetune",
-        "setting": setting,
-        "run_dir": str(run_dir),
-        "pretraining": DESCRIPTIONS[setting][0],
-        "finetuning": DESCRIPTIONS[setting][1],
-        "arch": settings["arch"],
-        "best_val_acc": best["val_acc"],
-        "best_epoch": best["epoch"],
-        "final_val_acc": history[-1]["val_acc"],
-        "epochs": n_epochs,
-        "history": history,
-        "trainable_params": n_train,
-        "frozen_params": sum(p.numel() for p in model.parameters()) - n_train,
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_classes": len(train.classes),
-        "seconds": round(time.perf_counter() - t_all, 2),
-        "device": device,
-        "settings": settings,
-    }
-    ckpt.write_run(run_dir, summary)
-    return summary
+    history, best = _fit(job, run, start, history, best, progress)
+    return _finish(job, run, history, best, time.perf_counter() - t_all)
 
 
 def predict(

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -208,6 +208,50 @@ def _check_resume_processes(run_dir: Path, world: int) -> None:
         )
 
 
+def _mini_data(
+    method: str, data_root: Path, settings: dict, cfg: SSLConfig, world: int, progress: bool
+) -> tuple[ImageSet, int]:
+    """``mini``'s training images, read (and so checked; supervised needs every label), and
+    the batch they train in: the settings', at most the corpus, in ``world`` shares that
+    BatchNorm can train on."""
+    csv_path, img_dir = mini_paths(data_root)
+    ds = ImageSet(
+        csv_path,
+        img_dir,
+        settings["image_size"],
+        require_label=method == "supervised",
+        cache=cfg.cache_images,
+        progress=progress,
+    )
+    batch = min(settings["batch"], len(ds))
+    if batch < 2:
+        raise UserError(
+            f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
+            "(BatchNorm cannot train on a batch of one)"
+        )
+    if batch % world or batch // world < 2:
+        raise UserError(
+            f"batch {batch} does not split into {world} shares of 2 or more "
+            f"images; use a number of processes that divides {batch} into such "
+            "shares"
+        )
+    return ds, batch
+
+
+def _loader(ds: ImageSet, batch: int, cfg: SSLConfig, d: distributed.Dist, seed: int) -> DataLoader:
+    """Shuffled whole batches, this process's share of each, in an order ``seed`` fixes."""
+    return make_loader(
+        ds,
+        batch,
+        shuffle=True,
+        drop_last=True,
+        workers=cfg.workers,
+        device=d.device.type,
+        seed=seed,
+        shard=(d.rank, d.world),
+    )
+
+
 def run_pretrain(
     method: str,
     data_root: Path,
@@ -252,40 +296,10 @@ def run_pretrain(
     )
     if plan.action == REUSE:
         return plan.done
-    csv_path, img_dir = mini_paths(data_root)
-    main = d.main
     # read (and so validate) the data before the run folder is touched
-    ds = ImageSet(
-        csv_path,
-        img_dir,
-        settings["image_size"],
-        require_label=method == "supervised",
-        cache=cfg.cache_images,
-        progress=progress and main,
-    )
-    batch = min(settings["batch"], len(ds))
-    if batch < 2:
-        raise UserError(
-            f"{csv_path}: {len(ds)} image(s); pre-training needs at least 2 "
-            "(BatchNorm cannot train on a batch of one)"
-        )
-    if batch % d.world or batch // d.world < 2:
-        raise UserError(
-            f"batch {batch} does not split into {d.world} shares of 2 or more "
-            f"images; use a number of processes that divides {batch} into such "
-            "shares"
-        )
+    ds, batch = _mini_data(method, data_root, settings, cfg, d.world, progress and d.main)
     torch.manual_seed(seed)
-    loader = make_loader(
-        ds,
-        batch,
-        shuffle=True,
-        drop_last=True,
-        workers=cfg.workers,
-        device=d.device.type,
-        seed=seed,
-        shard=(d.rank, d.world),
-    )
+    loader = _loader(ds, batch, cfg, d, seed)
     total = settings["steps"] or settings["epochs"] * len(loader)
     model, net = _build(method, settings, len(ds.classes), d.device)
     if d.rank:  # the same initial weights everywhere; each process its own augmentation draws
@@ -295,14 +309,14 @@ def run_pretrain(
         return _train(
             _Job(method, settings, run_dir, cfg, plan, ds, loader, batch, total, model, net),
             d,
-            progress and main,
+            progress and d.main,
             on_row,
         )
     finally:
         d.close()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Job:
     """One pre-training run as :func:`run_pretrain` set it up: its data, budget and model."""
 
@@ -362,11 +376,9 @@ def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist) -> Callable[[
     return knn
 
 
-def _train(
-    job: _Job, d: distributed.Dist, progress: bool, on_row: Callable[[dict], None] | None = None
-) -> dict:
-    """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
-    method, total, per_epoch, dev = job.method, job.total, job.per_epoch, d.device
+def _resume(job: _Job, d: distributed.Dist) -> tuple[nn.Module, loop.RunLoop, dict | None]:
+    """The model as it trains (SyncBatchNorm where nccl runs it), its optimiser and schedule,
+    and the checkpoint they were restored from (None: a fresh start)."""
     state = loop.resume_state(
         job.run_dir, SSL_PRETRAIN, job.plan, job.settings, ckpt.LAST_KEYS + ("step",), d
     )
@@ -381,39 +393,100 @@ def _train(
         state,
         job.cfg.checkpoint_every_s,
     )
-    order = job.loader.generator  # draws each epoch's shuffle (the same in every process)
-    step, history, epoch_order = 0, [], order.get_state()
-    if state is not None:
-        step, history, epoch_order = state["step"], state["history"], state["order"]
-        torch.set_rng_state(_rank_rng(state, d, job.run_dir))
+    return model, run, state
+
+
+def _position(
+    job: _Job, state: dict | None, d: distributed.Dist
+) -> tuple[int, list[dict], torch.Tensor]:
+    """``(steps done, history, shuffle state of the current epoch)``: the checkpoint's, with
+    this process's random state restored, or a fresh start's."""
+    if state is None:
+        return 0, [], job.loader.generator.get_state()
+    torch.set_rng_state(_rank_rng(state, d, job.run_dir))
+    return state["step"], state["history"], state["order"]
+
+
+def _epoch_batches(
+    loader: DataLoader, step: int, epoch_order: torch.Tensor
+) -> tuple[Iterator, torch.Tensor]:
+    """The batches left in ``step``'s epoch, and the shuffle state they are drawn from (a new
+    one at an epoch's start; a resume replays the checkpoint's and skips what it trained)."""
+    order = loader.generator  # draws each epoch's shuffle (the same in every process)
+    if step % len(loader) == 0:
+        epoch_order = order.get_state()
+    order.set_state(epoch_order)
+    batches = iter(loader)
+    for _ in range(step % len(loader)):
+        next(batches)
+    return batches, epoch_order
+
+
+def _row(
+    job: _Job,
+    run: loop.RunLoop,
+    knn: Callable[[], float | None],
+    step: int,
+    loss: float | None,
+    seconds: float,
+) -> dict:
+    """The history row at ``step``: the mean ``loss`` since the last row, the learning rate,
+    the kNN monitor's accuracy where it is due."""
+    due = job.knn_every and (step % job.knn_every == 0 or step == job.total)
+    return {
+        "step": step,
+        "epoch": round(step / job.per_epoch, 3),
+        "loss": loss,
+        "lr": run.lr,
+        "knn": knn() if due else None,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _checkpoint(
+    job: _Job,
+    run: loop.RunLoop,
+    d: distributed.Dist,
+    step: int,
+    history: list[dict],
+    epoch_order: torch.Tensor,
+    final: bool,
+) -> None:
+    """``last.pt`` when it is due (online + target network + optimiser, ~3x the backbone):
+    every process takes part in deciding and gathering (each one's random state goes in)."""
+    if d.any(run.due(final)):
+        rngs = d.gather(torch.get_rng_state())
+        run.save(
+            {
+                "step": step,
+                "epoch": step / job.per_epoch,
+                "history": history,
+                "rng": rngs[0],
+                "order": epoch_order,
+                **({"rng_ranks": rngs} if d.world > 1 else {}),
+            },
+            write=d.main,
+        )
+
+
+def _train(
+    job: _Job, d: distributed.Dist, progress: bool, on_row: Callable[[dict], None] | None = None
+) -> dict:
+    """:func:`run_pretrain`'s loop, once the process group (if any) is up."""
+    method, total, per_epoch, dev = job.method, job.total, job.per_epoch, d.device
+    model, run, state = _resume(job, d)
+    step, history, epoch_order = _position(job, state, d)
     fwd = d.wrap(model)  # DDP: every process ends each step with the same weights
     aug = BatchAugment(LIGHT)
     knn = _knn_monitor(job, model, d)
-
-    def row(loss: float | None, seconds: float) -> dict:
-        due = job.knn_every and (step % job.knn_every == 0 or step == total)
-        return {
-            "step": step,
-            "epoch": round(step / per_epoch, 3),
-            "loss": loss,
-            "lr": run.lr,
-            "knn": knn() if due else None,
-            "seconds": round(seconds, 3),
-        }
-
     pause_at = int(env.get(PAUSE_ENV) or 0)
     if step == 0 and job.cfg.knn_evals:
-        history.append(row(None, 0.0))
+        history.append(_row(job, run, knn, step, None, 0.0))
     t_all = t0 = run.start_clock()
     n_imgs, tot, cnt = 0, torch.zeros((), device=dev), 0
     bar = tqdm(total=total, initial=step, desc=f"{method} pre-training", disable=not progress)
     while step < total:
-        if step % per_epoch == 0:
-            epoch_order = order.get_state()
-        order.set_state(epoch_order)  # this epoch's shuffle (a resume replays it)
-        batches = iter(job.loader)
-        for _ in range(step % per_epoch):  # a resume mid-epoch skips what it trained
-            next(batches)
+        batches, epoch_order = _epoch_batches(job.loader, step, epoch_order)
         model.train()
         for x, y in batches:
             x, y = to_float(x.to(dev, non_blocking=True)), y.to(dev, non_blocking=True)
@@ -430,7 +503,7 @@ def _train(
             mean_loss = loop.check_finite(
                 d.mean(tot / cnt), f"{method} pre-training", f"step {step}"
             )
-            history.append(row(mean_loss, time.perf_counter() - t0))
+            history.append(_row(job, run, knn, step, mean_loss, time.perf_counter() - t0))
             if on_row is not None and d.main:
                 on_row(history[-1])
             tot, cnt, t0 = torch.zeros((), device=dev), 0, time.perf_counter()
@@ -438,21 +511,7 @@ def _train(
                 loss=f"{mean_loss:.3f}",
                 knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-",
             )
-            # online + target network + optimiser (~3x the backbone); every process takes
-            # part in deciding and gathering (each one's random state goes in)
-            if d.any(run.due(step in (total, pause_at))):
-                rngs = d.gather(torch.get_rng_state())
-                run.save(
-                    {
-                        "step": step,
-                        "epoch": step / per_epoch,
-                        "history": history,
-                        "rng": rngs[0],
-                        "order": epoch_order,
-                        **({"rng_ranks": rngs} if d.world > 1 else {}),
-                    },
-                    write=d.main,
-                )
+            _checkpoint(job, run, d, step, history, epoch_order, step in (total, pause_at))
             d.barrier()
             while step == pause_at:  # the test kills the launcher here
                 time.sleep(1.0)
