@@ -190,6 +190,20 @@ def _run_notebook(page, name: str):
     return page.locator(f"#{kernel['id']}"), page.evaluate(_CELLS)
 
 
+def _settled_count(locator, settle_s: float = 1.0, timeout_s: float = 20.0) -> int:
+    """How many elements match once the count has stopped changing for ``settle_s``: outputs
+    and widgets render in the page a moment after the kernel reports the cell done."""
+    last, since, deadline = locator.count(), time.time(), time.time() + timeout_s
+    while time.time() < deadline:
+        time.sleep(0.2)
+        now = locator.count()
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= settle_s and now > 0:
+            break
+    return last
+
+
 def _check_clean(nb, name: str, cells: list[dict]) -> None:
     """Every code cell ran, no error output, no traceback, no text progress bar, no widget that
     failed to load."""
@@ -237,9 +251,9 @@ def test_notebooks_01_and_02_run_in_jupyterlab(lab):
             # ---- 01: the theory checks and the activation figure
             nb, cells = _run_notebook(page, "01_nerf_theory.ipynb")
             _check_clean(nb, "01", cells)
-            assert nb.locator(".jp-OutputArea-output img").count() >= 1, "01: no figure"
+            assert _settled_count(nb.locator(".jp-OutputArea-output img")) >= 1, "01: no figure"
             checks = nb.locator(".jp-OutputArea-output", has_text="sum of weights = ")
-            assert checks.count() == 1 and "0.89030" in checks.inner_text()
+            assert _settled_count(checks) == 1 and "0.89030" in checks.inner_text()
             _shot(page, nb.locator(".jp-OutputArea-output img").last, SHOTS / "01_nerf_theory.png")
             t01 = time.perf_counter() - t0
 
@@ -247,20 +261,21 @@ def test_notebooks_01_and_02_run_in_jupyterlab(lab):
             nb, cells = _run_notebook(page, "02_dvgo_training.ipynb")
             _check_clean(nb, "02", cells)
             bars = nb.locator(".jp-OutputArea-output .widget-hprogress")
-            assert bars.count() >= 2, "02: the coarse and fine tqdm bars are not widgets"
+            assert _settled_count(bars) >= 2, "02: the coarse and fine tqdm bars are not widgets"
             train = next(c for c in cells if "live.dvgo_curves" in c["source"])
             live = [o for o in train["outputs"] if "image/png" in o["mimes"]]
             assert len(live) == 1, f"02: the live curve should be one figure, got {len(live)}"
             imgs = nb.locator(".jp-OutputArea-output img")
             # scene box, live curve, training curves, val renders, orbit GIF, the view
-            assert imgs.count() >= 6, f"02: {imgs.count()} images shown, expected at least 6"
+            n_imgs = _settled_count(imgs)
+            assert n_imgs >= 6, f"02: {n_imgs} images shown, expected at least 6"
             gif = nb.locator('.jp-OutputArea-output img[src^="data:image/gif"]')
-            assert gif.count() == 1, "02: the orbit GIF is not shown as an image"
+            assert _settled_count(gif) == 1, "02: the orbit GIF is not shown as an image"
             train_area = nb.locator(".jp-Cell", has_text="live.dvgo_curves")
             _shot(page, train_area, SHOTS / "02_training_live_curve.png")
 
             view = nb.locator(".hw4-scene-view")
-            assert view.count() == 1, "02: no view sliders"
+            assert _settled_count(view) == 1, "02: no view sliders"
             img = view.locator("img")
             before = img.get_attribute("src")
             note = view.locator(".hw4-view-note").inner_text()
