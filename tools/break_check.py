@@ -178,6 +178,22 @@ BREAKS = (
         'run="$here/runs/full/ssl/finetune_C"',
         ("tests/test_ssl_cli.py", "-k", "hw4_2"),
     ),
+    Break(
+        "env_bypassed",
+        "results_root reads $HW4_RESULTS itself instead of through hw4lib.env",
+        "hw4lib/results.py",
+        '    return env.path("HW4_RESULTS")\n',
+        '    return Path(os.environ.get("HW4_RESULTS") or PROJECT_ROOT / "results")\n',
+        ("tests/test_env.py",),
+    ),
+    Break(
+        "env_path_under_root",
+        "a path the user sets in an HW4_* variable is taken under the project root, not the cwd",
+        "hw4lib/env.py",
+        "        return Path(os.environ[name]).expanduser()\n",
+        "        return PROJECT_ROOT / os.environ[name]\n",
+        ("tests/test_env.py",),
+    ),
 )
 
 
