@@ -61,15 +61,21 @@ VARIABLES: dict[str, Variable] = {
 }
 
 
+def _variable(name: str) -> Variable:
+    if name not in VARIABLES:
+        raise KeyError(f"{name}: not an HW4_* variable of hw4lib.env.VARIABLES")
+    return VARIABLES[name]
+
+
 def get(name: str) -> str | None:
     """The variable's value, or its default (None when it has none); empty counts as unset."""
-    return os.environ.get(name) or VARIABLES[name].default
+    default = _variable(name).default
+    return os.environ.get(name) or default
 
 
 def given(name: str) -> bool:
     """Whether the user set the variable (to anything non-empty)."""
-    if name not in VARIABLES:
-        raise KeyError(f"{name}: not an HW4_* variable of hw4lib.env.VARIABLES")
+    _variable(name)
     return bool(os.environ.get(name))
 
 
@@ -78,7 +84,7 @@ def path(name: str) -> Path | None:
     root; None when it has no default."""
     if given(name):
         return Path(os.environ[name]).expanduser()
-    default = VARIABLES[name].default
+    default = _variable(name).default
     if default is None:
         return None
     p = Path(default).expanduser()

@@ -162,12 +162,8 @@ def course_root(
     """
     if not set(need) <= set(COURSE_PARTS):
         raise ValueError(f"need must be among {COURSE_PARTS}, got {need}")
-    if data_dir:
-        root, why = Path(data_dir), "--data"
-    elif env.given("HW4_DATA"):
-        root, why = data_root(), "$HW4_DATA"
-    else:
-        root, why = data_root(), None
+    root = Path(data_dir) if data_dir else data_root()
+    why = "--data" if data_dir else "$HW4_DATA" if env.given("HW4_DATA") else None
     if why is not None:
         if not root.is_dir():
             raise UserError(
