@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -220,3 +221,46 @@ def test_decoded_corpora_are_shared_until_a_file_changes(tmp_path):
     os.utime(imgs, ns=(0, imgs.stat().st_mtime_ns + 10**9))
     c = ImageSet(csv, imgs, 16, cache=True)
     assert c.images is not a.images and torch.equal(c.images, a.images)
+
+
+def test_gaussian_blur_matches_the_closed_form():
+    # an impulse blurs into the normalised, sampled Gaussian of its own sigma
+    x = torch.zeros(2, 1, 15, 15)
+    x[:, :, 7, 7] = 1.0
+    sigma = torch.tensor([0.6, 1.5])
+    y = A.gaussian_blur(x, sigma)
+    t = torch.arange(-7, 8, dtype=torch.float32)
+    for i, s in enumerate(sigma):
+        r = min(math.ceil(3 * 1.5), 15 // 2 - 1)  # the kernel's reach (the largest sigma's)
+        k = torch.exp(-0.5 * (t / s) ** 2) * (t.abs() <= r)
+        k = k / k.sum()
+        assert torch.allclose(y[i, 0], k[:, None] * k[None, :], atol=1e-6), i
+    # a constant image stays constant (reflected borders, normalised kernel)
+    c = torch.full((3, 3, 9, 9), 0.3)
+    assert torch.allclose(A.gaussian_blur(c, torch.tensor([0.5, 1.0, 2.0])), c, atol=1e-6)
+
+
+def test_solarize_inverts_the_bright_half():
+    x = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.8, 1.0])
+    assert torch.allclose(A.solarize(x), torch.tensor([0.0, 0.2, 0.49, 0.5, 0.2, 0.0]))
+
+
+def test_byol_views_are_asymmetric_as_the_paper_has_them():
+    from hw4lib.config import SSLConfig
+
+    v1, v2 = A.byol_views(SSLConfig())
+    assert (v1.blur_p, v1.solarize_p, v2.blur_p, v2.solarize_p) == (1.0, 0.0, 0.1, 0.2)
+    assert v1.crop_scale == v2.crop_scale == (0.08, 1.0)
+    assert (v1.brightness, v1.contrast, v1.saturation, v1.hue, v1.gray_p) == (
+        0.4,
+        0.4,
+        0.2,
+        0.1,
+        0.2,
+    )
+    # always-solarised view: every bright pixel of a view is inverted (before normalising)
+    torch.manual_seed(0)
+    spec = A.AugmentSpec(crop_scale=(1.0, 1.0), flip=False, jitter_p=0.0, gray_p=0.0)
+    x = torch.full((4, 3, 8, 8), 0.9)
+    on = A.BatchAugment(replace(spec, solarize_p=1.0))(x)
+    assert torch.allclose(on, A.normalize(torch.full_like(x, 0.1)), atol=1e-4)

@@ -1,4 +1,5 @@
-"""Per-sample augmentation of a whole batch on its device (crop, flip, colour, grey, blur).
+"""Per-sample augmentation of a whole batch on its device (crop, flip, colour, grey, blur,
+solarisation).
 
 byol-pytorch's default augmentation draws ONE random crop/jitter per batch, so both views of
 every image in a batch share their geometry; BYOL (the paper, SimCLR) draws parameters per
@@ -9,7 +10,7 @@ it costs little on a CPU and nothing on a GPU, and is passed to ``BYOL(augment_f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -34,21 +35,31 @@ class AugmentSpec:
     gray_p: float = 0.2
     blur_p: float = 0.0
     rotate: float = 0.0  # max rotation of a view, degrees (uniform in +-rotate)
+    solarize_p: float = 0.0
 
 
-#: BYOL/SimCLR's view distribution; supervised pre-training and fine-tuning: crop + flip only
-BYOL_VIEW = AugmentSpec(blur_p=0.2)
+#: BYOL's first view (the paper's Table 6): always blurred, never solarised; the second view
+#: is :func:`byol_views`'s. Supervised pre-training and fine-tuning: crop + flip only.
+BYOL_VIEW = AugmentSpec(blur_p=1.0)
 LIGHT = AugmentSpec(crop_scale=(0.5, 1.0), jitter_p=0.0, gray_p=0.0)
 
 
-def byol_view(cfg: SSLConfig) -> AugmentSpec:
-    """BYOL's views with the profile's crop, hue, grayscale, blur and rotation strengths."""
-    return AugmentSpec(
+def byol_views(cfg: SSLConfig) -> tuple[AugmentSpec, AugmentSpec]:
+    """BYOL's two view distributions from the profile (the one place view settings live):
+    the same crop, colour and grey, blur and solarisation asymmetric between the views."""
+    b, c, s, h = cfg.byol_jitter
+    base = AugmentSpec(
         crop_scale=(cfg.byol_crop_min, 1.0),
-        hue=cfg.byol_hue,
+        brightness=b,
+        contrast=c,
+        saturation=s,
+        hue=h,
         gray_p=cfg.byol_gray_p,
-        blur_p=cfg.byol_blur_p,
         rotate=cfg.byol_rotate,
+    )
+    return tuple(
+        replace(base, blur_p=blur, solarize_p=sol)
+        for blur, sol in zip(cfg.byol_blur_p, cfg.byol_solarize_p)
     )
 
 
@@ -133,10 +144,27 @@ def color_jitter(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     return x
 
 
-def gaussian_blur3(x: torch.Tensor) -> torch.Tensor:
-    k = torch.tensor([0.27901, 0.44198, 0.27901], device=x.device, dtype=x.dtype)  # sigma 1
-    k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 3, 3)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k2, groups=x.shape[1])
+#: the paper's blur: sigma uniform in [0.1, 2.0] px at 224 px, scaled with the image side
+BLUR_SIGMA_224 = (0.1, 2.0)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image blurred by a Gaussian of its own ``sigma`` (n,), in pixels (separable, with
+    reflection at the borders; the kernel reaches 3 sigma of the largest)."""
+    n, ch, h, w = x.shape
+    r = max(1, min(math.ceil(3 * float(sigma.max())), min(h, w) // 2 - 1))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t[None, :] / sigma[:, None].to(x.dtype)) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # (n*ch, 2r+1)
+    y = F.pad(x.reshape(1, n * ch, h, w), (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(n * ch, 1, 1, -1), groups=n * ch)
+    y = F.conv2d(y, k.view(n * ch, 1, -1, 1), groups=n * ch)
+    return y.view(n, ch, h, w)
+
+
+def solarize(x: torch.Tensor) -> torch.Tensor:
+    """Values at or above 0.5 inverted (torchvision's RandomSolarize at threshold 128)."""
+    return torch.where(x >= 0.5, 1.0 - x, x)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -175,5 +203,9 @@ class BatchAugment(nn.Module):
             x = g * _gray(x).expand_as(x) + (1 - g) * x
         if s.blur_p > 0:
             b = (torch.rand(n, 1, 1, 1, device=x.device) < s.blur_p).float()
-            x = b * gaussian_blur3(x) + (1 - b) * x
+            lo, hi = (v * x.shape[-1] / 224 for v in BLUR_SIGMA_224)
+            x = b * gaussian_blur(x, _uniform(n, lo, hi, x.device)) + (1 - b) * x
+        if s.solarize_p > 0:
+            o = (torch.rand(n, 1, 1, 1, device=x.device) < s.solarize_p).float()
+            x = o * solarize(x) + (1 - o) * x
         return normalize(x)

@@ -52,22 +52,13 @@ def _corpus(root: Path, prof, steps: int) -> Path:
 def _byol_step(cfg, device: str) -> Callable[[torch.Tensor], None]:
     """One BYOL training step on a uint8 batch, as pre-training takes it (seeded: every
     bench starts from the same weights); waits for the GPU so that it can be timed."""
-    from byol_pytorch import BYOL
-
-    from .augment import BatchAugment, byol_view, to_float
-    from .models import make_backbone
+    from .augment import BatchAugment, byol_views, to_float
+    from .models import make_backbone, make_byol
 
     torch.manual_seed(0)
     net = make_backbone(cfg.backbone).to(device)
-    byol = BYOL(
-        net,
-        image_size=cfg.image_size,
-        hidden_layer=-1,
-        projection_size=cfg.byol_projection,
-        projection_hidden_size=cfg.byol_hidden,
-        augment_fn=BatchAugment(byol_view(cfg)),
-        use_simplicial_embeddings=False,
-    )
+    views = tuple(BatchAugment(v) for v in byol_views(cfg))
+    byol = make_byol(net, cfg.image_size, cfg.byol_hidden, cfg.byol_projection, cfg.byol_ema, views)
     opt = torch.optim.SGD(byol.parameters(), lr=cfg.pretrain_lr, momentum=cfg.momentum)
 
     def step(x: torch.Tensor) -> None:

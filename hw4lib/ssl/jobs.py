@@ -97,6 +97,7 @@ def pretrain(
     init=None,
     result: str | None = None,
     on_row: Callable[[dict], None] | None = None,
+    snapshots: tuple[int, ...] = (),
 ) -> dict:
     """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
     settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path);
@@ -124,6 +125,7 @@ def pretrain(
         progress=progress,
         replace_stale=replace_stale,
         on_row=on_row,
+        snapshots=snapshots,
     )
     if is_main_process():  # under torchrun, one result file (rank 0's)
         _store(

@@ -42,6 +42,35 @@ def make_backbone(arch: str) -> nn.Module:
     return net
 
 
+def make_byol(
+    net: nn.Module,
+    image_size: int,
+    hidden: int,
+    projection: int,
+    ema: float,
+    views: tuple[nn.Module, nn.Module],
+) -> nn.Module:
+    """BYOL (byol-pytorch) around a backbone, as the paper has it: ``views`` make its two
+    augmented views, the projector/predictor MLPs are ``hidden`` wide with ``projection``
+    outputs, the target is an EMA (``ema``) of the online network. Plain BatchNorm (byol-pytorch
+    would pick SyncBatchNorm under a process group, which has no CPU kernels) and no simplicial
+    embeddings (0.9.x turns them on by default; the paper has none)."""
+    from byol_pytorch import BYOL  # only BYOL runs need it
+
+    return BYOL(
+        net,
+        image_size=image_size,
+        hidden_layer=-1,  # the backbone's fc is Identity: its output is the pooled feature
+        projection_size=projection,
+        projection_hidden_size=hidden,
+        augment_fn=views[0],
+        augment_fn2=views[1],
+        moving_average_decay=ema,
+        sync_batchnorm=False,
+        use_simplicial_embeddings=False,
+    )
+
+
 def feature_dim(arch: str) -> int:
     return 2048 if _LAYOUT[arch][1] else 512
 

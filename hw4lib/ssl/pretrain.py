@@ -27,10 +27,17 @@ from ..errors import UserError
 from ..runs import REUSE, SSL_PRETRAIN, RunPlan, plan_run
 from . import checkpoint as ckpt
 from . import distributed, loop
-from .augment import LIGHT, BatchAugment, byol_view, spec_from_dict, to_float
+from .augment import LIGHT, BatchAugment, byol_views, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .knn import extract_features, knn_loo_accuracy, monitor_subset
-from .models import backbone_state, file_sha1, load_backbone_file, make_backbone, make_classifier
+from .models import (
+    backbone_state,
+    file_sha1,
+    load_backbone_file,
+    make_backbone,
+    make_byol,
+    make_classifier,
+)
 
 METHODS = ("byol", "supervised")
 
@@ -75,8 +82,12 @@ def pretrain_settings(
     steps: int | None = None,
     init: str | Path | None = None,
     processes: int | None = None,
+    snapshots: tuple[int, ...] = (),
 ) -> dict:
     """Everything that defines a pre-training run (a resume must match it exactly).
+
+    ``snapshots``: steps at which the backbone is also saved (``backbone_step<N>.pt``), recorded
+    only when given: points of a budget curve from one run.
 
     ``processes`` (default: what the launcher started, :func:`.distributed.world_from_env`)
     is recorded only when above 1, so one-process runs keep the settings they always had."""
@@ -104,14 +115,31 @@ def pretrain_settings(
             byol_hidden=cfg.byol_hidden,
             byol_projection=cfg.byol_projection,
             byol_ema=cfg.byol_ema,
-            augment=asdict(byol_view(cfg)),
+            augment=[asdict(v) for v in byol_views(cfg)],
         )
     else:
         s.update(augment=asdict(LIGHT))
     processes = distributed.world_from_env() if processes is None else processes
     if processes > 1:
         s["processes"] = processes
+    if snapshots:
+        s["snapshots"] = snapshot_steps(snapshots, st)
     return s
+
+
+def snapshot_steps(steps: tuple[int, ...], total: int | None) -> list[int]:
+    """The sorted snapshot steps, each inside a step budget of ``total``."""
+    if total is None:
+        raise UserError("backbone snapshots need a budget in steps (--steps), not epochs")
+    bad = [n for n in steps if not 0 < n < total]
+    if bad:
+        raise UserError(f"snapshot steps {bad}: each must lie between 1 and {total - 1}")
+    return sorted(set(steps))
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """The backbone a pre-training run saved at ``step`` (its ``snapshots`` setting)."""
+    return Path(run_dir) / f"backbone_step{step}.pt"
 
 
 def init_record(init: str | Path | None, arch: str) -> dict | None:
@@ -159,23 +187,13 @@ def _build(
     otherwise pick SyncBatchNorm on its own (which has no CPU kernels)."""
     init = load_backbone_file(s["init"]["path"])[1] if s["init"] else None
     if method == "byol":
-        from byol_pytorch import BYOL  # only BYOL runs need it
-
         net = make_backbone(s["arch"])
         if init is not None:
             net.load_state_dict(init)
         net.to(device)
-        # hidden_layer=-1: the backbone's fc is Identity, so its output is the pooled feature
-        model = BYOL(
-            net,
-            image_size=s["image_size"],
-            hidden_layer=-1,
-            projection_size=s["byol_projection"],
-            projection_hidden_size=s["byol_hidden"],
-            augment_fn=BatchAugment(spec_from_dict(s["augment"])),
-            moving_average_decay=s["byol_ema"],
-            sync_batchnorm=False,
-            use_simplicial_embeddings=False,
+        views = tuple(BatchAugment(spec_from_dict(v)) for v in s["augment"])
+        model = make_byol(
+            net, s["image_size"], s["byol_hidden"], s["byol_projection"], s["byol_ema"], views
         )
         return model, net
     model = make_classifier(s["arch"], n_classes, init)
@@ -269,6 +287,7 @@ def run_pretrain(
     progress: bool = True,
     replace_stale: bool = False,
     on_row: Callable[[dict], None] | None = None,
+    snapshots: tuple[int, ...] = (),
 ) -> dict:
     """Pre-train and write ``run_dir/backbone.pt``; returns the run's summary (``run.json``).
 
@@ -287,7 +306,7 @@ def run_pretrain(
     run_dir = Path(run_dir)
     d = distributed.from_env(device)
     settings = pretrain_settings(
-        method, data_root, cfg, profile, epochs, seed, steps, init, processes=d.world
+        method, data_root, cfg, profile, epochs, seed, steps, init, d.world, snapshots
     )
     if resume:
         _check_resume_processes(run_dir, d.world)
@@ -498,6 +517,8 @@ def _train(
             tot, cnt, step = tot + loss.detach(), cnt + 1, step + 1
             n_imgs += x.shape[0] * d.world
             bar.update(1)
+            if step in job.settings.get("snapshots", ()) and d.main:
+                _save_backbone(job, model, snapshot_path(job.run_dir, step))
             if step % job.log_every and step % per_epoch and step != total:
                 continue
             mean_loss = loop.check_finite(
@@ -532,7 +553,6 @@ def _finish(
     """The run's summary; rank 0 writes ``backbone.pt`` and ``run.json``."""
     d.broadcast_buffers(model)  # per-process BatchNorm statistics: rank 0's everywhere
     method, settings, run_dir = job.method, job.settings, job.run_dir
-    backbone = backbone_state(model.net if method == "byol" else job.net)
     knns = [h["knn"] for h in history if h["knn"] is not None]
     summary = {
         "kind": "pretrain",
@@ -558,13 +578,17 @@ def _finish(
     if d.world > 1:  # each process's final weights, to show they are one model
         summary["rank_weights_sha1"] = d.gather(distributed.state_sha1(model))
     if d.main:
-        ckpt.atomic_save(
-            {"arch": settings["arch"], "method": method, "backbone": backbone},
-            run_dir / "backbone.pt",
-        )
+        _save_backbone(job, model, run_dir / "backbone.pt")
         ckpt.write_run(run_dir, summary)
     d.barrier()
     return summary
+
+
+def _save_backbone(job: _Job, model: nn.Module, path: Path) -> None:
+    """The backbone alone (what fine-tuning loads): BYOL's online network, or the classifier's."""
+    net = model.net if job.method == "byol" else job.net
+    state = {"arch": job.settings["arch"], "method": job.method, "backbone": backbone_state(net)}
+    ckpt.atomic_save(state, path)
 
 
 def _backbone_view(classifier: nn.Module) -> nn.Module:

@@ -1,0 +1,104 @@
+"""The budget curve: accuracy of settings A, C and E against BYOL's budget, over seeds.
+
+One BYOL run per seed goes to the largest budget and saves its backbone at the smaller ones
+(``snapshots``); C and E fine-tune from each. With the report's schedule (StepLR, 0.2 % every
+100 steps) the learning rate barely moves, so the snapshot at step N is the backbone of an
+N-step run bit for bit (same data order, same draws): one run gives every point.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from ..config import get_profile
+from ..errors import UserError
+from . import jobs
+from .pretrain import snapshot_path
+
+SETTINGS = ("A", "C", "E")
+
+
+def _curve_seed(data_root: Path, d: Path, budgets: list[int], seed: int, kw: dict, tag: str):
+    top = budgets[-1]
+    byol_dir = d / "pretrain_byol"
+    s = jobs.pretrain(
+        "byol",
+        data_root,
+        byol_dir,
+        steps=top,
+        snapshots=tuple(budgets[:-1]),
+        seed=seed,
+        result=f"ssl/curve/{tag}/pretrain_byol_s{seed}",
+        **kw,
+    )
+    a = jobs.finetune(
+        "A", data_root, d / "finetune_A", seed=seed, result=f"ssl/curve/{tag}/A_s{seed}", **kw
+    )
+    rows = []
+    for b in budgets:
+        backbone = byol_dir / "backbone.pt" if b == top else snapshot_path(byol_dir, b)
+        row = {
+            "seed": seed,
+            "byol_steps": b,
+            # steps cost the same: the time to step b is its share of the run's
+            "byol_minutes": round(s["seconds"] * b / top / 60, 2),
+            "A": a["best_val_acc"],
+        }
+        for x in ("C", "E"):
+            r = jobs.finetune(
+                x,
+                data_root,
+                d / f"finetune_{x}_{b}",
+                backbone_run=backbone,
+                seed=seed,
+                result=f"ssl/curve/{tag}/{x}_{b}_s{seed}",
+                **kw,
+            )
+            row[x] = r["best_val_acc"]
+        rows.append(row)
+    return rows
+
+
+def budget_curve(
+    data_root: str | Path,
+    runs_root: str | Path,
+    budgets: tuple[int, ...],
+    seeds: tuple[int, ...] = (0, 1, 2),
+    profile: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[dict]:
+    """One row per (seed, BYOL budget): best val accuracy of A, C and E. Finished runs with
+    the same settings are reused, so an interrupted curve continues where it stopped."""
+    if not budgets or min(budgets) < 1:
+        raise UserError(f"--budgets {budgets}: give positive step counts, e.g. 80,250,500")
+    prof = get_profile(profile)
+    kw = dict(profile=prof.name, device=device, progress=progress, replace_stale=True)
+    tag = Path(data_root).resolve().name
+    rows = []
+    for seed in seeds:
+        d = Path(runs_root) / f"seed{seed}"
+        rows += _curve_seed(Path(data_root), d, sorted(set(budgets)), seed, kw, tag)
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and sample sd over seeds at each budget, and in how many seeds C > A and E > A."""
+    out = []
+    for b in sorted({r["byol_steps"] for r in rows}):
+        rs = [r for r in rows if r["byol_steps"] == b]
+        row = {
+            "byol_steps": b,
+            "byol_minutes": round(statistics.mean(r["byol_minutes"] for r in rs), 2),
+            "seeds": len(rs),
+        }
+        for x in SETTINGS:
+            v = [r[x] for r in rs]
+            row[x] = statistics.mean(v)
+            row[f"{x}_sd"] = statistics.stdev(v) if len(v) > 1 else math.nan
+        row["C>A"] = sum(r["C"] > r["A"] for r in rs)
+        row["E>A"] = sum(r["E"] > r["A"] for r in rs)
+        out.append(row)
+    return out

@@ -1,0 +1,71 @@
+"""Judge the SSL recipe on several data sets, never one: make the variants of a Problem 2 data
+root, then run the budget curve (A, C, E against BYOL's steps, over seeds) on each.
+
+    python tools/ssl_variants.py --base ../shared/data/p2_dev --out results/ssl_variants \\
+        [--variants p2_dev,mini60,resplit1,generated] [--budgets 150,450,1000] [--seeds 0,1,2]
+
+Variants: the base as is; ``mini60``: its pre-training corpus cut to 60 images a class (the
+size of a set that reversed the ordering); ``resplit<k>``: its downstream images split again
+with seed k; ``generated``: the profile's generated corpora. Each variant's rows go to
+``<out>/<variant>.json`` as they finish; a rerun reuses finished runs and goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hw4lib.config import get_profile
+from hw4lib.data.generated import course_root
+from hw4lib.data.variants import cut_mini, resplit_office
+from hw4lib.ssl.curve import budget_curve, summarize
+
+
+def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
+    if name == base.name:
+        return base
+    if name == "generated":
+        return course_root(None, profile, ("mini", "office"))
+    if name.startswith("mini"):
+        return cut_mini(base, out / "data" / f"{base.name}-{name}", int(name[4:]), seed=0)
+    if name.startswith("resplit"):
+        return resplit_office(base, out / "data" / f"{base.name}-{name}", int(name[7:]))
+    raise SystemExit(
+        f"error: unknown variant {name!r}; use {base.name}, miniN, resplitK or generated"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--variants", default=None)
+    ap.add_argument("--budgets", default="150,450,1000")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--profile", default=None)
+    a = ap.parse_args(argv)
+    prof = get_profile(a.profile).name
+    names = (a.variants or f"{a.base.name},mini60,resplit1,generated").split(",")
+    budgets = tuple(int(b) for b in a.budgets.split(","))
+    seeds = tuple(int(s) for s in a.seeds.split(","))
+    a.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        root = variant_root(name, a.base.resolve(), a.out.resolve(), prof)
+        rows = budget_curve(root, a.out / "runs" / name, budgets, seeds, prof, progress=False)
+        doc = {"variant": name, "data": str(root), "profile": prof, "rows": rows}
+        doc["summary"] = summarize(rows)
+        (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
+        for r in doc["summary"]:
+            print(
+                f"{name:<18} {r['byol_steps']:>5} steps {r['byol_minutes']:6.2f} min  "
+                + "  ".join(f"{x} {r[x]:.3f}±{r[x + '_sd']:.3f}" for x in ("A", "C", "E"))
+                + f"  C>A {r['C>A']}/{r['seeds']}  E>A {r['E>A']}/{r['seeds']}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
