@@ -138,6 +138,8 @@ def check_env(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "kernels_built": ext,
+        # "high"/"medium" (TF32) would lower the render section's PSNR: recorded to tell why
+        "matmul_precision": torch.get_float32_matmul_precision(),
         "device_path": path,
         "cpu_reference_path": "C++ kernels (trilinear.cpp, march.cpp)" if ext else "pure torch",
         # floored: the JSON's numbers stay positive when the lookup matches bit for bit
@@ -246,6 +248,8 @@ def check_render(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[
     t0 = time.perf_counter()
     on_cpu, _ = render_image(copy.deepcopy(model).cpu(), *args)
     cpu_s = time.perf_counter() - t0
+    from .nerf.kernels import extension
+
     mse = float(((on_dev - on_cpu) ** 2).mean())
     psnr = psnr_from_mse(mse)
     return {
@@ -253,6 +257,8 @@ def check_render(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[
         "psnr_db": psnr,
         "max_abs_diff": float((on_dev - on_cpu).abs().max()),
         "pass_db": PASS_DB,
+        # without the kernels both renders take the torch path: a weaker comparison
+        "cpu_path": "C++ kernels" if extension() is not None else "pure torch",
         "passed": psnr >= PASS_DB,
         "device_seconds": round(dev_s, 3),
         "cpu_seconds": round(cpu_s, 3),
