@@ -104,9 +104,8 @@ def _sync(dev: str) -> None:
 # -- env ---------------------------------------------------------------------------------
 def check_env(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
     """The device, versions, the kernels' build and the DVGO path the device takes."""
+    from .nerf import dvgo, rays  # noqa: F401  (the modules of the CUDA path import)
     from .nerf import grid as G
-    from .nerf import rays as _rays  # noqa: F401  (the marcher's module imports on this device)
-    from .nerf.dvgo import VoxelModel  # noqa: F401
     from .nerf.kernels import extension
 
     ext = extension() is not None
@@ -349,12 +348,17 @@ def run_checks(dev: str, sizes: Sizes, smoke: bool) -> dict[str, Any]:
         ctx: dict[str, Any] = {"work": work}
         for name, fn in CHECKS.items():
             t0 = time.perf_counter()
+            if dev == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             try:
                 sec = {"ok": True, **fn(dev, sizes, smoke, ctx)}
             except Exception as e:  # recorded; the other sections still run
                 traceback.print_exc()
                 sec = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             sec["seconds"] = round(time.perf_counter() - t0, 2)
+            # what the section held on the GPU at most: headroom for the full profile's runs
+            peak = torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else None
+            sec["peak_gpu_gib"] = None if peak is None else round(peak, 2)
             if name == "render" and sec["ok"] and not sec["passed"]:
                 sec.update(ok=False, error=f"PSNR {sec['psnr_db']:.1f} dB < {PASS_DB} dB")
             result[name] = sec
