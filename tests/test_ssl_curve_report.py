@@ -1,0 +1,49 @@
+"""The budget curve's figure and table, from curve documents made here."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from hw4lib.report.ssl_curve import budget_curve_figure, curve_table, load_curves  # noqa: E402
+from hw4lib.ssl.curve import summarize  # noqa: E402
+
+
+def _doc(name: str) -> dict:
+    rows = [
+        {
+            "seed": s,
+            "byol_steps": b,
+            "byol_minutes": b / 150,
+            "A": 0.5,
+            "C": 0.5 + b / 3000 + s / 100,
+            "E": 0.45 + b / 3000,
+        }
+        for s in (0, 1)
+        for b in (150, 450)
+    ]
+    return {"variant": name, "rows": rows, "summary": summarize(rows)}
+
+
+def test_table_and_figure_name_each_data_set(tmp_path):
+    for name in ("p2_dev", "mini60"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_doc(name)))
+    (tmp_path / "other.json").write_text("{}")  # not a curve: skipped
+    docs = load_curves(tmp_path)
+    assert [d["variant"] for d in docs] == ["mini60", "p2_dev"]
+    t = curve_table(docs)
+    assert list(t["data"]) == ["mini60", "mini60", "p2_dev", "p2_dev"]
+    assert list(t["byol steps"]) == [150, 450, 150, 450]
+    # C at 150 steps: 0.55 and 0.56 -> 0.555 ± 0.007, above A's 0.5 in both seeds
+    assert t.loc[0, "C"] == "0.555 ± 0.007" and t.loc[0, "C > A"] == "2/2"
+    assert t.loc[0, "E > A"] == "0/2"  # 0.5 vs A's 0.5: a tie is no win
+    fig = budget_curve_figure(docs, "real photos: Tiny-ImageNet -> PACS cartoon")
+    axes = fig.get_axes()
+    assert len(axes) == 2  # one panel a data set, no twin axes
+    assert [a.get_title() for a in axes] == ["mini60 (2 seeds)", "p2_dev (2 seeds)"]
+    assert "PACS cartoon" in fig._suptitle.get_text()
+    labels = axes[0].get_legend_handles_labels()[1]
+    assert labels == ["A: from scratch", "C: BYOL, full fine-tuning", "E: BYOL, frozen + linear"]
