@@ -149,17 +149,17 @@ BLUR_SIGMA_224 = (0.1, 2.0)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Each image blurred by a Gaussian of its own ``sigma`` (n,), in pixels (separable, with
-    reflection at the borders; the kernel reaches 3 sigma of the largest)."""
-    n, ch, h, w = x.shape
+    """Each image blurred by a Gaussian of its own ``sigma`` (n,), in pixels: separable, with
+    reflection at the borders, the kernel reaching 3 sigma of the largest. Summed tap by tap
+    (a grouped convolution with one group per image is ~30x slower on a CPU)."""
+    n, _, h, w = x.shape
     r = max(1, min(math.ceil(3 * float(sigma.max())), min(h, w) // 2 - 1))
     t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-0.5 * (t[None, :] / sigma[:, None].to(x.dtype)) ** 2)
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # (n*ch, 2r+1)
-    y = F.pad(x.reshape(1, n * ch, h, w), (r, r, r, r), mode="reflect")
-    y = F.conv2d(y, k.view(n * ch, 1, 1, -1), groups=n * ch)
-    y = F.conv2d(y, k.view(n * ch, 1, -1, 1), groups=n * ch)
-    return y.view(n, ch, h, w)
+    k = (k / k.sum(1, keepdim=True)).view(n, 1, 1, 1, 2 * r + 1)
+    xp = F.pad(x, (r, r, r, r), mode="reflect")
+    y = sum(k[..., j] * xp[..., j : j + w] for j in range(2 * r + 1))  # along x
+    return sum(k[..., i] * y[..., i : i + h, :] for i in range(2 * r + 1))  # along y
 
 
 def solarize(x: torch.Tensor) -> torch.Tensor:
