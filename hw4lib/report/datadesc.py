@@ -49,15 +49,21 @@ def _val_views(scene: Path) -> int | None:
         return None
 
 
+def scene_name(scene: str | Path) -> str:
+    """``generated hotdog`` for generated data, else ``<data folder>/hotdog``."""
+    scene = Path(scene)
+    return f"generated {scene.name}" if is_generated(scene) else f"{scene.parent.name}/{scene.name}"
+
+
 def nerf_data(cfg: Profile, scene: str | Path) -> str:
     """The DVGO runs' data: scene, image size, val views scored, fine-stage steps."""
     scene = Path(scene)
     n = cfg.nerf
+    what = scene_name(scene)
     if is_generated(scene):
-        what, side, views = f"generated {scene.name}", cfg.scene.size, cfg.scene.n_val
+        side, views = cfg.scene.size, cfg.scene.n_val
     else:
-        what, side, views = f"{scene.parent.name}/{scene.name}", _image_side(scene), None
-        views = _val_views(scene)
+        side, views = _image_side(scene), _val_views(scene)
     scored = min(n.eval_views, views) if n.eval_views and views else (n.eval_views or views)
     train = min(n.max_train_size, side) if n.max_train_size and side else n.max_train_size or side
     if side is None:

@@ -102,10 +102,11 @@ def sweep_renders(
     """The first val view rendered by each sweep setting (``df`` from ``jobs.sweep``):
     ``([{"label", "image", "psnr", "seconds"}...], ground truth, view name)``, for
     :func:`hw4lib.report.figures.sweep_strip`."""
-    from ..config import get_profile
+    from ..config import get_profile, resolve_device
     from ..nerf import jobs
 
     cfg = get_profile(profile).nerf
+    device = resolve_device(device)
     default = (cfg.fine.stepsize, cfg.fine.num_voxels)
     out, gt, name = [], None, ""
     for r in df.itertuples(index=False):

@@ -89,14 +89,13 @@ def _clean_output(o: dict[str, Any]) -> dict[str, Any] | None:
         o["traceback"] = [scrub(t) for t in o.get("traceback", [])]
         o["evalue"] = scrub(o.get("evalue", ""))
     elif "data" in o:
-        data = {k: v for k, v in o["data"].items() if k not in WIDGET_MIMES}
-        if not data:
-            return None
+        if set(WIDGET_MIMES) & set(o["data"]):
+            return None  # a progress bar: its text form is the bar's first frame (0%)
+        data = dict(o["data"])
         for k in TEXT_MIMES:
             if k in data:
                 data[k] = scrub(_join(data[k]))
         o["data"] = data
-        o["metadata"] = {k: v for k, v in o.get("metadata", {}).items() if k not in WIDGET_MIMES}
     return o
 
 
