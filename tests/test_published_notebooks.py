@@ -29,7 +29,7 @@ def _executed(profile: str = "quick") -> dict:
         "metadata": {
             "widgets": {"state": {}},
             "papermill": {"input_path": f"{root}/notebooks/x.ipynb"},
-            "kernelspec": {"name": "hw4"},
+            "kernelspec": {"name": "hw4", "display_name": "hw4 (.venv)", "language": "python"},
         },
         "cells": [
             {
@@ -92,7 +92,9 @@ def test_clean_strips_papermill_widgets_and_machine_paths():
     assert any("machine path" in f and "/root/.cache" in f for f in found)
     nb = published.clean(raw)
     assert published.problems(nb) == []
-    assert nb["metadata"] == {"kernelspec": {"name": "hw4"}, "hw4": {"profile": "quick"}}
+    assert set(nb["metadata"]) == {"kernelspec", "hw4"} and nb["metadata"]["hw4"] == {
+        "profile": "quick"
+    }
     assert [c["id"] for c in nb["cells"]] == ["a", "c"]  # the source's parameters cell stays
     outs = nb["cells"][1]["outputs"]
     assert outs[0]["text"] == (
@@ -134,3 +136,16 @@ def test_publish_writes_cleaned_notebooks_back(tmp_path):
 def test_committed_notebook_is_the_published_report(nb):
     """Fails until `make publish` has written the quick report's notebooks back."""
     assert published.problems(json.loads(nb.read_text())) == []
+
+
+def test_report_page_is_exported_from_the_cleaned_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("HW4_CHROMIUM", str(tmp_path / "no-chromium"))  # no PDF: not tested here
+    executed, dest = tmp_path / "reports", tmp_path / "figures"
+    executed.mkdir()
+    assert published.publish_report_page(executed, dest) == []  # no notebook 06: nothing
+    (executed / "06_report.ipynb").write_text(json.dumps(_executed()))
+    assert published.publish_report_page(executed, dest) == [dest / "report.html"]
+    html = (dest / "report.html").read_text()
+    assert "runs/quick/nerf" in html and str(PROJECT_ROOT.resolve()) not in html
+    assert "/root/.cache" not in html and "dvgo fine: 0%" not in html
+    assert [p.name for p in dest.iterdir()] == ["report.html"]  # the cleaned copy is gone

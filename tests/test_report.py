@@ -41,6 +41,15 @@ def test_publish_copies_catalogued_files_only(tmp_path):
     assert (dest / "activation_2d.png").read_bytes() == b"kept"  # absent from the run: kept
     assert not (dest / "scratch.png").exists()
     assert (dest / "README.md").read_text() == catalog.readme_text({})
+    # what the items show travels with them: the notebooks' data.json, named in the README
+    datadesc.record(src, "ssl", "generated office corpus, 65 classes x 12, ResNet10 at 64 px")
+    assert dest / "data.json" in catalog.publish(src, dest)
+    readme = (dest / "README.md").read_text()
+    assert (
+        "| 05_downstream_AE | generated office corpus, 65 classes x 12, ResNet10 at 64 px |"
+        in readme
+    )
+    assert "Office-Home validation accuracy" not in readme
     assert not list(dest.glob("*.tmp"))
 
 
