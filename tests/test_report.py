@@ -160,7 +160,7 @@ def test_ae_table_puts_the_reports_numbers_beside_ours():
     t = _ae({"A": 0.2, "C": 0.5})
     assert t["val acc (report)"].tolist() == [0.162, 0.585]
     assert t["val acc (ours)"].tolist() == [0.2, 0.5]
-    assert t.attrs["data"] == "generated office corpus, test"
+    assert t.attrs["data"] == "ours: generated office corpus, test; report: " + ssl_report.AE_DATA
     assert "sd (seeds)" not in t.columns and t["seeds"].tolist() == [1, 1]  # one seed: no ±
     three = _study({"A": 0.2, "C": 0.5}).assign(val_acc_std=[0.01, 0.02], seeds=3)
     assert ssl_report.ae_table(three, "x")["sd (seeds)"].tolist() == [0.01, 0.02]

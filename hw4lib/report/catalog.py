@@ -89,8 +89,8 @@ ITEMS: tuple[Item, ...] = (
         "nerf_sweep_table",
         "table",
         "03_dvgo_metrics",
-        "PSNR / SSIM / LPIPS(vgg) of the five settings and each one's training time, ours "
-        "beside the report's (real hotdog, 800 px, 50 val views).",
+        "PSNR / SSIM / LPIPS(vgg) of the five settings, ours beside the report's (Blender "
+        "hotdog, 800 px, 50 val views).",
         ("csv", "md", "tex"),
         "nerf",
     ),
@@ -115,7 +115,8 @@ ITEMS: tuple[Item, ...] = (
         "nerf_sweep_strip",
         "figure",
         "03_dvgo_metrics",
-        "One val view rendered by each of the five settings, with its PSNR and training time.",
+        "One val view rendered by each of the five settings, with its PSNR and the seconds "
+        "its fine stage trained (the coarse stage is shared).",
         data="nerf",
     ),
     Item(

@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..reference import DVGO_DATA
+
 
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list, list]:
     xs = [h["epoch"] for h in history if h.get(key) is not None]
@@ -19,7 +21,7 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list, list]
 
 
 #: how the report's own numbers are labelled beside ours (reference.py: its Problem 1.3 table)
-REPORT_NERF_DATA = "report: Blender hotdog, 800 px, 50 val views, 20000 fine steps"
+REPORT_NERF_DATA = f"report: {DVGO_DATA}"
 
 
 def _named(fig, data: str, what: str):
@@ -287,7 +289,7 @@ def sweep_strip(renders: Sequence[Mapping[str, Any]], gt: np.ndarray, name: str,
     for ax, r in zip(axes[1:], renders):
         ax.imshow(np.clip(np.asarray(r["image"], float), 0, 1))
         ax.set_title(
-            f"{r['label']}\n{float(r['psnr']):.2f} dB, trained {float(r['seconds']):.0f} s",
+            f"{r['label']}\n{float(r['psnr']):.2f} dB, fine stage {float(r['seconds']):.0f} s",
             fontsize=9,
         )
     for ax in axes:

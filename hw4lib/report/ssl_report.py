@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..reference import AE_ACC
+from ..reference import AE_ACC, AE_DATA
 
 OURS = "val acc (ours)"
 REPORT = "val acc (report)"
@@ -37,7 +37,7 @@ def ae_table(rows: pd.DataFrame, data: str) -> pd.DataFrame:
         out["sd (seeds)"] = rows["val_acc_std"].astype(float)
     out["seeds"] = rows["seeds"].astype(int)
     out[REPORT] = [AE_ACC[s] for s in rows["setting"]]
-    out.attrs["data"] = data
+    out.attrs["data"] = f"ours: {data}; report: {AE_DATA}"
     return out
 
 
