@@ -202,3 +202,19 @@ def test_recorded_tables_come_with_their_provenance(tmp_path):
     shown = recorded.display_objects("ssl_", tmp_path)
     assert "recorded, not run now" in shown[0].data and "p2_dev" in shown[0].data
     assert recorded.display_objects("nerf_", tmp_path) == []
+
+
+def test_the_reports_claims_are_checked_on_each_recorded_ae_table(tmp_path):
+    from hw4lib.report import ssl_report
+
+    assert ssl_report.recorded_findings(tmp_path) == []
+    table = pd.DataFrame(
+        {"setting": list("ACE"), ssl_report.OURS: [0.517, 0.613, 0.568], "seeds": 3}
+    )
+    table.to_csv(tmp_path / "ssl_ae_real.csv", index=False)
+    prov = {"data": "real photos", "command": "c", "commit": "x", "date": "d", "cpu": "c"}
+    (tmp_path / "ssl_ae_real.json").write_text(json.dumps({**prov, "minutes": 1}))
+    lines = ssl_report.recorded_findings(tmp_path)
+    assert lines[0] == "ssl_ae_real (recorded, not run now: real photos):"
+    assert "(C > A): holds (C 0.613 vs A 0.517" in lines[2]
+    assert "(E > A): holds (E 0.568 vs A 0.517" in lines[3]

@@ -151,3 +151,17 @@ def curve_findings(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 f"{_verdict(sd['D'] > sd['B'])} (sd D {sd['D']:.3f} vs B {sd['B']:.3f})"
             )
     return lines
+
+
+def recorded_findings(root: Path | None = None) -> list[str]:
+    """The report's accuracy claims checked on each recorded A-E table (``figures/recorded/
+    ssl_ae*.csv``, the columns of ``ssl_ae_table.csv``), each headed by its data set."""
+    from . import recorded
+
+    lines = []
+    for name in recorded.names(root or recorded.RECORDED):
+        if name.startswith("ssl_ae"):
+            table, prov = recorded.load(name, root or recorded.RECORDED)
+            lines.append(f"{name} (recorded, not run now: {prov['data']}):")
+            lines += [f"  {line}" for line in findings(table)]
+    return lines
