@@ -110,7 +110,9 @@ def test_rows_become_the_saved_figures_inputs():
             {"series": "sup", "epoch": 1, "loss": 2.0, "knn": 0.5},
         ]
     )
-    assert [line.get_label() for line in fig.axes[0].lines] == ["BYOL", "sup"]
+    # BYOL's loss and the supervised cross-entropy: one line on each of their own axes
+    assert [len(ax.lines) for ax in fig.axes[:2]] == [1, 1]
+    assert list(fig.axes[1].lines[0].get_ydata()) == [2.0]
 
 
 # -- trainers call on_row ------------------------------------------------------------------

@@ -29,7 +29,8 @@ def register(sub) -> None:
         "--publish",
         action="store_true",
         help="after a run without failures, copy its figures and tables into the "
-        "committed figures/ (quick profile only)",
+        "committed figures/ (with report.html), and the executed notebooks, outputs kept, "
+        "into notebooks/ (quick profile only)",
     )
     add_device(p)
     p.set_defaults(func=run)
@@ -67,9 +68,16 @@ def run(a) -> int:
             print(f"  {f.line()}", file=sys.stderr)
         return 1
     if a.publish:
+        from .. import PROJECT_ROOT
         from ..report.catalog import publish
+        from ..report.published import publish_notebooks, publish_report_page
         from ..report.tables import PUBLISHED
 
         copied = publish(figures_dir(profile), PUBLISHED)
         print(f"published:          {len(copied)} files to {PUBLISHED}")
+        # the executed notebooks, outputs kept, cleaned of widget state and machine paths
+        nbs = publish_notebooks(out, PROJECT_ROOT / "notebooks", profile)
+        print(f"published:          {len(nbs)} executed notebooks to notebooks/")
+        for f in publish_report_page(out, PUBLISHED):
+            print(f"published:          {f.relative_to(PROJECT_ROOT)}")
     return 0

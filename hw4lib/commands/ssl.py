@@ -160,8 +160,15 @@ def _study(a) -> int:
         force=a.force,
         workers=a.jobs,
     )
-    print(jobs.format_table(df))
+    print(_formatted(df, a.data))
     return 0
+
+
+def _formatted(rows, where: str) -> str:
+    """The report layer's A-E table (the one builder) as text."""
+    from ..report import ssl_report
+
+    return ssl_report.format_table(ssl_report.ae_table(rows, data=f"fine-tuning runs on {where}"))
 
 
 def _table(a) -> int:
@@ -178,7 +185,7 @@ def _table(a) -> int:
             f"{a.runs}: no finished fine-tuning runs (run.json) found; run "
             "`hw4 ssl finetune` or `hw4 ssl study` first"
         )
-    print(jobs.format_table(df))
+    print(_formatted(df, f"the data of {a.runs}"))
     return 0
 
 

@@ -10,8 +10,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from ..errors import UserError
+from .datadesc import DATA_FILE, recorded
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class Item:
     notebook: str
     caption: str
     formats: tuple[str, ...] = ("png",)
+    # whose data it shows: "nerf" / "ssl" (as recorded in data.json by the notebooks) or
+    # "" for the generated-data previews, whose caption names their data
+    data: str = ""
 
 
 ITEMS: tuple[Item, ...] = (
@@ -46,27 +51,31 @@ ITEMS: tuple[Item, ...] = (
         "activation_2d",
         "figure",
         "01_nerf_theory",
-        "Report fig. (a): 2D image fit at (H/5)x(W/5) with pre-, in- and post-activation; "
-        "second row the per-pixel absolute error.",
+        "Report fig. (a): the target view and its 2D fit at (H/5)x(W/5) cells with pre-, in- "
+        "and post-activation; second row the per-pixel absolute error, one colour bar.",
         ("png", "pdf"),
+        "nerf",
     ),
     Item(
         "nerf_scene_box",
         "figure",
         "02_dvgo_training",
         "Training cameras, their frusta and the coarse scene box; the fine stage's tight box.",
+        data="nerf",
     ),
     Item(
         "nerf_training_curves",
         "figure",
         "02_dvgo_training",
         "Loss and PSNR against iteration and against seconds, coarse and fine stages.",
+        data="nerf",
     ),
     Item(
         "nerf_val_renders",
         "figure",
         "02_dvgo_training",
-        "Rendered validation views next to the ground truth, with depth.",
+        "Validation views: ground truth, render, its error map (colour bar) and depth.",
+        data="nerf",
     ),
     Item(
         "nerf_orbit",
@@ -74,33 +83,64 @@ ITEMS: tuple[Item, ...] = (
         "02_dvgo_training",
         "An orbit around the scene rendered by the trained model.",
         ("gif",),
+        "nerf",
     ),
     Item(
         "nerf_sweep_table",
         "table",
         "03_dvgo_metrics",
-        "PSNR / SSIM / LPIPS(vgg) of the five settings, ours beside the report's.",
+        "PSNR / SSIM / LPIPS(vgg) of the five settings, ours beside the report's (Blender "
+        "hotdog, 800 px, 50 val views).",
         ("csv", "md", "tex"),
+        "nerf",
     ),
     Item(
         "nerf_sweep_metrics",
         "figure",
         "03_dvgo_metrics",
-        "Metrics against step size and against the number of voxels.",
+        "Metrics against step size and against the number of voxels: one axis per metric, "
+        "ours and the report's on the same scale.",
         ("png", "pdf"),
+        "nerf",
+    ),
+    Item(
+        "nerf_per_view",
+        "table",
+        "03_dvgo_metrics",
+        "PSNR / SSIM / LPIPS(vgg) of each val view at the default setting, worst PSNR first.",
+        ("csv", "md", "tex"),
+        "nerf",
+    ),
+    Item(
+        "nerf_sweep_strip",
+        "figure",
+        "03_dvgo_metrics",
+        "One val view rendered by each of the five settings, with its PSNR and the seconds "
+        "its fine stage trained (the coarse stage is shared).",
+        data="nerf",
+    ),
+    Item(
+        "nerf_sampling_sketch",
+        "figure",
+        "03_dvgo_metrics",
+        "Report figs. (a), (b) of Problem 1: samples along a ray for step 0.5 / 2 / 4 voxels, "
+        "and a grid at two voxel counts (a schematic 2D slice, drawn by the project's code).",
     ),
     Item(
         "ssl_pretrain_curves",
         "figure",
         "04_ssl_pretraining",
-        "BYOL and supervised pre-training: loss and kNN accuracy per epoch.",
+        "BYOL's loss and the supervised cross-entropy (separate axes), and the kNN accuracy "
+        "of both backbones per epoch.",
+        data="ssl",
     ),
     Item(
         "ssl_ae_table",
         "table",
         "05_downstream_AE",
-        "Office-Home validation accuracy of settings A-E, ours beside the report's.",
+        "Validation accuracy of settings A-E, ours beside the report's (Office-Home).",
         ("csv", "md", "tex"),
+        "ssl",
     ),
     Item(
         "ssl_ae_losses",
@@ -108,13 +148,28 @@ ITEMS: tuple[Item, ...] = (
         "05_downstream_AE",
         "Report figure: train and validation loss per epoch for each of A-E.",
         ("png", "pdf"),
+        "ssl",
     ),
-    Item("ssl_ae_accuracy", "figure", "05_downstream_AE", "Validation accuracy per epoch, A-E."),
+    Item(
+        "ssl_ae_accuracy",
+        "figure",
+        "05_downstream_AE",
+        "Validation accuracy per epoch, A-E.",
+        data="ssl",
+    ),
 )
 
 
-def readme_text() -> str:
-    """The body of ``figures/README.md``."""
+def data_of(item: Item, data: Mapping[str, str]) -> str:
+    """What ``item`` shows, from the notebooks' record (``data.json``)."""
+    if not item.data:
+        return "generated (see caption)"
+    return data.get(item.data, "not recorded (made before data.json)")
+
+
+def readme_text(data: Mapping[str, str]) -> str:
+    """The body of ``figures/README.md``; ``data`` is the figures folder's ``data.json``
+    (:func:`hw4lib.report.datadesc.recorded`)."""
     lines = [
         "# figures/",
         "",
@@ -122,12 +177,15 @@ def readme_text() -> str:
         "writes them to `reports/<profile>/figures/`; `hw4 report --publish` (quick "
         "profile) copies them here. This list is `hw4lib.report.catalog.ITEMS`.",
         "",
-        "| file | made by | what it shows |",
-        "|---|---|---|",
+        "The executed notebooks are in `notebooks/` (outputs kept) and the whole report is "
+        "`report.html` here.",
+        "",
+        "| file | made by | data | what it shows |",
+        "|---|---|---|---|",
     ]
     for it in ITEMS:
         files = ", ".join(f"`{it.stem}.{ext}`" for ext in it.formats)
-        lines.append(f"| {files} | {it.notebook} | {it.caption} |")
+        lines.append(f"| {files} | {it.notebook} | {data_of(it, data)} | {it.caption} |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,10 +201,12 @@ def publish(src: Path, dest: Path) -> list[Path]:
     ]
     if not files:
         raise UserError(f"{src}: no figures or tables to publish; run `hw4 report` first")
+    if (src / DATA_FILE).is_file():  # what the items show travels with them
+        files.append(src / DATA_FILE)
     dest.mkdir(parents=True, exist_ok=True)
     for f in files:
         tmp = dest / f"{f.name}.tmp"
         shutil.copyfile(f, tmp)
         os.replace(tmp, dest / f.name)
-    (dest / "README.md").write_text(readme_text())
+    (dest / "README.md").write_text(readme_text(recorded(dest)))
     return [dest / f.name for f in files]

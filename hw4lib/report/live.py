@@ -103,22 +103,24 @@ def dvgo_rows_to_history(rows: Sequence[Row]) -> tuple[dict[str, list], int]:
     return hist, sum(r["stage"] == "coarse" for r in rows)
 
 
-def dvgo_curves(interactive: bool = True, **kw) -> LivePlot:
+def dvgo_curves(interactive: bool = True, data: str = "live", **kw) -> LivePlot:
     """Live loss / PSNR of DVGO training, drawn like the saved ``nerf_training_curves``."""
     from .figures import training_curves  # matplotlib: only when curves are drawn
 
-    return LivePlot(lambda rows: training_curves(*dvgo_rows_to_history(rows)), interactive, **kw)
+    return LivePlot(
+        lambda rows: training_curves(*dvgo_rows_to_history(rows), data), interactive, **kw
+    )
 
 
-def ssl_curves(interactive: bool = True, **kw) -> LivePlot:
-    """Live loss / kNN accuracy of pre-training runs (one :meth:`LivePlot.series` each), drawn
-    like the saved ``ssl_pretrain_curves``."""
+def ssl_curves(interactive: bool = True, data: str = "live", **kw) -> LivePlot:
+    """Live loss / kNN accuracy of the BYOL run then the supervised one (one
+    :meth:`LivePlot.series` each, in that order), drawn like the saved
+    ``ssl_pretrain_curves``."""
     from .figures import pretrain_curves  # matplotlib: only when curves are drawn
 
     def draw(rows: list[dict]):
-        names = list(dict.fromkeys(r["series"] for r in rows))
-        return pretrain_curves(
-            {n: {"history": [r for r in rows if r["series"] == n]} for n in names}
-        )
+        names = list(dict.fromkeys(r["series"] for r in rows)) + [None, None]
+        byol, sup = ({"history": [r for r in rows if r["series"] == n]} for n in names[:2])
+        return pretrain_curves(byol, sup, data)
 
     return LivePlot(draw, interactive, **kw)

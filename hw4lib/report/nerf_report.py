@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 
-from ..reference import DVGO_TABLE
+from ..reference import DVGO_DATA, DVGO_TABLE
 
 
-def sweep_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Ours beside the report's, row by row in the report's order of settings."""
+def sweep_table(df: pd.DataFrame, data: str) -> pd.DataFrame:
+    """Ours beside the report's, row by row in the report's order of settings; ``data`` names
+    what ours were measured on (``.attrs["data"]``, written by ``save_table``)."""
     out = pd.DataFrame(
         {
             "stepsize": df["stepsize"].astype(float),
@@ -29,6 +35,7 @@ def sweep_table(df: pd.DataFrame) -> pd.DataFrame:
         out["PSNR (report)"] = [r["psnr"] for r in DVGO_TABLE]
         out["SSIM (report)"] = [r["ssim"] for r in DVGO_TABLE]
         out["LPIPS (report)"] = [r["lpips"] for r in DVGO_TABLE]
+    out.attrs["data"] = f"ours: {data}; report: {DVGO_DATA}" if "PSNR (report)" in out else data
     return out
 
 
@@ -55,3 +62,71 @@ def findings(df: pd.DataFrame) -> list[str]:
     lines.append(trend("PSNR rises with the number of voxels (step 0.5)", by_vox["psnr"], False))
     lines.append(trend("SSIM rises with the number of voxels", by_vox["ssim"], False))
     return lines
+
+
+def per_view_table(per_image: list[dict], data: str) -> pd.DataFrame:
+    """PSNR / SSIM / LPIPS of each val view (``per_image`` as ``jobs.sweep`` stores it), the
+    worst PSNR first, so the views a model fails on are at the top."""
+    out = pd.DataFrame(
+        {
+            "view": [r["name"] for r in per_image],
+            "PSNR": [float(r["psnr"]) for r in per_image],
+            "SSIM": [float(r["ssim"]) for r in per_image],
+            "LPIPS": pd.to_numeric(pd.Series([r.get("lpips") for r in per_image]), errors="coerce"),
+        }
+    )
+    out = out.sort_values("PSNR", kind="stable").reset_index(drop=True)
+    out.attrs["data"] = data
+    return out
+
+
+def per_view(profile: str, stepsize: float, voxels: int, data: str) -> pd.DataFrame:
+    """:func:`per_view_table` of the stored sweep result of one setting."""
+    from ..results import read_result
+
+    doc = read_result(f"nerf/sweep_s{stepsize}_v{voxels}", profile)
+    if doc is None:
+        raise FileNotFoundError(f"no stored sweep result for step {stepsize}, {voxels} voxels")
+    return per_view_table(doc["data"]["per_image"], data)
+
+
+def sweep_renders(
+    df: pd.DataFrame,
+    scene: str | Path,
+    runs_root: str | Path,
+    base_run: str | Path,
+    profile: str,
+    device: str = "cpu",
+) -> tuple[list[dict[str, Any]], Any, str]:
+    """The first val view rendered by each sweep setting (``df`` from ``jobs.sweep``):
+    ``([{"label", "image", "psnr", "seconds"}...], ground truth, view name)``, for
+    :func:`hw4lib.report.figures.sweep_strip`; ``seconds`` is the fine stage's (the settings
+    share one coarse stage, which only the base run paid for)."""
+    from ..config import get_profile, resolve_device
+    from ..nerf import jobs
+
+    cfg = get_profile(profile).nerf
+    device = resolve_device(device)
+    default = (cfg.fine.stepsize, cfg.fine.num_voxels)
+    out, gt, name = [], None, ""
+    for r in df.itertuples(index=False):
+        S, N = float(r.stepsize), int(r.fine_voxels)
+        run = Path(base_run) if (S, N) == default else Path(runs_root) / f"s{S}_v{N}"
+        preds, gts, names = jobs.render_split(run, scene, "val", 1, None, device=device)
+        img, gt, name = preds[0].numpy(), gts[0].numpy(), names[0]
+        mse = float(((img - gt) ** 2).mean())
+        out.append(
+            {
+                "label": f"step {S:g}, {r.fine_side}³",
+                "image": img,
+                "psnr": 10 * math.log10(1 / max(mse, 1e-12)),
+                "seconds": fine_seconds(run),
+            }
+        )
+    return out, gt, name
+
+
+def fine_seconds(run_dir: str | Path) -> float:
+    """Seconds the fine stage of a finished run took (its ``done.json``)."""
+    done = json.loads((Path(run_dir) / "done.json").read_text())
+    return float(done["timings"]["fine_s"])

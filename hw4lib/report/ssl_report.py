@@ -1,32 +1,61 @@
-"""Problem 2 as report tables and sentences, built from the SSL run summaries."""
+"""Problem 2 as report tables and sentences, built from the SSL run summaries.
+
+The one builder of the A-E table: ``hw4 ssl table``, ``hw4 ssl study``, notebook 05 and the
+published ``ssl_ae_table`` all go through :func:`ae_table` (the report's numbers are added
+here, once, from :mod:`hw4lib.reference`).
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
-from ..reference import AE_ACC
+from ..reference import AE_ACC, AE_DATA
+
+OURS = "val acc (ours)"
+REPORT = "val acc (report)"
 
 
-def ae_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The A-E accuracy table, ours beside the report's (``df`` from ``hw4lib.ssl.jobs.table``):
-    the mean over seeds, their standard deviation only when some setting has two or more."""
+def ae_table(rows: pd.DataFrame, data: str) -> pd.DataFrame:
+    """The A-E accuracy table, ours beside the report's (``rows`` from
+    ``hw4lib.ssl.jobs.table``): the mean over seeds, their standard deviation only when some
+    setting has two or more. ``data`` names what ours were measured on (kept in
+    ``.attrs["data"]``, which :func:`hw4lib.report.tables.save_table` writes)."""
     out = pd.DataFrame(
         {
-            "setting": df["setting"],
-            "pre-training": df["pre-training"],
-            "fine-tuning": df["fine-tuning"],
-            "val acc (ours)": df["val_acc"].astype(float),
+            "setting": rows["setting"],
+            "pre-training": rows["pre-training"],
+            "fine-tuning": rows["fine-tuning"],
+            OURS: rows["val_acc"].astype(float),
         }
     )
-    if (df["seeds"] >= 2).any():
-        out["sd (seeds)"] = df["val_acc_std"].astype(float)
-    out["seeds"] = df["seeds"].astype(int)
-    out["val acc (report)"] = [AE_ACC[s] for s in df["setting"]]
+    if (rows["seeds"] >= 2).any():
+        out["sd (seeds)"] = rows["val_acc_std"].astype(float)
+    out["seeds"] = rows["seeds"].astype(int)
+    out[REPORT] = [AE_ACC[s] for s in rows["setting"]]
+    out.attrs["data"] = f"ours: {data}; report: {AE_DATA}"
     return out
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Plain text of :func:`ae_table`'s table (the CLI's): a header, then one line per
+    setting beginning with its letter."""
+    lines = [
+        f"{'setting':<8}{'pre-training':<24}{'fine-tuning':<36}{'val acc':>14}"
+        f"{'seeds':>7}{'report':>8}"
+    ]
+    for _, r in table.iterrows():
+        sd = r.get("sd (seeds)")
+        acc = f"{r[OURS]:.3f}" + (f"±{sd:.3f}" if r["seeds"] > 1 and pd.notna(sd) else "")
+        lines.append(
+            f"{r['setting']:<8}{r['pre-training']:<24}{r['fine-tuning']:<36}"
+            f"{acc:>14}{int(r['seeds']):>7}{r[REPORT]:>8.3f}"
+        )
+    return "\n".join(lines)
 
 
 def seed_runs(runs_root: str | Path) -> dict[str, dict[str, Any]]:
@@ -40,31 +69,99 @@ def seed_runs(runs_root: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def findings(df: pd.DataFrame) -> list[str]:
-    """The report's claims, each checked against ``df`` (columns ``setting``, ``val_acc``)."""
-    acc = dict(zip(df["setting"], df["val_acc"].astype(float)))
+def _verdict(ok: bool) -> str:
+    return "holds" if ok else "does NOT hold"
+
+
+def findings(table: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """Each of the report's claims, checked on ``table`` (:func:`ae_table`) and, for the
+    loss-curve claims, on the seed-0 ``runs`` (:func:`seed_runs`): holds or not, with numbers.
+    The report's own numbers come from :data:`hw4lib.reference.AE_ACC`."""
+    acc = dict(zip(table["setting"], table[OURS].astype(float)))
     if not acc:
         return ["no fine-tuning results yet"]
 
-    def claim(text: str, a: str, op: str, b: str) -> str:
+    def claim(text: str, a: str, b: str) -> str:
         if a not in acc or b not in acc:
             return f"{text}: not measured"
-        holds = acc[a] > acc[b] if op == ">" else acc[a] < acc[b]
         return (
-            f"{text}: {'holds' if holds else 'does NOT hold'} "
-            f"({a} {acc[a]:.3f} vs {b} {acc[b]:.3f})"
+            f"{text}: {_verdict(acc[a] > acc[b])} ({a} {acc[a]:.3f} vs {b} {acc[b]:.3f}; "
+            f"the report: {a} {AE_ACC[a]:.3f} vs {b} {AE_ACC[b]:.3f})"
         )
 
     best = max(acc, key=acc.get)
-    lines = [f"best setting: {best} ({acc[best]:.3f}); the report's best is C (0.585)"]
-    lines.append(
-        claim("SSL pre-training beats training from scratch, full model (C > A)", "C", ">", "A")
+    rbest = max(AE_ACC, key=AE_ACC.get)
+    lines = [
+        f"best setting: {best} ({acc[best]:.3f}); the report's best is {rbest} "
+        f"({AE_ACC[rbest]:.3f})",
+        claim("SSL pre-training beats training from scratch, full model (C > A)", "C", "A"),
+        claim("SSL pre-training beats training from scratch, frozen backbone (E > A)", "E", "A"),
+        claim("SSL beats supervised pre-training, full model (C > B)", "C", "B"),
+        claim("SSL beats supervised pre-training, frozen backbone (E > D)", "E", "D"),
+    ]
+    if runs:
+        lines += curve_findings(runs)
+    return lines
+
+
+def _history(run: Mapping[str, Any], key: str) -> list[tuple[int, float]]:
+    return [(h["epoch"], float(h[key])) for h in run["history"] if h.get(key) is not None]
+
+
+def overfits_early(run: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether validation loss bottoms out in the first half of training and is higher at the
+    end (the report's "overfit early"), and the numbers that say so."""
+    vl = _history(run, "val_loss")
+    e_min, v_min = min(vl, key=lambda x: x[1])
+    e_last, v_last = vl[-1]
+    ok = e_min <= e_last / 2 and v_last > v_min
+    return ok, (
+        f"lowest val loss {v_min:.3f} at epoch {e_min} of {e_last}; {v_last:.3f} at the last"
     )
-    lines.append(
-        claim(
-            "SSL pre-training beats training from scratch, frozen backbone (E > A)", "E", ">", "A"
+
+
+def acc_sd(run: Mapping[str, Any]) -> float:
+    """Standard deviation of the validation accuracy across epochs (instability)."""
+    accs = [v for _, v in _history(run, "val_acc")]
+    return statistics.stdev(accs) if len(accs) > 1 else 0.0
+
+
+def curve_findings(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The report's loss-curve claims on the seed-0 runs: A, B and D overfit early; D is the
+    unstable one (its explanation, that the supervised backbone's classes differ from the
+    fine-tuning set's, applies to B as much as to D, so B is the comparison)."""
+    lines = []
+    for s in ("A", "B", "D"):
+        if s not in runs:
+            lines.append(f"{s} overfits early: not measured")
+            continue
+        ok, why = overfits_early(runs[s])
+        lines.append(f"{s} overfits early (seed 0): {_verdict(ok)} ({why})")
+    if "D" in runs:
+        sd = {s: acc_sd(r) for s, r in sorted(runs.items())}
+        others = ", ".join(f"{s} {v:.3f}" for s, v in sd.items() if s != "D")
+        lines.append(
+            "D's val accuracy is the least stable across epochs (seed 0): "
+            f"{_verdict(all(sd['D'] > v for s, v in sd.items() if s != 'D'))} "
+            f"(sd D {sd['D']:.3f}; {others})"
         )
-    )
-    lines.append(claim("SSL beats supervised pre-training, full model (C > B)", "C", ">", "B"))
-    lines.append(claim("SSL beats supervised pre-training, frozen backbone (E > D)", "E", ">", "D"))
+        if "B" in sd:
+            lines.append(
+                "D less stable than B, same supervised backbone and class counts: "
+                f"{_verdict(sd['D'] > sd['B'])} (sd D {sd['D']:.3f} vs B {sd['B']:.3f})"
+            )
+    return lines
+
+
+def recorded_findings(root: Path | None = None) -> list[str]:
+    """The report's accuracy claims checked on each recorded A-E table (``figures/recorded/
+    ssl_ae*.csv``, the columns of ``ssl_ae_table.csv``), each headed by its data set."""
+    from . import recorded
+
+    lines = []
+    for name in recorded.names(root or recorded.RECORDED):
+        if name.startswith("ssl_ae"):
+            table, prov = recorded.load(name, root or recorded.RECORDED)
+            lines.append(f"{name} (recorded, not run now: {prov['data']}):")
+            lines += [f"  {line}" for line in findings(table)]
     return lines

@@ -36,18 +36,30 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_table(df: pd.DataFrame, name: str, out_dir: Path, floatfmt: str = "{:.3f}") -> list[Path]:
-    """Write ``name.csv``, ``name.md`` and ``name.tex``; returns the paths."""
+def save_table(
+    df: pd.DataFrame,
+    name: str,
+    out_dir: Path,
+    data: str | None = None,
+    floatfmt: str = "{:.3f}",
+) -> list[Path]:
+    """Write ``name.csv``, ``name.md`` and ``name.tex``; returns the paths. ``data`` (else
+    ``df.attrs["data"]``, set by the report's table builders) names the data and scale the
+    numbers were measured on: the Markdown opens with it, the LaTeX carries it as a comment."""
+    data = data or df.attrs.get("data")
+    if not data:
+        raise ValueError(f"{name}: name the data the table shows (data=...)")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
     df.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(df, floatfmt))
+    paths[1].write_text(f"Data: {data}\n\n" + to_markdown(df, floatfmt))
     fmt = {
         c: (lambda v: floatfmt.format(v) if pd.notna(v) else "--")
         for c in df.columns
         if pd.api.types.is_float_dtype(df[c])
     }
-    paths[2].write_text(df.to_latex(index=False, formatters=fmt, na_rep="--", escape=True))
+    tex = df.to_latex(index=False, formatters=fmt, na_rep="--", escape=True)
+    paths[2].write_text(f"% data: {data}\n" + tex)
     return paths
 
 

@@ -37,6 +37,7 @@ class SceneView:
         self, run_dir: str | Path, data_dir: str | Path, size: int = 100, device: str = "cpu"
     ):
         self.model, meta = load_run(run_dir, device)
+        self.data_dir, self.size = Path(data_dir), size  # named on the strip
         cams = read_transforms(Path(data_dir) / "transforms_train.json")
         self.cams = cams.resized(size, size)
         self.bg = BACKGROUNDS[meta.get("background", "white")]
@@ -67,6 +68,7 @@ class SceneView:
     def strip(self, n: int = 6):
         """A matplotlib figure: ``n`` views around the object at the training elevation and
         radius, with their depth maps below."""
+        from .datadesc import scene_name
         from .figures import image_grid  # matplotlib: only when the strip is drawn
 
         azs = [360.0 * i / n for i in range(n)]
@@ -75,6 +77,7 @@ class SceneView:
             [v[0] / 255.0 for v in views] + [v[1] / 255.0 for v in views],
             [f"azimuth {a:.0f}°" for a in azs] + ["depth"] * n,
             ncols=n,
+            data=f"{scene_name(self.data_dir)}, trained model rendered at {self.size} px",
             cmap=None,
             size=1.8,
         )

@@ -23,7 +23,6 @@ from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
 from ..errors import UserError
 from ..parallel import Job, run_jobs
-from ..reference import AE_ACC
 from ..results import write_result
 from ..runs import REUSE, SSL_FINETUNE, SSL_PRETRAIN, plan_run
 from .distributed import is_main_process, refuse_many
@@ -333,8 +332,9 @@ def finetune_runs(runs_root: str | Path) -> list[dict]:
 
 
 def table(runs_root: str | Path):
-    """The A-E table: one row per setting (mean and sample sd over seeds of the best val
-    accuracy, and how many seeds)."""
+    """The A-E study's raw rows: one per setting (mean and sample sd over seeds of the best
+    val accuracy, and how many seeds). The report's table (ours beside the report's numbers)
+    is built from these by ``hw4lib.report.ssl_report.ae_table``."""
     import pandas as pd  # slow to import; only the table needs it
 
     runs = finetune_runs(runs_root)
@@ -354,7 +354,6 @@ def table(runs_root: str | Path):
                 "val_acc_std": acc.std(ddof=1) if len(rs) > 1 else float("nan"),
                 "final_val_acc": float(pd.Series([r["final_val_acc"] for r in rs]).mean()),
                 "seeds": len(rs),
-                "report": AE_ACC[setting],
             }
         )
     return pd.DataFrame(
@@ -367,21 +366,5 @@ def table(runs_root: str | Path):
             "val_acc_std",
             "final_val_acc",
             "seeds",
-            "report",
         ],
     )
-
-
-def format_table(df) -> str:
-    """Plain-text table, one line per setting beginning with its letter."""
-    lines = [
-        f"{'setting':<8}{'pre-training':<24}{'fine-tuning':<36}{'val acc':>14}"
-        f"{'seeds':>7}{'report':>8}"
-    ]
-    for _, r in df.iterrows():
-        acc = f"{r['val_acc']:.3f}" + (f"±{r['val_acc_std']:.3f}" if r["seeds"] > 1 else "")
-        lines.append(
-            f"{r['setting']:<8}{r['pre-training']:<24}{r['fine-tuning']:<36}"
-            f"{acc:>14}{int(r['seeds']):>7}{r['report']:>8.3f}"
-        )
-    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""What data and scale a figure or table shows, in words built from the profile and data root.
+
+Every figure and table of the report names its data with one of these descriptions (e.g.
+"generated hotdog, 100 px, 10 val views, 1300 fine steps"); the notebooks record the ones they
+used in ``data.json`` beside the figures, so that ``figures/README.md`` says the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from ..config import Profile
+from ..data.generated import describe_source
+
+#: the file in a figures folder holding {problem: description} of the data its items show
+DATA_FILE = "data.json"
+#: the generated office corpus's class count (hw4lib.data.corpus: 65, as Office-Home)
+GENERATED_OFFICE_CLASSES = 65
+
+
+def is_generated(path: str | Path) -> bool:
+    return describe_source(path).startswith("generated:")
+
+
+def _arch(name: str) -> str:
+    # "resnet10" -> "ResNet10": the name as papers write it
+    return "ResNet" + name[len("resnet") :] if name.startswith("resnet") else name
+
+
+def _image_side(scene: Path) -> int | None:
+    """The long side of the scene's first val image (real data: read, not assumed)."""
+    try:
+        frames = json.loads((scene / "transforms_val.json").read_text())["frames"]
+        from PIL import Image
+
+        with Image.open(scene / (frames[0]["file_path"] + ".png")) as im:
+            return max(im.size)
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
+def _val_views(scene: Path) -> int | None:
+    try:
+        return len(json.loads((scene / "transforms_val.json").read_text())["frames"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def scene_name(scene: str | Path) -> str:
+    """``generated hotdog`` for generated data, else ``<data folder>/hotdog``."""
+    scene = Path(scene)
+    return f"generated {scene.name}" if is_generated(scene) else f"{scene.parent.name}/{scene.name}"
+
+
+def nerf_data(cfg: Profile, scene: str | Path) -> str:
+    """The DVGO runs' data: scene, image size, val views scored, fine-stage steps."""
+    scene = Path(scene)
+    n = cfg.nerf
+    what = scene_name(scene)
+    if is_generated(scene):
+        side, views = cfg.scene.size, cfg.scene.n_val
+    else:
+        side, views = _image_side(scene), _val_views(scene)
+    scored = min(n.eval_views, views) if n.eval_views and views else (n.eval_views or views)
+    train = min(n.max_train_size, side) if n.max_train_size and side else n.max_train_size or side
+    if side is None:
+        size = f"trained at {train} px" if train else "full-size images"
+    elif train == side:
+        size = f"{side} px"
+    else:
+        size = f"trained at {train} px, scored at {side} px"
+    return f"{what}, {size}, {scored} val views, {n.fine.iters} fine steps"
+
+
+def _csv_counts(path: Path) -> tuple[int, int] | None:
+    """(classes, images) of a course-layout csv (columns id, filename, label)."""
+    try:
+        with open(path, newline="") as f:
+            labels = [r["label"] for r in csv.DictReader(f)]
+    except (OSError, KeyError):
+        return None
+    return len(set(labels)), len(labels)
+
+
+def ssl_data(cfg: Profile, root: str | Path) -> str:
+    """The A-E fine-tuning data (the office part) and the backbone's scale."""
+    root = Path(root)
+    scale = f"{_arch(cfg.ssl.backbone)} at {cfg.ssl.image_size} px"
+    if is_generated(root):
+        c = cfg.corpus
+        return (
+            f"generated office corpus, {GENERATED_OFFICE_CLASSES} classes x "
+            f"{c.office_train_per_class} train / {c.office_val_per_class} val, {scale}"
+        )
+    train = _csv_counts(root / "office" / "train.csv")
+    val = _csv_counts(root / "office" / "val.csv")
+    counts = (
+        f"{train[0]} classes, {train[1]} train / {val[1]} val images" if train and val else None
+    )
+    return ", ".join(x for x in (f"{root.name}/office", counts, scale) if x)
+
+
+def record(fig_dir: Path, problem: str, text: str) -> str:
+    """Note in ``fig_dir/data.json`` that the items of ``problem`` ("nerf", "ssl") show
+    ``text``; returns ``text`` (so a notebook names and records it in one call)."""
+    path = Path(fig_dir) / DATA_FILE
+    data = recorded(fig_dir)
+    data[problem] = text
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return text
+
+
+def recorded(fig_dir: Path) -> dict[str, str]:
+    """``{problem: description}`` recorded in ``fig_dir`` (empty when none)."""
+    try:
+        return dict(json.loads((Path(fig_dir) / DATA_FILE).read_text()))
+    except (OSError, ValueError):
+        return {}
