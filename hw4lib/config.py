@@ -162,6 +162,10 @@ class SSLConfig:
     # settings D/E: standardise the frozen features before the linear head (a BatchNorm with no
     # affine parameters, MAE's linear probe); False = the report's plain linear head
     probe_head_norm: bool = False
+    # settings D/E: the frozen backbone's BatchNorm statistics re-estimated on the training
+    # images before the head is fit (AdaBN); False = pre-training's statistics, measured on
+    # augmented views of another data set (docs/experiments.md, 2026-12-06)
+    probe_bn_restats: bool = True
     knn_evals: int = 100  # kNN monitor evaluations over a run, after the first (0 = none)
     knn_k: int = 20
     knn_per_class: int = 20  # labeled images per class in the kNN monitor

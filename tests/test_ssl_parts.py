@@ -264,3 +264,23 @@ def test_byol_views_are_asymmetric_as_the_paper_has_them():
     x = torch.full((4, 3, 8, 8), 0.9)
     on = A.BatchAugment(replace(spec, solarize_p=1.0))(x)
     assert torch.allclose(on, A.normalize(torch.full_like(x, 0.1)), atol=1e-4)
+
+
+def test_restat_batchnorm_averages_the_batch_statistics():
+    from hw4lib.ssl.models import restat_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.BatchNorm2d(3)).eval()
+    conv = net[0].weight.detach().clone()
+    batches = [torch.randn(4, 3, 5, 5) * (i + 1) + i for i in range(3)]
+    restat_batchnorm(net, batches)
+    bn = net[1]
+    with torch.no_grad():
+        feats = [net[0](x) for x in batches]
+    # the plain average of each batch's mean and unbiased variance (AdaBN), per channel
+    mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    var = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5)
+    assert torch.allclose(bn.running_var, var, atol=1e-4)
+    # weights untouched, mode and momentum as they were
+    assert torch.equal(net[0].weight, conv) and not bn.training and bn.momentum == 0.1

@@ -461,3 +461,23 @@ def test_head_norm_run_predicts_what_it_validated(data, tmp_path, byol_run):
         tmp_path / "D", data / "office" / "val.csv", data / "office" / "val", tmp_path / "pred.csv"
     )
     assert r["accuracy"] == pytest.approx(s["best_val_acc"])
+
+
+@pytest.mark.parametrize("restats", [True, False])
+def test_frozen_backbone_batchnorm_statistics(restats, data, tmp_path, byol_run):
+    """D/E re-estimate the frozen backbone's BatchNorm statistics on the training images
+    (AdaBN) when asked, and keep pre-training's otherwise; the weights never move."""
+    cfg = replace(CFG, probe_bn_restats=restats)
+    run = tmp_path / "E"
+    s = FT.run_finetune(
+        "E", data, run, cfg, profile="smoke", backbone=byol_run["run_dir"], epochs=1, progress=False
+    )
+    assert s["settings"]["bn_restats"] is restats
+    assert "bn_restats" not in FT.finetune_settings("C", data, Path(byol_run["backbone"]), cfg, "x")
+    pre = torch.load(byol_run["backbone"], weights_only=True)["backbone"]
+    got = ckpt.load(run / "best.pt")["model"]
+    stats = [k for k in pre if k.endswith("running_mean")]
+    weights = [k for k in pre if k.endswith(".weight")]
+    assert all(torch.equal(pre[k], got[k]) for k in weights)
+    same = [torch.equal(pre[k], got[k]) for k in stats]
+    assert not any(same) if restats else all(same)

@@ -6,7 +6,8 @@ root, then run the budget curve (A, C, E against BYOL's steps, over seeds) on ea
 
 Variants: the base as is; ``mini60``: its pre-training corpus cut to 60 images a class (the
 size of a set that reversed the ordering); ``resplit<k>``: its downstream images split again
-with seed k; ``generated``: the profile's generated corpora. Each variant's rows go to
+with seed k (its BYOL runs are the base's: the same ``mini``, so they are reused); ``generated``:
+the profile's generated corpora. Each variant's rows go to
 ``<out>/<variant>.json`` as they finish; a rerun reuses finished runs and goes on.
 """
 
@@ -53,7 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         root = variant_root(name, a.base.resolve(), a.out.resolve(), prof)
-        rows = budget_curve(root, a.out / "runs" / name, budgets, seeds, prof, progress=False)
+        # a re-split changes only office/: pre-train (or reuse) on the base, under its runs
+        shared = name.startswith("resplit")
+        rows = budget_curve(
+            root,
+            a.out / "runs" / name,
+            budgets,
+            seeds,
+            prof,
+            progress=False,
+            pretrain_data=a.base.resolve() if shared else None,
+            pretrain_runs=a.out / "runs" / a.base.name if shared else None,
+        )
         doc = {"variant": name, "data": str(root), "profile": prof, "rows": rows}
         doc["summary"] = summarize(rows)
         (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))

@@ -20,12 +20,21 @@ from .pretrain import snapshot_path
 SETTINGS = ("A", "C", "E")
 
 
-def _curve_seed(data_root: Path, d: Path, budgets: list[int], seed: int, kw: dict, tag: str):
+def _curve_seed(
+    data_root: Path,
+    d: Path,
+    budgets: list[int],
+    seed: int,
+    kw: dict,
+    tag: str,
+    pretrain: tuple[Path, Path],
+):
     top = budgets[-1]
-    byol_dir = d / "pretrain_byol"
+    pretrain_data, pretrain_runs = pretrain
+    byol_dir = pretrain_runs / f"seed{seed}" / "pretrain_byol"
     s = jobs.pretrain(
         "byol",
-        data_root,
+        pretrain_data,
         byol_dir,
         steps=top,
         snapshots=tuple(budgets[:-1]),
@@ -69,18 +78,25 @@ def budget_curve(
     profile: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    pretrain_data: str | Path | None = None,
+    pretrain_runs: str | Path | None = None,
 ) -> list[dict]:
     """One row per (seed, BYOL budget): best val accuracy of A, C and E. Finished runs with
-    the same settings are reused, so an interrupted curve continues where it stopped."""
+    the same settings are reused, so an interrupted curve continues where it stopped.
+
+    ``pretrain_data``/``pretrain_runs``: BYOL on another root's ``mini`` in another runs folder
+    (default: ``data_root`` and ``runs_root``): variants that differ only downstream share one
+    pre-training (a finished one is reused)."""
     if not budgets or min(budgets) < 1:
         raise UserError(f"--budgets {budgets}: give positive step counts, e.g. 80,250,500")
     prof = get_profile(profile)
     kw = dict(profile=prof.name, device=device, progress=progress, replace_stale=True)
     tag = Path(data_root).resolve().name
+    pretrain = (Path(pretrain_data or data_root), Path(pretrain_runs or runs_root))
     rows = []
     for seed in seeds:
         d = Path(runs_root) / f"seed{seed}"
-        rows += _curve_seed(Path(data_root), d, sorted(set(budgets)), seed, kw, tag)
+        rows += _curve_seed(Path(data_root), d, sorted(set(budgets)), seed, kw, tag, pretrain)
     return rows
 
 

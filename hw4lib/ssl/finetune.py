@@ -33,7 +33,13 @@ from . import checkpoint as ckpt
 from . import loop
 from .augment import LIGHT, BatchAugment, image_input, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
-from .models import file_sha1, load_backbone_file, make_classifier
+from .models import (
+    PooledFeatures,
+    file_sha1,
+    load_backbone_file,
+    make_classifier,
+    restat_batchnorm,
+)
 
 #: setting -> (pre-training method of its backbone or None, backbone frozen?)
 SETTINGS: dict[str, tuple[str | None, bool]] = {
@@ -155,6 +161,8 @@ def finetune_settings(
         "arch": cfg.backbone,
         "head_norm": bool(frozen and cfg.probe_head_norm),
     }
+    if frozen:  # recorded for D and E only: A-C's settings stay as they were
+        s["bn_restats"] = cfg.probe_bn_restats
     if backbone_file is not None:
         arch, _ = load_backbone_file(backbone_file)
         s.update(
@@ -189,11 +197,9 @@ def frozen_features(model: nn.Module, ds: ImageSet, device: str) -> TensorDatase
     """``(pooled feature, label)`` of every image through ``model``'s frozen backbone in eval
     mode: without augmentation they are the same every epoch, so settings D/E compute them once
     and train only the head on them."""
-    fc, model.fc = model.fc, nn.Identity()
-    model.eval()
+    trunk = PooledFeatures(model).eval()
     loader = make_loader(ds, 256, shuffle=False, drop_last=False, workers=0, device=device)
-    feats = torch.cat([model(image_input(x.to(device))).cpu() for x, _ in loader])
-    model.fc = fc
+    feats = torch.cat([trunk(image_input(x.to(device))).cpu() for x, _ in loader])
     return TensorDataset(feats, ds.labels)
 
 
@@ -214,6 +220,9 @@ def _inputs(
     """The whole model on images, or, frozen without augmentation, only its head on the
     backbone's features (computed once: without augmentation they never change)."""
     augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
+    if settings.get("bn_restats"):
+        plain = make_loader(train, 64, shuffle=False, drop_last=False, workers=0, device=device)
+        restat_batchnorm(PooledFeatures(model), (image_input(x.to(device)) for x, _ in plain))
     on_features = settings["frozen"] and augment is None
     net, prepare, prepare_val = (
         (model.fc, _identity, _identity)

@@ -71,6 +71,43 @@ def make_byol(
     )
 
 
+class PooledFeatures(nn.Module):
+    """A classifier seen up to its pooled features (its ``fc`` bypassed, weights shared): the
+    one way the kNN monitor and the frozen settings D/E take features."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.classifier
+        fc, m.fc = m.fc, nn.Identity()
+        try:
+            return m(x)
+        finally:
+            m.fc = fc
+
+
+@torch.no_grad()
+def restat_batchnorm(net: nn.Module, batches) -> nn.Module:
+    """``net``'s BatchNorm statistics re-estimated on ``batches`` (inputs as the net takes them):
+    the plain average over every batch (AdaBN), weights untouched. A frozen backbone then
+    normalises what it is shown, not what it was pre-trained on (BYOL: augmented views of
+    another data set)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    for x in batches:
+        net(x)
+    for m, (momentum, training) in zip(bns, saved):
+        m.momentum = momentum
+        m.train(training)
+    return net
+
+
 def feature_dim(arch: str) -> int:
     return 2048 if _LAYOUT[arch][1] else 512
 

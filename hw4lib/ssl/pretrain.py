@@ -31,6 +31,7 @@ from .augment import LIGHT, BatchAugment, byol_views, spec_from_dict, to_float
 from .datasets import ImageSet, make_loader
 from .knn import extract_features, knn_loo_accuracy, monitor_subset
 from .models import (
+    PooledFeatures,
     backbone_state,
     file_sha1,
     load_backbone_file,
@@ -387,7 +388,7 @@ def _knn_monitor(job: _Job, model: nn.Module, d: distributed.Dist) -> Callable[[
     def knn() -> float | None:
         acc = None
         if probe is not None and d.main:
-            trunk = model.net if job.method == "byol" else _backbone_view(job.net)
+            trunk = model.net if job.method == "byol" else PooledFeatures(job.net)
             f = extract_features(trunk, probe_imgs, str(d.device))
             acc = knn_loo_accuracy(f, ds.labels[probe], cfg.knn_k)
         return d.broadcast(acc)
@@ -589,20 +590,3 @@ def _save_backbone(job: _Job, model: nn.Module, path: Path) -> None:
     net = model.net if job.method == "byol" else job.net
     state = {"arch": job.settings["arch"], "method": job.method, "backbone": backbone_state(net)}
     ckpt.atomic_save(state, path)
-
-
-def _backbone_view(classifier: nn.Module) -> nn.Module:
-    """The classifier's network up to the pooled features (its ``fc`` bypassed)."""
-
-    class _Features(nn.Module):
-        def __init__(self, m: nn.Module):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            m = self.m
-            x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-            x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
-            return torch.flatten(m.avgpool(x), 1)
-
-    return _Features(classifier)
