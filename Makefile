@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e .
+	$(BIN)/python -m pip install -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name hw4 --display-name "hw4 (.venv)"
 	@if [ "$(LPIPS)" = skip ]; then \
 		echo "LPIPS=skip: no LPIPS(vgg) weights fetched; LPIPS will be reported as missing"; \

@@ -37,7 +37,7 @@ def _requirements() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install -e . installs it)"
+        return 'playwright is not installed (pip install -e ".[dev]" installs it)'
     from jupyter_client.kernelspec import KernelSpecManager
 
     if "hw4" not in KernelSpecManager().find_kernel_specs():

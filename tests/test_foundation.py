@@ -21,9 +21,21 @@ from hw4lib.results import list_results, read_result, write_result
 HW4 = [sys.executable, "-m", "hw4lib"]
 
 
+DEV_TOOLS = {"pytest", "ruff", "playwright", "nbval"}
+
+
+def _project() -> dict:
+    return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _all_requirements() -> list[str]:
+    """The runtime dependencies and the dev extra's, as written."""
+    project = _project()
+    return project["dependencies"] + project["optional-dependencies"]["dev"]
+
+
 def _pins_from_pyproject() -> dict[str, str]:
-    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return dict(d.split("==") for d in deps)
+    return dict(d.split("==") for d in _all_requirements())
 
 
 def _pins_from_environment_yml() -> dict[str, str]:
@@ -39,11 +51,20 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_every_dependency_is_pinned():
-    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = _all_requirements()
     assert all("==" in d for d in deps), deps
     assert {"torch", "torchvision", "byol-pytorch", "lpips", "papermill", "nbval"} <= set(
         _pins_from_pyproject()
     )
+
+
+def test_test_tools_are_the_dev_extra_only():
+    project = _project()
+    runtime = {d.split("==")[0] for d in project["dependencies"]}
+    dev = {d.split("==")[0] for d in project["optional-dependencies"]["dev"]}
+    assert dev == DEV_TOOLS and not runtime & DEV_TOOLS
+    make = (PROJECT_ROOT / "Makefile").read_text()
+    assert 'pip install -e ".[dev]"' in make
 
 
 def test_profiles_and_env(monkeypatch):
