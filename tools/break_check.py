@@ -179,11 +179,20 @@ BREAKS = (
         ("tests/test_ssl_cli.py", "-k", "hw4_2"),
     ),
     Break(
+        "atomic_private",
+        "the atomic writer makes every file 0600 (mkstemp's mode), private in a shared run folder",
+        "hw4lib/atomic.py",
+        "os.open(tmp, flags, 0o666)",
+        "os.open(tmp, flags, 0o600)",
+        ("tests/test_atomic.py", "-k", "readable or umask"),
+    ),
+    Break(
         "env_bypassed",
         "results_root reads $HW4_RESULTS itself instead of through hw4lib.env",
         "hw4lib/results.py",
         '    return env.path("HW4_RESULTS")\n',
-        '    return Path(os.environ.get("HW4_RESULTS") or PROJECT_ROOT / "results")\n',
+        '    return Path(__import__("os").environ.get("HW4_RESULTS") or PROJECT_ROOT / "results")'
+        "\n",
         ("tests/test_env.py",),
     ),
     Break(
