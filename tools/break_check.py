@@ -187,6 +187,31 @@ BREAKS = (
         ("tests/test_atomic.py", "-k", "readable or umask"),
     ),
     Break(
+        "ssl_nan_traceback",
+        "a NaN loss in SSL training is a RuntimeError (a traceback, exit 1), not one line, exit 2",
+        "hw4lib/ssl/loop.py",
+        '        return check_finite(loss, self.run_dir, what, where, self.run_dir / "last.pt")\n',
+        '        if loss != loss:\n            raise RuntimeError(f"{what} diverged")\n'
+        "        return loss\n",
+        ("tests/test_ssl_cli.py", "-k", "nan_in"),
+    ),
+    Break(
+        "finetune_nan_unchecked",
+        "fine-tuning goes on past a NaN loss and overwrites last.pt with NaN weights",
+        "hw4lib/ssl/finetune.py",
+        '    run.check_finite(train_loss, f"setting {job.setting}", f"epoch {e}")\n',
+        "",
+        ("tests/test_ssl_cli.py", "-k", "nan_in_finetuning"),
+    ),
+    Break(
+        "pretrain_nan_unchecked",
+        "BYOL pre-training goes on past a NaN loss and writes NaN weights over last.pt",
+        "hw4lib/ssl/pretrain.py",
+        "mean_loss = run.check_finite(",
+        "mean_loss = (lambda loss, *_: loss)(",
+        ("tests/test_ssl_cli.py", "-k", "nan_in_pretraining"),
+    ),
+    Break(
         "env_bypassed",
         "results_root reads $HW4_RESULTS itself instead of through hw4lib.env",
         "hw4lib/results.py",

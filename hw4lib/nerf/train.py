@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import DVGOStage, NerfConfig
 from ..data.blender import BACKGROUNDS
-from ..errors import UserError
+from ..errors import UserError, check_finite
 from ..memory import keep_freed_memory
 from ..results import atomic_save, atomic_write_text
 from . import grid as G
@@ -33,10 +33,6 @@ from .saved import build_voxel_model, load_model, load_resume_checkpoint, model_
 # is part of a run's settings (a different cadence must not make a finished run stale)
 CKPT_EVERY = 500  # iterations between checkpoints
 CKPT_SECONDS = 120.0  # ... or seconds, whichever comes first
-
-
-class NanLoss(Exception):
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +84,7 @@ def optimise_step(
     mse = R.photometric_loss(out["rgb"], tgt)
     entropy = R.entropy_loss(out["T_last"])
     loss = mse + st.weight_entropy * entropy + st.weight_rgbper * out["rgbper"]
-    if not torch.isfinite(loss):
-        raise NanLoss(where)
+    check_finite(float(loss), job.run, "DVGO training", where, job.ck_path)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if pervoxel_lr is not None:
@@ -341,15 +336,8 @@ def train(
     atomic_write_text(run / "settings.json", json.dumps(settings, indent=2, default=str))
     job = Job(run, data, cfg, BACKGROUNDS[bg_name], device, progress, on_row)
     state, model = _start(ck, device)
-    try:
-        if state["stage"] == "coarse":
-            coarse_stage(job, state, model, coarse_from)
-            model = None
-        model = fine_stage(job, state, model, fine_st)
-    except NanLoss as e:
-        where = ck_path if ck_path.is_file() else "none yet"
-        raise UserError(
-            f"{run}: the loss became NaN at {e}; training stopped, the last good "
-            f"checkpoint is kept ({where}); rerun with --resume or lower the learning rate"
-        ) from None
+    if state["stage"] == "coarse":
+        coarse_stage(job, state, model, coarse_from)
+        model = None
+    model = fine_stage(job, state, model, fine_st)
     return _finish(job, model, state, bg_name, settings)
