@@ -212,6 +212,25 @@ BREAKS = (
         ("tests/test_ssl_cli.py", "-k", "nan_in_pretraining"),
     ),
     Break(
+        "nerf_done_before_val",
+        "done.json is written before the val render (a kill there leaves a 'finished' run "
+        "without val_psnr, reused as it is)",
+        "hw4lib/nerf/train.py",
+        "    result = {**result, **(report() if report is not None else {})}\n"
+        '    atomic_write_text(run / "done.json", json.dumps(result))\n',
+        '    atomic_write_text(run / "done.json", json.dumps(result))\n'
+        "    result = {**result, **(report() if report is not None else {})}\n",
+        ("tests/test_nerf_train.py", "-k", "val_render"),
+    ),
+    Break(
+        "nerf_trained_unmarked",
+        "a finished DVGO run does not record that training is over before its val render",
+        "hw4lib/nerf/train.py",
+        '    atomic_save(\n        {"state": {"stage": TRAINED,',
+        '    (lambda *_: None)(\n        {"state": {"stage": TRAINED,',
+        ("tests/test_nerf_train.py", "-k", "val_render"),
+    ),
+    Break(
         "env_bypassed",
         "results_root reads $HW4_RESULTS itself instead of through hw4lib.env",
         "hw4lib/results.py",
