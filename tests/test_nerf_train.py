@@ -165,6 +165,7 @@ def test_render_writes_one_png_per_frame_named_after_file_path(run, scene, tmp_p
     assert Image.open(dst / "r_1.png").size == (20, 20)
 
 
+@pytest.mark.slow
 def test_hw4_1_script_renders_what_the_command_line_renders(run, scene, tmp_path):
     """As the course grades it: `bash hw4_1.sh <transforms json> <output folder>`, run from
     elsewhere with relative paths; its PNGs are byte for byte those of `hw4 nerf render`."""
@@ -367,6 +368,7 @@ def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
     assert not (refreshed & ~before).any()  # only ever shrinks
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypatch):
     from hw4lib.config import get_profile
     from hw4lib.nerf import render as R
@@ -412,6 +414,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
     assert (run / "fine.pt").is_file() and not (run / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_resumed_run_repeats_the_uninterrupted_one(run, scene, tmp_path, monkeypatch, capsys):
     """Killed twice (in the coarse stage, then after the fine stage's progressive scaling) and
     resumed: it trains only what was left, and ends bit for bit where the fixture's
@@ -482,6 +485,7 @@ def test_resumed_run_repeats_the_uninterrupted_one(run, scene, tmp_path, monkeyp
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_its_val_render_resumes_with_the_render_alone(
     run, scene, tmp_path, monkeypatch
 ):

@@ -124,6 +124,7 @@ def _argmax_labels(run: Path, names: list[str], images: Path) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_hw4_2_script(data, run, tmp_path):
     """As the course grades it: `bash hw4_2.sh <csv> <image folder> <output csv>`, run from
     elsewhere with relative paths; the csv it writes is the one `hw4 ssl predict` writes."""
