@@ -6,7 +6,7 @@ PROFILE ?= quick
 # LPIPS=skip: set up without LPIPS(vgg) weights (LPIPS then reads "missing" in every table)
 LPIPS ?= require
 
-.PHONY: setup report publish test lint format bench clean
+.PHONY: setup report publish test test-fast lint format bench clean
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e .
+	$(BIN)/python -m pip install -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name hw4 --display-name "hw4 (.venv)"
 	@if [ "$(LPIPS)" = skip ]; then \
 		echo "LPIPS=skip: no LPIPS(vgg) weights fetched; LPIPS will be reported as missing"; \
@@ -32,6 +32,12 @@ publish: setup
 
 test: lint
 	HW4_PROFILE=smoke $(BIN)/python -m pytest
+
+# the developer set: no subprocess CLI runs, kill-and-resume, notebooks, browser or DDP runs
+# (the markers are in pyproject.toml)
+FAST := not slow and not browser and not ddp
+test-fast: lint
+	HW4_PROFILE=smoke $(BIN)/python -m pytest -m "$(FAST)"
 
 # ruff's settings are in pyproject.toml; `make format` rewrites what --check refuses
 lint: setup

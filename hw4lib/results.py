@@ -2,7 +2,7 @@
 
 Each file carries a manifest (profile, data source, git commit, device, seconds, date) so a
 table or figure built from it can state its provenance. Tables and figures are built from
-these files, never from numbers typed into a notebook. Writes are atomic.
+these files, never from numbers typed into a notebook. Writes are atomic (``hw4lib.atomic``).
 
 Checkpoints go through here too, for nerf and ssl alike (which never import each other):
 :func:`atomic_save` writes them and :func:`load_checkpoint` reads them without ever running
@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import pickle
 import re
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import PROJECT_ROOT, env
+from .atomic import atomic_save, atomic_write_text  # noqa: F401 re-export: the one writer
 from .errors import UserError
 
 
@@ -53,38 +52,6 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return "unknown"
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``: never a torn checkpoint."""
-    import torch  # results also serves the light commands (tables, reports): torch on use
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 #: what :func:`load_checkpoint` says a file it refuses is not

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import socket
 import subprocess
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from . import env
+from .atomic import atomic_save
 from .errors import UserError
 
 VGG16_FILE = "vgg16-397923af.pth"
@@ -267,17 +267,7 @@ def save_cache(entry: dict[str, Any], path: str | Path | None = None) -> Path:
     """``torch.save`` to a temporary file beside ``path`` and rename: never half a file."""
     path = Path(path or cache_path())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(entry, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_save(entry, path)
 
 
 def load_cached_features(path: str | Path | None = None) -> Features | None:

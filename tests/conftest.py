@@ -9,6 +9,14 @@ from collections.abc import Callable
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the mark must be there to be seen
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Notebook runs (nbval's cells of notebooks/*.ipynb) are slow: `-m "not slow"` skips them."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path, monkeypatch):
     """Point the results store, reports and generated data at a temporary folder."""

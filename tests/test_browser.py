@@ -27,6 +27,9 @@ from hw4lib import PROJECT_ROOT
 from hw4lib.report.pdf import find_chromium
 
 SHOTS = PROJECT_ROOT / "reports" / "browser"
+# a JupyterLab server and Chromium, minutes: outside `make test-fast`
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 RUN_TIMEOUT_S = 300  # one notebook's Run All under smoke (measured: well under a minute)
 
 
@@ -37,7 +40,7 @@ def _requirements() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install -e . installs it)"
+        return 'playwright is not installed (pip install -e ".[dev]" installs it)'
     from jupyter_client.kernelspec import KernelSpecManager
 
     if "hw4" not in KernelSpecManager().find_kernel_specs():

@@ -21,9 +21,21 @@ from hw4lib.results import list_results, read_result, write_result
 HW4 = [sys.executable, "-m", "hw4lib"]
 
 
+DEV_TOOLS = {"pytest", "ruff", "playwright", "nbval"}
+
+
+def _project() -> dict:
+    return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _all_requirements() -> list[str]:
+    """The runtime dependencies and the dev extra's, as written."""
+    project = _project()
+    return project["dependencies"] + project["optional-dependencies"]["dev"]
+
+
 def _pins_from_pyproject() -> dict[str, str]:
-    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return dict(d.split("==") for d in deps)
+    return dict(d.split("==") for d in _all_requirements())
 
 
 def _pins_from_environment_yml() -> dict[str, str]:
@@ -39,11 +51,46 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_every_dependency_is_pinned():
-    deps = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = _all_requirements()
     assert all("==" in d for d in deps), deps
     assert {"torch", "torchvision", "byol-pytorch", "lpips", "papermill", "nbval"} <= set(
         _pins_from_pyproject()
     )
+
+
+def test_test_tools_are_the_dev_extra_only():
+    project = _project()
+    runtime = {d.split("==")[0] for d in project["dependencies"]}
+    dev = {d.split("==")[0] for d in project["optional-dependencies"]["dev"]}
+    assert dev == DEV_TOOLS and not runtime & DEV_TOOLS
+    make = (PROJECT_ROOT / "Makefile").read_text()
+    assert 'pip install -e ".[dev]"' in make
+
+
+def test_the_fast_set_leaves_out_the_slow_kinds():
+    """`make test-fast` deselects by markers pyproject registers (strictly: a misspelt one is an
+    error), and notebook runs carry the slow one without a decorator."""
+    from conftest import pytest_collection_modifyitems
+
+    ini = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    opts = ini["ini_options"]
+    assert {m.split(":")[0] for m in opts["markers"]} == {"slow", "browser", "ddp"}
+    assert "--strict-markers" in opts["addopts"].split()
+    make = (PROJECT_ROOT / "Makefile").read_text()
+    assert "FAST := not slow and not browser and not ddp" in make
+    assert re.search(r'^test-fast: lint\n\t.*pytest -m "\$\(FAST\)"$', make, re.M)
+    marked = {}
+
+    class Item:
+        def __init__(self, path: str):
+            self.path = Path(path)
+
+        def add_marker(self, mark):
+            marked.setdefault(self.path.name, []).append(mark.name)
+
+    items = [Item("notebooks/02_dvgo_training.ipynb"), Item("tests/test_runs.py")]
+    pytest_collection_modifyitems(None, items)
+    assert marked == {"02_dvgo_training.ipynb": ["slow"]}
 
 
 def test_profiles_and_env(monkeypatch):
@@ -148,6 +195,7 @@ def _cli(*args, env=None):
     return subprocess.run(HW4 + list(args), capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_cli_help_lists_every_group():
     r = _cli("--help")
     assert r.returncode == 0
@@ -155,6 +203,7 @@ def test_cli_help_lists_every_group():
         assert g in r.stdout
 
 
+@pytest.mark.slow
 def test_cli_help_imports_no_heavy_library():
     """The commands import their libraries lazily (hw4lib/commands): every group's --help
     answers without torch, matplotlib, pandas or LPIPS."""
@@ -173,6 +222,7 @@ def test_cli_help_imports_no_heavy_library():
     assert r.stdout.strip() == "[]", r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, pattern",
     [
@@ -222,6 +272,7 @@ def tiny_notebooks(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_report_runs_in_order_and_reports_the_failing_cell(tiny_notebooks):
     out = tiny_notebooks / "reports" / "smoke"
     out.mkdir(parents=True)
@@ -236,6 +287,7 @@ def test_report_runs_in_order_and_reports_the_failing_cell(tiny_notebooks):
     assert not (out / "03_after.ipynb").exists()  # stopped at the failure
 
 
+@pytest.mark.slow
 def test_report_keep_going_and_only(tiny_notebooks):
     out = tiny_notebooks / "reports" / "smoke"
     r = _cli("report", "--profile", "smoke", "--keep-going")
@@ -271,6 +323,7 @@ def _cell_text(path) -> str:
     return json.dumps(nbformat.read(str(path), as_version=4).cells[-1].outputs)
 
 
+@pytest.mark.slow
 def test_report_runs_the_two_chains_side_by_side_then_the_rest(chained_notebooks):
     from hw4lib.report.runner import plan
 
@@ -293,6 +346,7 @@ def test_report_runs_the_two_chains_side_by_side_then_the_rest(chained_notebooks
     assert t["01"] < t["02"] and t["04"] < t["05"]  # each chain in order
 
 
+@pytest.mark.slow
 def test_a_failing_chain_stops_the_report_but_not_the_other_chain(chained_notebooks):
     nbs = chained_notebooks / "notebooks"
     _notebook(nbs / "02_b.ipynb", ["raise ValueError('broken on purpose')"])

@@ -269,6 +269,7 @@ def test_report_page_data_facts():
     assert "50 train and 50 validation views" in text and "100 train" not in text
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(pdf.find_chromium() is None, reason="no Chromium (apt-get install chromium)")
 def test_report_pdf_is_printed_beside_the_html(tmp_path):
     html = tmp_path / "report.html"

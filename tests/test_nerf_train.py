@@ -165,6 +165,7 @@ def test_render_writes_one_png_per_frame_named_after_file_path(run, scene, tmp_p
     assert Image.open(dst / "r_1.png").size == (20, 20)
 
 
+@pytest.mark.slow
 def test_hw4_1_script_renders_what_the_command_line_renders(run, scene, tmp_path):
     """As the course grades it: `bash hw4_1.sh <transforms json> <output folder>`, run from
     elsewhere with relative paths; its PNGs are byte for byte those of `hw4 nerf render`."""
@@ -367,6 +368,7 @@ def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
     assert not (refreshed & ~before).any()  # only ever shrinks
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypatch):
     from hw4lib.config import get_profile
     from hw4lib.nerf import render as R
@@ -412,6 +414,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
     assert (run / "fine.pt").is_file() and not (run / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_resumed_run_repeats_the_uninterrupted_one(run, scene, tmp_path, monkeypatch, capsys):
     """Killed twice (in the coarse stage, then after the fine stage's progressive scaling) and
     resumed: it trains only what was left, and ends bit for bit where the fixture's
@@ -480,6 +483,57 @@ def test_resumed_run_repeats_the_uninterrupted_one(run, scene, tmp_path, monkeyp
     a = torch.load(whole_dir / "fine.pt", weights_only=True)["state"]
     b = torch.load(cut / "fine.pt", weights_only=True)["state"]
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_in_its_val_render_resumes_with_the_render_alone(
+    run, scene, tmp_path, monkeypatch
+):
+    """done.json is written once, val PSNR and all: a run killed after training, in the val
+    render, is unfinished (not reused), and resumed it renders val without a training step."""
+    from hw4lib.nerf import jobs as J
+    from hw4lib.nerf import train as T
+
+    _, whole = run
+    real_val, real_loss, real_write = J.val_psnr, T.R.photometric_loss, T.atomic_write_text
+    steps, renders, done_writes = [], [], []
+
+    def loss(pred, target):
+        steps.append(1)
+        return real_loss(pred, target)
+
+    def killed_val(*args, **kwargs):
+        renders.append(1)
+        raise KeyboardInterrupt  # as a kill would, half-way through the val render
+
+    def write(path, text):
+        done_writes.extend([1] if Path(path).name == "done.json" else [])
+        real_write(path, text)
+
+    monkeypatch.setattr(T.R, "photometric_loss", loss)
+    monkeypatch.setattr(T, "atomic_write_text", write)
+    monkeypatch.setattr(J, "val_psnr", killed_val)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        J.train_run(scene, cut, "smoke", device="cpu", progress=False)
+    assert len(steps) == len(whole["history"]["loss"]) and renders == [1]
+    assert (cut / "fine.pt").is_file() and not (cut / "done.json").exists() and done_writes == []
+    fine = torch.load(cut / "fine.pt", weights_only=True)["state"]
+    monkeypatch.setattr(J, "val_psnr", lambda *a, **k: (renders.append(1), real_val(*a, **k))[1])
+    steps.clear()
+    with pytest.raises(UserError, match="unfinished run.*--resume"):  # not reused as finished
+        J.train_run(scene, cut, "smoke", device="cpu", progress=False)
+    res = J.train_run(scene, cut, "smoke", device="cpu", resume=True, progress=False)
+    assert steps == [] and renders == [1, 1] and done_writes == [1]
+    done = json.loads((cut / "done.json").read_text())
+    assert done["val_psnr"] == res["val_psnr"] == whole["val_psnr"] and not done["reused"]
+    for k in ("loss", "psnr", "points"):  # the history training recorded, kept
+        assert done["history"][k] == whole["history"][k], k
+    after = torch.load(cut / "fine.pt", weights_only=True)["state"]
+    assert all(torch.equal(after[k], fine[k]) for k in fine)
+    assert not (cut / "checkpoint.pt").exists()
+    again = J.train_run(scene, cut, "smoke", device="cpu", progress=False)
+    assert again["reused"] and again["val_psnr"] == whole["val_psnr"] and done_writes == [1]
 
 
 def test_eval_command_reports_metrics_and_rejects_mismatch(run, scene, tmp_path, capsys):

@@ -55,6 +55,7 @@ def test_bad_graphs_are_refused(jobs):
         run_jobs(jobs)
 
 
+@pytest.mark.slow
 def test_workers_run_side_by_side_after_their_dependencies():
     jobs = [
         Job("slow", SLOW_CLOCK),

@@ -124,6 +124,7 @@ def _argmax_labels(run: Path, names: list[str], images: Path) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_hw4_2_script(data, run, tmp_path):
     """As the course grades it: `bash hw4_2.sh <csv> <image folder> <output csv>`, run from
     elsewhere with relative paths; the csv it writes is the one `hw4 ssl predict` writes."""
@@ -391,3 +392,74 @@ def test_pretrain_from_the_command_line_with_init_and_a_step_budget(data, tmp_pa
     err = capsys.readouterr().err.strip()
     assert str(bad) in err and "resnet18" in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def _checkpoint_every_row(monkeypatch) -> None:
+    """The smoke profile, with ``last.pt`` written at every history row instead of once a
+    minute, so that a run that diverges has a last good checkpoint to keep."""
+    from hw4lib.ssl import jobs
+
+    real = jobs.get_profile
+
+    def profile(name=None):
+        p = real(name)
+        return replace(p, ssl=replace(p.ssl, checkpoint_every_s=0.0))
+
+    monkeypatch.setattr(jobs, "get_profile", profile)
+
+
+def _one_line_exit_2(rc: int, err: str, run: Path, where: str) -> None:
+    # stderr also holds the progress bars, closed by the exception: the error is its last line
+    assert rc == 2 and "Traceback" not in err and err.count("error") == 1
+    line = err.split("\n")[-2]
+    assert err.endswith("\n") and line.startswith(f"error: {run}: "), err
+    assert f"became NaN at {where}" in line and f"kept ({run / 'last.pt'})" in line
+
+
+def _finite(state: dict) -> bool:
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_a_nan_in_pretraining_is_one_line_exit_2_and_keeps_the_last_checkpoint(
+    data, tmp_path, capsys, monkeypatch
+):
+    from hw4lib.ssl import pretrain as PT
+
+    _checkpoint_every_row(monkeypatch)
+    real, batches = PT.to_float, []
+
+    def poisoned(x):  # the fourth batch onwards: a NaN loss from step 4
+        batches.append(x)
+        return real(x) * (float("nan") if len(batches) >= 4 else 1.0)
+
+    monkeypatch.setattr(PT, "to_float", poisoned)
+    out = tmp_path / "byol"
+    args = ["ssl", "pretrain", "--data", str(data), "--out", str(out), "--steps", "6"]
+    rc = main([*args, "--profile", "smoke", "--device", "cpu"])
+    _one_line_exit_2(rc, capsys.readouterr().err, out, "step 4")
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["step"] == 3 and _finite(last["model"])
+    assert not (out / "backbone.pt").exists() and not (out / "run.json").exists()
+
+
+def test_a_nan_in_finetuning_is_one_line_exit_2_and_keeps_best_and_last(
+    data, tmp_path, capsys, monkeypatch
+):
+    _checkpoint_every_row(monkeypatch)
+    real, epochs = FT._train_epoch, []
+
+    def poisoned(run, net, loader, prepare, device):  # epoch 2's every batch gives NaN
+        epochs.append(1)
+        if len(epochs) == 2:
+            prepare = (lambda p: lambda x: p(x) * float("nan"))(prepare)
+        return real(run, net, loader, prepare, device)
+
+    monkeypatch.setattr(FT, "_train_epoch", poisoned)
+    out = tmp_path / "ftA"
+    args = ["ssl", "finetune", "--setting", "A", "--data", str(data), "--out", str(out)]
+    rc = main([*args, "--epochs", "2", "--profile", "smoke", "--device", "cpu"])
+    _one_line_exit_2(rc, capsys.readouterr().err, out, "epoch 2")
+    last = torch.load(out / "last.pt", weights_only=True)
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert last["epoch"] == best["epoch"] == 1 and _finite(last["model"]) and _finite(best["model"])
+    assert not (out / "run.json").exists()

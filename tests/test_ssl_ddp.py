@@ -176,6 +176,8 @@ def test_finetuning_and_the_study_refuse_several_processes(data, tmp_path, monke
     assert not (tmp_path / "ft").exists() and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.ddp
 def test_two_processes_train_one_model_and_resume_after_a_kill(data, tmp_path, monkeypatch, capsys):
     results = tmp_path / "results"
     whole, cut = tmp_path / "whole", tmp_path / "cut"

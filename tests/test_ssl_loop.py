@@ -64,16 +64,19 @@ def test_the_checkpoint_throttle(tmp_path):
     assert loop.RunLoop(tmp_path, _model(), SETTINGS, 1, None, 0.0).due()
 
 
-def test_divergence_is_an_error_naming_where():
-    assert loop.check_finite(0.5, "setting A", "epoch 2") == 0.5
-    with pytest.raises(
-        RuntimeError,
-        match=r"^setting A diverged at epoch 2 \(loss nan\); "
-        "lower the learning rate$",
-    ):
-        loop.check_finite(float("nan"), "setting A", "epoch 2")
-    with pytest.raises(RuntimeError, match="inf"):
-        loop.check_finite(float("inf"), "byol pre-training", "step 7")
+def test_divergence_is_a_one_line_user_error_naming_the_run_and_its_checkpoint(tmp_path):
+    run = loop.RunLoop(tmp_path, _model(), SETTINGS, 1, None, 1e9)
+    assert run.check_finite(0.5, "setting A", "epoch 2") == 0.5
+    with pytest.raises(UserError, match="no checkpoint had been written yet") as e:
+        run.check_finite(float("nan"), "setting A", "epoch 2")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path}: the loss of setting A became NaN at epoch 2; ")
+    assert "\n" not in msg and msg.endswith(
+        "lower the learning rate, or rerun with --resume if it was a fluke"
+    )
+    run.save({})
+    with pytest.raises(UserError, match=r"became inf at step 7; .*kept \(.*last\.pt\)"):
+        run.check_finite(float("inf"), "byol pre-training", "step 7")
 
 
 def test_the_run_folder_is_acted_on_before_training(tmp_path):

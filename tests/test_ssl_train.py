@@ -155,6 +155,7 @@ def _stop_after_checkpoint(monkeypatch, at_step: int) -> None:
     monkeypatch.setattr(ckpt, "atomic_save", save)
 
 
+@pytest.mark.slow
 def test_resumed_byol_run_repeats_the_uninterrupted_one(data, tmp_path, monkeypatch):
     whole = run_pretrain(
         "byol", data, tmp_path / "whole", CFG, profile="smoke", steps=10, progress=False
@@ -302,6 +303,7 @@ def test_finetune_settings_need_the_right_backbone(data, tmp_path, byol_run):
         )
 
 
+@pytest.mark.slow
 def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     run = tmp_path / "E"
     calls = {"n": 0}
@@ -371,6 +373,7 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     assert best["val_acc"] == s["best_val_acc"] and len(best["classes"]) == 65
 
 
+@pytest.mark.slow
 def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_run, monkeypatch):
     kw = dict(profile="smoke", backbone=byol_run["run_dir"], epochs=3, progress=False)
     whole = FT.run_finetune("C", data, tmp_path / "whole", CFG, **kw)

@@ -19,17 +19,15 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..atomic import atomic_write_text, write_atomic
 from ..config import CorpusGen
 from ..errors import UserError
-from ..results import atomic_write_text
 from .csvimages import load_rgb, read_csv
 
 SHAPES = ("circle", "triangle", "square", "star", "cross", "ring", "crescent", "bar")
@@ -414,8 +412,4 @@ def preview(
             tiles.append(np.concatenate(imgs, axis=1))
     grid = np.concatenate(tiles, axis=0)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_png.parent, suffix=".png")
-    os.close(fd)
-    Image.fromarray(grid).save(tmp)
-    os.replace(tmp, out_png)
-    return out_png
+    return write_atomic(out_png, lambda f: Image.fromarray(grid).save(f, format="PNG"))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -32,6 +31,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..atomic import write_atomic
 from ..errors import UserError
 from .outdir import make_tmp, replace_dir
 from .raytrace import Capsule, Cylinder, Ellipsoid, Light, Material, Scene, shade
@@ -338,7 +338,4 @@ def preview(
     row = np.concatenate(sum([[im, gap] for im in imgs], [])[:-1], axis=1)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp")
-    Image.fromarray(row).save(tmp, format="PNG")
-    os.replace(tmp, out_png)
-    return out_png
+    return write_atomic(out_png, lambda f: Image.fromarray(row).save(f, format="PNG"))

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..atomic import write_atomic
 from ..config import NerfConfig
 from ..data.blender import BACKGROUNDS, Cameras, read_transforms
 from ..errors import UserError
@@ -119,9 +120,7 @@ def check_out_dir(out: Path, run: Path) -> None:
 
 
 def _save_png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(arr).save(tmp)
-    tmp.replace(path)
+    write_atomic(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
 def render_transforms(

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..config import get_profile, profile_name, resolve_device
 from ..data.blender import BACKGROUNDS, load_split, read_transforms
 from ..errors import UserError
-from ..results import atomic_write_text, write_result
+from ..results import write_result
 from ..runs import FRESH, NERF_TRAIN, RESUME, REUSE, plan_run, start_fresh
 from . import render as R
 from .images import load_run, near_far, orbit_cameras, render_image, render_transforms
@@ -110,7 +110,12 @@ def train_run(
     if plan.action == FRESH:
         start_fresh(run, NERF_TRAIN)  # train() writes settings.json once the data has loaded
     t0 = time.perf_counter()
-    result = train(
+
+    def report() -> dict:  # into done.json with the rest: a run without it is unfinished
+        v = val_psnr(run, data_dir, profile, device=dev, progress=progress)
+        return {"val_psnr": v, "seconds": time.perf_counter() - t0, "reused": False}
+
+    return train(
         data_dir,
         run,
         cfg,
@@ -124,12 +129,8 @@ def train_run(
         progress=progress,
         settings=settings,
         on_row=on_row,
+        report=report,
     )
-    result["val_psnr"] = val_psnr(run, data_dir, profile, device=dev, progress=progress)
-    result["seconds"] = time.perf_counter() - t0
-    result["reused"] = False
-    atomic_write_text(run / "done.json", json.dumps(result))
-    return result
 
 
 @torch.no_grad()

@@ -2,8 +2,11 @@
 
 A run directory holds ``settings.json``, ``checkpoint.pt`` (the latest state, written
 atomically every few hundred iterations), ``coarse.pt`` and ``fine.pt`` (finished stages) and
-``done.json`` (history and timings). ``--stepsize`` and ``--fine-voxels`` set the fine stage,
-so runs of the step-size/voxel sweep can share one coarse stage.
+``done.json`` (history, timings and the caller's report, e.g. the val PSNR). ``done.json`` is
+written once, last, with everything in it: until then ``checkpoint.pt`` says how far the run
+got, ending with the stage :data:`TRAINED` (``fine.pt`` on disk, only the report left to do).
+``--stepsize`` and ``--fine-voxels`` set the fine stage, so runs of the step-size/voxel sweep
+can share one coarse stage.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..config import DVGOStage, NerfConfig
 from ..data.blender import BACKGROUNDS
-from ..errors import UserError
+from ..errors import UserError, check_finite
 from ..memory import keep_freed_memory
 from ..results import atomic_save, atomic_write_text
 from . import grid as G
@@ -35,8 +38,8 @@ CKPT_EVERY = 500  # iterations between checkpoints
 CKPT_SECONDS = 120.0  # ... or seconds, whichever comes first
 
 
-class NanLoss(Exception):
-    pass
+#: checkpoint.pt's stage once fine.pt is written: a resume only makes the report and done.json
+TRAINED = "trained"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +91,7 @@ def optimise_step(
     mse = R.photometric_loss(out["rgb"], tgt)
     entropy = R.entropy_loss(out["T_last"])
     loss = mse + st.weight_entropy * entropy + st.weight_rgbper * out["rgbper"]
-    if not torch.isfinite(loss):
-        raise NanLoss(where)
+    check_finite(float(loss.detach()), job.run, "DVGO training", where, job.ck_path)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if pervoxel_lr is not None:
@@ -275,7 +277,7 @@ def _start(ck: dict | None, device: str) -> tuple[dict[str, Any], VoxelModel | N
 
 
 def _finish(job: Job, model: VoxelModel, state: dict, bg_name: str, settings: dict) -> dict:
-    """``fine.pt`` and ``done.json``; the checkpoint goes."""
+    """``fine.pt``, then the checkpoint marking the run :data:`TRAINED` with its record."""
     extra = {
         "orig_size": list(job.data.orig_size),
         "train_size": list(job.data.size),
@@ -292,9 +294,18 @@ def _finish(job: Job, model: VoxelModel, state: dict, bg_name: str, settings: di
         **{k: state.get(k) for k in keys},
         "settings": settings,
     }
-    atomic_write_text(job.run / "done.json", json.dumps(result))
-    if job.ck_path.is_file():
-        job.ck_path.unlink()
+    # the model is fine.pt: this checkpoint only says training is over and what it recorded
+    atomic_save(
+        {"state": {"stage": TRAINED, "result": result}, "args": {}, "model": {}}, job.ck_path
+    )
+    return result
+
+
+def _done(run: Path, result: dict, report: Callable[[], dict] | None) -> dict:
+    """The caller's report added, ``done.json`` written (once, whole), the checkpoint removed."""
+    result = {**result, **(report() if report is not None else {})}
+    atomic_write_text(run / "done.json", json.dumps(result))
+    (run / "checkpoint.pt").unlink(missing_ok=True)
     return result
 
 
@@ -313,6 +324,7 @@ def train(
     progress: bool = True,
     settings: dict | None = None,
     on_row: Callable[[dict], None] | None = None,
+    report: Callable[[], dict] | None = None,
 ) -> dict:
     """Train coarse then fine DVGO on ``data_dir``; returns ``{"history", "timings", ...}``.
 
@@ -321,6 +333,8 @@ def train(
     bit for bit (timings aside). A NaN loss stops with :class:`UserError`, keeping the last good
     checkpoint. ``coarse_from``: a finished ``coarse.pt`` of identical coarse settings to reuse.
     The caller checks that ``run_dir`` may be written (:func:`hw4lib.nerf.jobs.train_run` does).
+    ``report()``, called once ``fine.pt`` is written, adds its keys (the val PSNR) to the result
+    before ``done.json`` is written; a run interrupted in it resumes with ``report()`` alone.
     """
     run = Path(run_dir)
     if device == "cpu":
@@ -332,6 +346,8 @@ def train(
     # read the checkpoint before anything is written: a refused or torn one leaves the folder
     # exactly as it was
     ck = load_resume_checkpoint(ck_path) if ck_path.is_file() else None
+    if ck is not None and ck["state"].get("stage") == TRAINED:  # only the report was left
+        return _done(run, ck["state"]["result"], report)
     torch.manual_seed(cfg.seed)
     data = ray_data(Path(data_dir), cfg, bg_name, downscale, device)
     fine_st = dataclasses.replace(
@@ -341,15 +357,8 @@ def train(
     atomic_write_text(run / "settings.json", json.dumps(settings, indent=2, default=str))
     job = Job(run, data, cfg, BACKGROUNDS[bg_name], device, progress, on_row)
     state, model = _start(ck, device)
-    try:
-        if state["stage"] == "coarse":
-            coarse_stage(job, state, model, coarse_from)
-            model = None
-        model = fine_stage(job, state, model, fine_st)
-    except NanLoss as e:
-        where = ck_path if ck_path.is_file() else "none yet"
-        raise UserError(
-            f"{run}: the loss became NaN at {e}; training stopped, the last good "
-            f"checkpoint is kept ({where}); rerun with --resume or lower the learning rate"
-        ) from None
-    return _finish(job, model, state, bg_name, settings)
+    if state["stage"] == "coarse":
+        coarse_stage(job, state, model, coarse_from)
+        model = None
+    model = fine_stage(job, state, model, fine_st)
+    return _done(run, _finish(job, model, state, bg_name, settings), report)

@@ -316,7 +316,7 @@ def _epoch(job: _Job, run: loop.RunLoop, e: int) -> dict:
     set_train_mode(job.model, job.settings["frozen"])
     train_loss = _train_epoch(run, inp.net, inp.train_loader, inp.prepare, job.device)
     run.sched.step()
-    loop.check_finite(train_loss, f"setting {job.setting}", f"epoch {e}")
+    run.check_finite(train_loss, f"setting {job.setting}", f"epoch {e}")
     val_loss, val_acc = evaluate(inp.net, inp.val_loader, job.device, inp.prepare_val)
     return {
         "epoch": e,

@@ -7,14 +7,13 @@ seconds. Each loop keeps only what is its own: its data, its step, its records.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, check_finite
 from ..runs import RESUME, RunKind, RunPlan
 from . import checkpoint as ckpt
 from .distributed import Dist
@@ -109,10 +108,8 @@ class RunLoop:
             )
         self.last_save = time.perf_counter()
 
-
-def check_finite(loss: float, what: str, where: str) -> float:
-    """``loss``, or a RuntimeError saying ``what`` diverged ``where`` (the last checkpoint is
-    kept: a lower learning rate is the fix)."""
-    if not math.isfinite(loss):
-        raise RuntimeError(f"{what} diverged at {where} (loss {loss}); lower the learning rate")
-    return loss
+    def check_finite(self, loss: float, what: str, where: str) -> float:
+        """``loss``, or the project's one-line :class:`UserError` naming the run, ``where`` and
+        ``last.pt``: called before anything is written, so that checkpoint stays the last good
+        one."""
+        return check_finite(loss, self.run_dir, what, where, self.run_dir / "last.pt")

@@ -505,41 +505,43 @@ def _train(
     t_all = t0 = run.start_clock()
     n_imgs, tot, cnt = 0, torch.zeros((), device=dev), 0
     bar = tqdm(total=total, initial=step, desc=f"{method} pre-training", disable=not progress)
-    while step < total:
-        batches, epoch_order = _epoch_batches(job.loader, step, epoch_order)
-        model.train()
-        for x, y in batches:
-            x, y = to_float(x.to(dev, non_blocking=True)), y.to(dev, non_blocking=True)
-            loss = fwd(x) if method == "byol" else F.cross_entropy(fwd(aug(x)), y)
-            run.step(loss)
-            run.sched.step()
-            if method == "byol":
-                model.update_moving_average()
-            tot, cnt, step = tot + loss.detach(), cnt + 1, step + 1
-            n_imgs += x.shape[0] * d.world
-            bar.update(1)
-            if step in job.settings.get("snapshots", ()) and d.main:
-                _save_backbone(job, model, snapshot_path(job.run_dir, step))
-            if step % job.log_every and step % per_epoch and step != total:
-                continue
-            mean_loss = loop.check_finite(
-                d.mean(tot / cnt), f"{method} pre-training", f"step {step}"
-            )
-            history.append(_row(job, run, knn, step, mean_loss, time.perf_counter() - t0))
-            if on_row is not None and d.main:
-                on_row(history[-1])
-            tot, cnt, t0 = torch.zeros((), device=dev), 0, time.perf_counter()
-            bar.set_postfix(
-                loss=f"{mean_loss:.3f}",
-                knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-",
-            )
-            _checkpoint(job, run, d, step, history, epoch_order, step in (total, pause_at))
-            d.barrier()
-            while step == pause_at:  # the test kills the launcher here
-                time.sleep(1.0)
-            if step == total:
-                break
-    bar.close()
+    try:  # closed on an error too, so that the one-line error starts a line of its own
+        while step < total:
+            batches, epoch_order = _epoch_batches(job.loader, step, epoch_order)
+            model.train()
+            for x, y in batches:
+                x, y = to_float(x.to(dev, non_blocking=True)), y.to(dev, non_blocking=True)
+                loss = fwd(x) if method == "byol" else F.cross_entropy(fwd(aug(x)), y)
+                run.step(loss)
+                run.sched.step()
+                if method == "byol":
+                    model.update_moving_average()
+                tot, cnt, step = tot + loss.detach(), cnt + 1, step + 1
+                n_imgs += x.shape[0] * d.world
+                bar.update(1)
+                if step in job.settings.get("snapshots", ()) and d.main:
+                    _save_backbone(job, model, snapshot_path(job.run_dir, step))
+                if step % job.log_every and step % per_epoch and step != total:
+                    continue
+                mean_loss = run.check_finite(
+                    d.mean(tot / cnt), f"{method} pre-training", f"step {step}"
+                )
+                history.append(_row(job, run, knn, step, mean_loss, time.perf_counter() - t0))
+                if on_row is not None and d.main:
+                    on_row(history[-1])
+                tot, cnt, t0 = torch.zeros((), device=dev), 0, time.perf_counter()
+                bar.set_postfix(
+                    loss=f"{mean_loss:.3f}",
+                    knn=f"{history[-1]['knn']:.3f}" if history[-1]["knn"] is not None else "-",
+                )
+                _checkpoint(job, run, d, step, history, epoch_order, step in (total, pause_at))
+                d.barrier()
+                while step == pause_at:  # the test kills the launcher here
+                    time.sleep(1.0)
+                if step == total:
+                    break
+    finally:
+        bar.close()
     return _finish(job, d, model, history, time.perf_counter() - t_all, n_imgs)
 
 
