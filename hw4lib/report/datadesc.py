@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..config import Profile
 from ..data.generated import describe_source
 
@@ -109,9 +109,7 @@ def record(fig_dir: Path, problem: str, text: str) -> str:
     path = Path(fig_dir) / DATA_FILE
     data = recorded(fig_dir)
     data[problem] = text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     return text
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import PROJECT_ROOT
+from ..atomic import atomic_write_text
 from ..errors import UserError
 
 #: the profile whose outputs the committed notebooks carry
@@ -159,9 +160,7 @@ def publish_notebooks(executed: Path, dest: Path, profile: str = PUBLISHED_PROFI
         nb = clean(json.loads(src.read_text()), profile)
         if bad := problems(nb, profile):
             raise UserError(f"{src}: not published: {'; '.join(bad)}")
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-        tmp.replace(target)
+        atomic_write_text(target, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         written.append(target)
     return written
 

@@ -15,7 +15,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -214,15 +214,26 @@ class _Inputs:
     val_loader: DataLoader
 
 
+def _plain_batches(ds: ImageSet, size: int = 64) -> Iterator[torch.Tensor]:
+    """``ds``'s images in order, in batches of ``size``; a last batch of one joins the one
+    before (BatchNorm in training mode needs two values a channel)."""
+    chunks = [list(range(i, min(i + size, len(ds)))) for i in range(0, len(ds), size)]
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        last = chunks.pop()
+        chunks[-1] += last
+    for c in chunks:
+        yield torch.stack([ds[i][0] for i in c])
+
+
 def _inputs(
     model: nn.Module, train: ImageSet, val: ImageSet, settings: dict, cfg: SSLConfig, device: str
 ) -> _Inputs:
     """The whole model on images, or, frozen without augmentation, only its head on the
     backbone's features (computed once: without augmentation they never change)."""
     augment = BatchAugment(spec_from_dict(settings["augment"])) if settings["augment"] else None
-    if settings.get("bn_restats"):
-        plain = make_loader(train, 64, shuffle=False, drop_last=False, workers=0, device=device)
-        restat_batchnorm(PooledFeatures(model), (image_input(x.to(device)) for x, _ in plain))
+    if settings.get("bn_restats") and len(train) > 1:  # one image has no variance
+        batches = (image_input(x.to(device)) for x in _plain_batches(train))
+        restat_batchnorm(PooledFeatures(model), batches)
     on_features = settings["frozen"] and augment is None
     net, prepare, prepare_val = (
         (model.fc, _identity, _identity)
