@@ -47,3 +47,25 @@ def test_table_and_figure_name_each_data_set(tmp_path):
     assert "PACS cartoon" in fig._suptitle.get_text()
     labels = axes[0].get_legend_handles_labels()[1]
     assert labels == ["A: from scratch", "C: BYOL, full fine-tuning", "E: BYOL, frozen + linear"]
+
+
+def test_a_recorded_curve_reads_back_with_its_provenance_and_findings(tmp_path):
+    from hw4lib.report import recorded
+    from hw4lib.report.ssl_curve import curve_findings, record_curve, recorded_curves
+
+    doc = _doc("mini60")
+    record_curve(
+        doc, "mini60: 64 classes -> cartoon", "python tools/ssl_variants.py", 12.3, tmp_path
+    )
+    table, prov = recorded.load("ssl_curve_mini60", tmp_path)
+    assert prov["data"] == "mini60: 64 classes -> cartoon" and prov["minutes"] == 12.3
+    assert all(prov[k] for k in recorded.PROVENANCE) and "cores" in prov["cpu"]
+    assert list(table["byol steps"]) == [150, 450]
+    (back,) = recorded_curves(tmp_path)
+    assert back["summary"] == doc["summary"]
+    # C beats A in both seeds at both budgets; E only at 450 (0.6 vs 0.5), ties A at 150
+    (line,) = curve_findings([back])
+    assert line.startswith("mini60: both hold in every seed from 450 BYOL steps")
+    assert "150 steps (1.0 min): C>A 2/2, E>A 0/2" in line
+    never = {**back, "summary": back["summary"][:1]}
+    assert "do not both hold" in curve_findings([never])[0]

@@ -298,8 +298,8 @@ BREAKS = (
         "snapshot_late",
         "a budget-curve snapshot holds the backbone one step after its budget",
         "hw4lib/ssl/pretrain.py",
-        "                if step in job.settings.get(\"snapshots\", ()) and d.main:\n",
-        "                if step - 1 in job.settings.get(\"snapshots\", ()) and d.main:\n",
+        '                if step in job.settings.get("snapshots", ()) and d.main:\n',
+        '                if step - 1 in job.settings.get("snapshots", ()) and d.main:\n',
         ("tests/test_ssl_curve.py", "-k", "snapshot"),
     ),
     Break(

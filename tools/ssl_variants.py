@@ -21,6 +21,8 @@ from pathlib import Path
 from hw4lib.config import get_profile
 from hw4lib.data.generated import course_root
 from hw4lib.data.variants import cut_mini, resplit_office
+from hw4lib.report.datadesc import _csv_counts, ssl_data
+from hw4lib.report.ssl_curve import record_curve
 from hw4lib.ssl.curve import budget_curve, summarize
 
 
@@ -38,6 +40,33 @@ def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
     )
 
 
+def describe(name: str, root: Path, profile: str) -> str:
+    """The variant's data in words: its pre-training corpus and fine-tuning set."""
+    mini = _csv_counts(root / "mini" / "train.csv")
+    pre = f"BYOL on {mini[1]} images ({mini[0]} classes)" if mini else "BYOL on mini"
+    office = ssl_data(get_profile(profile), root).replace(f"{root.name}/", "")
+    return f"{name}: {pre} -> {office}"
+
+
+def command(a: argparse.Namespace, name: str) -> str:
+    return (
+        f"python tools/ssl_variants.py --base {a.base.name} --variants {name} "
+        f"--budgets {a.budgets} --seeds {a.seeds}"
+    )
+
+
+def run_minutes(a: argparse.Namespace, name: str) -> float:
+    """Minutes the variant's runs trained (its shared pre-trainings included), from run.json."""
+    runs = [a.out / "runs" / name]
+    if name.startswith("resplit"):
+        runs.append(a.out / "runs" / a.base.name)
+    secs = 0.0
+    for r in runs:
+        for f in r.rglob("run.json"):
+            secs += json.loads(f.read_text()).get("seconds") or 0.0
+    return secs / 60
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, type=Path)
@@ -46,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="150,450,1000")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--profile", default=None)
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="also write each curve to figures/recorded/ssl_curve_<variant>.{csv,json}",
+    )
     a = ap.parse_args(argv)
     prof = get_profile(a.profile).name
     names = (a.variants or f"{a.base.name},mini60,resplit1,generated").split(",")
@@ -66,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             pretrain_data=a.base.resolve() if shared else None,
             pretrain_runs=a.out / "runs" / a.base.name if shared else None,
         )
-        doc = {"variant": name, "data": str(root), "profile": prof, "rows": rows}
+        doc = {"variant": name, "profile": prof, "rows": rows}
         doc["summary"] = summarize(rows)
         (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
+        if a.record:
+            record_curve(doc, describe(name, root, prof), command(a, name), run_minutes(a, name))
         for r in doc["summary"]:
             print(
                 f"{name:<18} {r['byol_steps']:>5} steps {r['byol_minutes']:6.2f} min  "

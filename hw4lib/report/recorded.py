@@ -8,6 +8,7 @@ provenance: :data:`PROVENANCE` keys). Nothing here runs anything.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,37 @@ from ..errors import UserError
 RECORDED = PROJECT_ROOT / "figures" / "recorded"
 #: what a recorded table must say about itself
 PROVENANCE = ("data", "command", "commit", "date", "cpu", "minutes")
+
+
+def provenance(data: str, command: str, minutes: float) -> dict[str, Any]:
+    """:data:`PROVENANCE` for a result measured now, here: this checkout's commit, today's
+    date, this machine's CPU model."""
+    import datetime
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "data": data,
+        "command": command,
+        "commit": commit or "unknown (no git)",
+        "date": datetime.date.today().isoformat(),
+        "cpu": f"{cpu or 'unknown CPU'}, {os.cpu_count()} cores",
+        "minutes": round(minutes, 1),
+    }
 
 
 def names(root: Path = RECORDED) -> list[str]:

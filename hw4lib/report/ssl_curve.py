@@ -4,11 +4,15 @@ panel per data set (``tools/ssl_variants.py`` writes one JSON document per data 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from ..atomic import atomic_write_text
+from .recorded import RECORDED, names, provenance
 
 #: what each setting is, in the legend
 LABELS = {"A": "A: from scratch", "C": "C: BYOL, full fine-tuning", "E": "E: BYOL, frozen + linear"}
@@ -18,6 +22,48 @@ def load_curves(folder: str | Path) -> list[dict]:
     """Every curve document (``<variant>.json``) in ``folder``, by variant name."""
     docs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
     return [d for d in docs if "summary" in d and "variant" in d]
+
+
+def record_curve(
+    doc: Mapping[str, Any], data: str, command: str, minutes: float, root: Path = RECORDED
+) -> Path:
+    """``root/ssl_curve_<variant>.csv`` (its :func:`curve_table`) and ``.json`` (provenance,
+    rows and summary): a measured curve, for the notebooks to show as recorded."""
+    stem = Path(root) / f"ssl_curve_{doc['variant']}"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stem.with_suffix(".csv"), curve_table([doc]).to_csv(index=False))
+    meta = {**doc, **provenance(data, command, minutes)}
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
+    return stem.with_suffix(".json")
+
+
+def recorded_curves(root: Path = RECORDED) -> list[dict]:
+    """The curve documents recorded in ``root`` (``ssl_curve_<data>.json``: provenance plus the
+    curve's rows and summary)."""
+    docs = [json.loads((Path(root) / f"{n}.json").read_text()) for n in names(root)]
+    return [d for d in docs if "summary" in d and "variant" in d]
+
+
+def curve_findings(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """For each data set, whether C > A and E > A hold in every seed at each budget, and the
+    smallest budget from which both hold at every larger one (if any)."""
+    out = []
+    for d in docs:
+        s = d["summary"]
+        ok = [r["C>A"] == r["seeds"] and r["E>A"] == r["seeds"] for r in s]
+        parts = [
+            f"{r['byol_steps']} steps ({r['byol_minutes']:.1f} min): C>A {r['C>A']}/{r['seeds']}, "
+            f"E>A {r['E>A']}/{r['seeds']}"
+            for r in s
+        ]
+        first = next((i for i in range(len(s)) if all(ok[i:])), None)
+        verdict = (
+            f"both hold in every seed from {s[first]['byol_steps']} BYOL steps"
+            if first is not None
+            else "C > A and E > A do not both hold in every seed at the largest budget"
+        )
+        out.append(f"{d['variant']}: {verdict} ({'; '.join(parts)})")
+    return out
 
 
 def curve_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -50,7 +96,11 @@ def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
             sd = [r[key + "_sd"] for r in s]
             ax.errorbar(x, y, yerr=sd, fmt=style, capsize=3, label=LABELS[key])
         n = s[0]["seeds"]
-        ax.set(title=f"{d['variant']} ({n} seeds)", xlabel="BYOL pre-training, CPU minutes")
+        head = f"{d['variant']} ({n} seeds)"
+        if d.get("data"):  # a recorded curve says what it was measured on
+            head += "\n" + textwrap.fill(d["data"], 48)
+        ax.set_title(head, fontsize=9)
+        ax.set_xlabel("BYOL pre-training, CPU minutes")
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("best val accuracy (mean ± sd)")
