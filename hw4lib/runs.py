@@ -34,6 +34,17 @@ class RunKind:
     done: str  # the finished run's record (JSON), written last
     product: str  # what a finished run is for
     restart: str  # how the user starts a run over, for the messages
+    numbered: str = ""  # a regex for further names it writes (backbone snapshots); "" = none
+
+    def writes(self, name: str) -> bool:
+        """Whether ``name`` is a file this command writes in its run folder."""
+        return name in self.files or bool(self.numbered and re.fullmatch(self.numbered, name))
+
+    def extra(self, run: Path) -> list[Path]:
+        """The numbered files (:attr:`numbered`) in ``run``."""
+        if not self.numbered or not run.is_dir():
+            return []
+        return sorted(p for p in run.iterdir() if re.fullmatch(self.numbered, p.name))
 
 
 NERF_TRAIN = RunKind(
@@ -53,6 +64,7 @@ SSL_PRETRAIN = RunKind(
     "run.json",
     "backbone.pt",
     "add --force to start it afresh",
+    r"backbone_step\d+\.pt",  # budget-curve snapshots (hw4lib.ssl.curve)
 )
 SSL_FINETUNE = RunKind(
     "hw4 ssl finetune",
@@ -75,7 +87,7 @@ def kind_of_settings(settings: dict) -> RunKind | None:
 
 
 def _others_with(name: str, kind: RunKind) -> list[str]:
-    return [k.command for k in KINDS if k is not kind and name in k.files]
+    return [k.command for k in KINDS if k is not kind and k.writes(name)]
 
 
 def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
@@ -90,7 +102,7 @@ def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
     for p in sorted(run.iterdir()):
         m = _TMP.match(p.name)
         name = m.group("name") if m and p.is_file() else p.name
-        if p.is_file() and name in kind.files:
+        if p.is_file() and kind.writes(name):
             continue
         others = _others_with(name, kind) if p.is_file() else []
         what = (
@@ -243,5 +255,7 @@ def start_fresh(run_dir: str | Path, kind: RunKind, settings: dict | None = None
     run = Path(run_dir)
     for name in sorted(kind.files - {SETTINGS}):
         (run / name).unlink(missing_ok=True)
+    for p in kind.extra(run):
+        p.unlink()
     if settings is not None:
         atomic_write_text(run / SETTINGS, json.dumps(normal(settings), indent=2, sort_keys=True))

@@ -86,6 +86,13 @@ def test_snapshot_is_the_backbone_of_the_shorter_run(data, tmp_path):
     assert any(not torch.equal(snap[k], end4[k]) for k in snap if snap[k].is_floating_point())
     with pytest.raises(UserError, match="between 1 and 3"):
         run_pretrain("byol", data, tmp_path / "bad", cfg, steps=4, snapshots=(4,), **kw)
+    # the folder is the run's own (reused as it is); started afresh, old snapshots go
+    again = run_pretrain("byol", data, tmp_path / "long", cfg, steps=4, snapshots=(2,), **kw)
+    assert again["seconds"] == long["seconds"]  # read back, not trained again
+    run_pretrain("byol", data, tmp_path / "long", cfg, steps=4, snapshots=(3,), force=True, **kw)
+    assert sorted(p.name for p in (tmp_path / "long").glob("backbone_step*")) == [
+        "backbone_step3.pt"
+    ]
 
 
 def test_summary_by_hand():

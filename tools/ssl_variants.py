@@ -2,7 +2,8 @@
 root, then run the budget curve (A, C, E against BYOL's steps, over seeds) on each.
 
     python tools/ssl_variants.py --base ../shared/data/p2_dev --out results/ssl_variants \\
-        [--variants p2_dev,mini60,resplit1,generated] [--budgets 150,450,1000] [--seeds 0,1,2]
+        [--variants p2_dev,mini60,resplit1,generated] [--budgets 150,450,1000] [--seeds 0,1,2] \\
+        [--record figures/recorded]
 
 Variants: the base as is; ``mini60``: its pre-training corpus cut to 60 images a class (the
 size of a set that reversed the ordering); ``resplit<k>``: its downstream images split again
@@ -77,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None)
     ap.add_argument(
         "--record",
-        action="store_true",
-        help="also write each curve to figures/recorded/ssl_curve_<variant>.{csv,json}",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write each curve, with its provenance, to DIR/ssl_curve_<variant>.{csv,json} "
+        "(the published ones: figures/recorded)",
     )
     a = ap.parse_args(argv)
     prof = get_profile(a.profile).name
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         doc["summary"] = summarize(rows)
         (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
         if a.record:
-            record_curve(doc, describe(name, root, prof), command(a, name), run_minutes(a, name))
+            data, minutes = describe(name, root, prof), run_minutes(a, name)
+            record_curve(doc, data, command(a, name), minutes, a.record)
         for r in doc["summary"]:
             print(
                 f"{name:<18} {r['byol_steps']:>5} steps {r['byol_minutes']:6.2f} min  "
