@@ -161,9 +161,9 @@ ITEMS: tuple[Item, ...] = (
         "ssl_budget_curve",
         "figure",
         "05_downstream_AE",
-        "Recorded, not run by make report: best val accuracy of A, C and E against BYOL's CPU "
-        "minutes, mean ± sd over 3 seeds, one panel per real data set (its title names it; "
-        "figures/recorded/ssl_curve_*.json says how it was made).",
+        "Recorded, not run by make report: best val accuracy of A, C and E against BYOL's "
+        "steps, mean ± sd over 3 seeds, one panel per real data set (its title names it; "
+        "figures/recorded/ssl_curve_*.json says how, where and in how many minutes).",
     ),
 )
 

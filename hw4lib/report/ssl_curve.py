@@ -84,13 +84,14 @@ def curve_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
     """One panel per data set: best val accuracy (mean ± sd over seeds) of A, C and E against
-    BYOL's CPU minutes; A does not pre-train, so it is one level across the panel."""
+    BYOL's optimizer steps (exact, where minutes depend on the machine and its load: the table
+    and the title say them); A does not pre-train, so it is one level across the panel."""
     fig, axes = plt.subplots(
         1, len(docs), figsize=(4.2 * len(docs), 3.6), squeeze=False, sharey=True
     )
     for ax, d in zip(axes[0], docs):
         s = d["summary"]
-        x = [r["byol_minutes"] for r in s]
+        x = [r["byol_steps"] for r in s]
         for key, style in (("A", "--"), ("C", "-o"), ("E", "-s")):
             y = [r[key] for r in s]
             sd = [r[key + "_sd"] for r in s]
@@ -100,7 +101,7 @@ def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
         if d.get("data"):  # a recorded curve says what it was measured on
             head += "\n" + textwrap.fill(d["data"], 48)
         ax.set_title(head, fontsize=9)
-        ax.set_xlabel("BYOL pre-training, CPU minutes")
+        ax.set_xlabel("BYOL pre-training steps (batch 64)")
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("best val accuracy (mean ± sd)")
