@@ -30,7 +30,17 @@ def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys
     args = ["--base", str(base), "--out", str(out), "--budgets", "1,2", "--seeds", "0"]
     assert (
         _tool().main(
-            args + ["--variants", "base,mini1,resplit3", "--profile", "smoke", "--record", str(rec)]
+            args
+            + [
+                "--variants",
+                "base,mini1,resplit3",
+                "--profile",
+                "smoke",
+                "--record",
+                str(rec),
+                "--about",
+                "tiny corpora",
+            ]
         )
         == 0
     )
@@ -40,7 +50,7 @@ def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys
         doc = json.loads((out / f"{name}.json").read_text())
         assert [r["byol_steps"] for r in doc["summary"]] == [1, 2]
         table, prov = load(f"ssl_curve_{name}", rec)
-        assert prov["data"].startswith(f"{name}: BYOL on ") and len(table) == 2
+        assert prov["data"].startswith("tiny corpora: BYOL on ") and len(table) == 2
     # the cut corpus pre-trained on 1 image a class; the re-split reused the base's BYOL run
     assert "BYOL on 64 images (64 classes)" in load("ssl_curve_mini1", rec)[1]["data"]
     assert not (out / "runs" / "resplit3" / "seed0" / "pretrain_byol").exists()

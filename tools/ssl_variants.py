@@ -41,18 +41,19 @@ def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
     )
 
 
-def describe(name: str, root: Path, profile: str) -> str:
-    """The variant's data in words: its pre-training corpus and fine-tuning set."""
+def describe(name: str, root: Path, profile: str, about: str) -> str:
+    """The variant's data in words: what the base holds, its pre-training corpus and
+    fine-tuning set as counted."""
     mini = _csv_counts(root / "mini" / "train.csv")
     pre = f"BYOL on {mini[1]} images ({mini[0]} classes)" if mini else "BYOL on mini"
-    office = ssl_data(get_profile(profile), root).replace(f"{root.name}/", "")
-    return f"{name}: {pre} -> {office}"
+    office = ssl_data(get_profile(profile), root).replace(f"{root.name}/office, ", "")
+    return f"{about + ': ' if about else ''}{pre} -> {office}"
 
 
 def command(a: argparse.Namespace, name: str) -> str:
     return (
         f"python tools/ssl_variants.py --base {a.base.name} --variants {name} "
-        f"--budgets {a.budgets} --seeds {a.seeds}"
+        f"--budgets {a.budgets} --seeds {a.seeds}" + (f" --about '{a.about}'" if a.about else "")
     )
 
 
@@ -76,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="150,450,1000")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--profile", default=None)
+    ap.add_argument(
+        "--about",
+        default="",
+        help="what the base data is, for the records, e.g. 'Tiny-ImageNet -> PACS cartoon'",
+    )
     ap.add_argument(
         "--record",
         type=Path,
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         doc["summary"] = summarize(rows)
         (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
         if a.record:
-            data, minutes = describe(name, root, prof), run_minutes(a, name)
+            about = "generated corpora" if name == "generated" else a.about
+            data, minutes = describe(name, root, prof, about), run_minutes(a, name)
             record_curve(doc, data, command(a, name), minutes, a.record)
         for r in doc["summary"]:
             print(

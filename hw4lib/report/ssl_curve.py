@@ -103,6 +103,8 @@ def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
         ax.set_title(head, fontsize=9)
         ax.set_xlabel("BYOL pre-training steps (batch 64)")
         ax.set_xscale("log")
+        ax.set_xticks(x, [str(v) for v in x])  # the budgets themselves, not powers of ten
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("best val accuracy (mean ± sd)")
     axes[0][0].legend(fontsize=8)
