@@ -22,7 +22,7 @@ from typing import Any
 from .errors import UserError
 from .results import atomic_write_text
 
-SETTINGS = "settings.json"  # what every run was asked to do, written when it starts
+SETTINGS_FILE = "settings.json"  # what every run was asked to do, written when it starts
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class RunKind:
 
 NERF_TRAIN = RunKind(
     "hw4 nerf train",
-    frozenset({SETTINGS, "checkpoint.pt", "coarse.pt", "fine.pt", "done.json"}),
+    frozenset({SETTINGS_FILE, "checkpoint.pt", "coarse.pt", "fine.pt", "done.json"}),
     lambda s: "nerf" in s and "stepsize" in s and "fine_voxels" in s,
     "checkpoint.pt",
     "done.json",
@@ -58,7 +58,7 @@ NERF_TRAIN = RunKind(
 )
 SSL_PRETRAIN = RunKind(
     "hw4 ssl pretrain",
-    frozenset({SETTINGS, "last.pt", "backbone.pt", "run.json"}),
+    frozenset({SETTINGS_FILE, "last.pt", "backbone.pt", "run.json"}),
     lambda s: s.get("method") in ("byol", "supervised") and "setting" not in s,
     "last.pt",
     "run.json",
@@ -68,7 +68,7 @@ SSL_PRETRAIN = RunKind(
 )
 SSL_FINETUNE = RunKind(
     "hw4 ssl finetune",
-    frozenset({SETTINGS, "last.pt", "best.pt", "run.json"}),
+    frozenset({SETTINGS_FILE, "last.pt", "best.pt", "run.json"}),
     lambda s: s.get("setting") in tuple("ABCDE") and "frozen" in s,
     "last.pt",
     "run.json",
@@ -113,7 +113,7 @@ def check_run_dir(run_dir: str | Path, kind: RunKind) -> None:
         raise UserError(
             f"{p}: {what}; `{kind.command}` writes only into an empty folder or its own run; {fix}"
         )
-    sfile = run / SETTINGS
+    sfile = run / SETTINGS_FILE
     if sfile.is_file():
         try:
             settings = json.loads(sfile.read_text())
@@ -205,14 +205,14 @@ def plan_run(
     check_run_dir(run, kind)
     if force:
         return RunPlan(FRESH)
-    want, sfile = normal(settings), run / SETTINGS
+    want, sfile = normal(settings), run / SETTINGS_FILE
     old = _json(sfile)  # None when missing (check_run_dir refused an unreadable one)
     same = old == want
     has_ckpt = (run / kind.checkpoint).is_file()
     done = _json(run / kind.done) if same and (run / kind.product).is_file() else None
     if isinstance(done, dict) and not (resume and has_ckpt):
         return RunPlan(REUSE, done)
-    left = sorted(f for f in kind.files - {SETTINGS} if (run / f).is_file())
+    left = sorted(f for f in kind.files - {SETTINGS_FILE} if (run / f).is_file())
     if cache and not resume:
         if left and not same:
             return RunPlan(FRESH)
@@ -240,7 +240,7 @@ def plan_run(
             "--resume to continue it, or choose another --out"
         )
     if left and not same:
-        d = "; ".join(settings_diff(old, want)[:3]) if old is not None else f"no {SETTINGS}"
+        d = "; ".join(settings_diff(old, want)[:3]) if old is not None else f"no {SETTINGS_FILE}"
         raise UserError(
             f"{run}: already holds a run with other settings ({d}); choose "
             f"another --out, or {kind.restart}"
@@ -253,9 +253,11 @@ def start_fresh(run_dir: str | Path, kind: RunKind, settings: dict | None = None
     record: nothing else, :func:`check_run_dir` having passed) and, given ``settings``, record
     them as the new run's ``settings.json``."""
     run = Path(run_dir)
-    for name in sorted(kind.files - {SETTINGS}):
+    for name in sorted(kind.files - {SETTINGS_FILE}):
         (run / name).unlink(missing_ok=True)
     for p in kind.extra(run):
         p.unlink()
     if settings is not None:
-        atomic_write_text(run / SETTINGS, json.dumps(normal(settings), indent=2, sort_keys=True))
+        atomic_write_text(
+            run / SETTINGS_FILE, json.dumps(normal(settings), indent=2, sort_keys=True)
+        )

@@ -265,7 +265,7 @@ def r18_state() -> dict:
 
 @pytest.mark.parametrize("setting", list("ABCDE"))
 def test_setting_trainable_parameters(setting, r18_state):
-    method, frozen = FT.SETTINGS[setting]
+    method, frozen = FT.AE_SETTINGS[setting]
     bstate = None if method is None else r18_state
     m = FT.setting_classifier(setting, "resnet18", 5, bstate)
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}

@@ -15,6 +15,9 @@ from typing import Mapping
 from ..errors import UserError
 from .datadesc import DATA_FILE, recorded
 
+#: an item drawn from figures/recorded/ (results measured elsewhere), not from this run's data
+RECORDED_DATA = "recorded"
+
 
 @dataclass(frozen=True)
 class Item:
@@ -164,6 +167,7 @@ ITEMS: tuple[Item, ...] = (
         "Recorded, not run by make report: best val accuracy of A, C and E against BYOL's "
         "steps, mean ± sd over 3 seeds, one panel per real data set (its title names it; "
         "figures/recorded/ssl_curve_*.json says how, where and in how many minutes).",
+        data=RECORDED_DATA,
     ),
 )
 
@@ -172,6 +176,8 @@ def data_of(item: Item, data: Mapping[str, str]) -> str:
     """What ``item`` shows, from the notebooks' record (``data.json``)."""
     if not item.data:
         return "generated (see caption)"
+    if item.data == RECORDED_DATA:
+        return "recorded elsewhere: real data sets named in each panel (figures/recorded/)"
     return data.get(item.data, "not recorded (made before data.json)")
 
 

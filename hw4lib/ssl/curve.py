@@ -1,9 +1,9 @@
 """The budget curve: accuracy of settings A, C and E against BYOL's budget, over seeds.
 
 One BYOL run per seed goes to the largest budget and saves its backbone at the smaller ones
-(``snapshots``); C and E fine-tune from each. With the report's schedule (StepLR, 0.2 % every
-100 steps) the learning rate barely moves, so the snapshot at step N is the backbone of an
-N-step run bit for bit (same data order, same draws): one run gives every point.
+(``snapshots``); C and E fine-tune from each. The report's schedule (StepLR) depends on the step
+alone, not on the run's length, so the snapshot at step N is the backbone of an N-step run bit
+for bit (same data order, same draws): one run gives every point.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..errors import UserError
 from . import jobs
 from .pretrain import snapshot_path
 
-SETTINGS = ("A", "C", "E")
+CURVE_SETTINGS = ("A", "C", "E")
 
 
 def _curve_seed(
@@ -28,7 +28,9 @@ def _curve_seed(
     kw: dict,
     tag: str,
     pretrain: tuple[Path, Path],
-):
+) -> list[dict]:
+    """One seed's rows: BYOL to the largest budget (on ``pretrain``'s data, in its runs folder),
+    A once, C and E from every budget's backbone."""
     top = budgets[-1]
     pretrain_data, pretrain_runs = pretrain
     byol_dir = pretrain_runs / f"seed{seed}" / "pretrain_byol"
@@ -110,7 +112,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "byol_minutes": round(statistics.mean(r["byol_minutes"] for r in rs), 2),
             "seeds": len(rs),
         }
-        for x in SETTINGS:
+        for x in CURVE_SETTINGS:
             v = [r[x] for r in rs]
             row[x] = statistics.mean(v)
             row[f"{x}_sd"] = statistics.stdev(v) if len(v) > 1 else math.nan

@@ -42,7 +42,7 @@ from .models import (
 )
 
 #: setting -> (pre-training method of its backbone or None, backbone frozen?)
-SETTINGS: dict[str, tuple[str | None, bool]] = {
+AE_SETTINGS: dict[str, tuple[str | None, bool]] = {
     "A": (None, False),
     "B": ("supervised", False),
     "C": ("byol", False),
@@ -105,7 +105,7 @@ def setting_classifier(
 ) -> nn.Module:
     """The setting's classifier with ``requires_grad`` set as the table says; ``head_norm``
     (frozen settings only) standardises the features before the linear head."""
-    method, frozen = SETTINGS[setting]
+    method, frozen = AE_SETTINGS[setting]
     if (method is None) != (backbone_state is None):
         raise ValueError(
             f"setting {setting} {'takes no' if method is None else 'needs a'} backbone"
@@ -127,9 +127,9 @@ def finetune_settings(
     epochs: int | None = None,
     seed: int = 0,
 ) -> dict:
-    if setting not in SETTINGS:
+    if setting not in AE_SETTINGS:
         raise UserError(f"unknown setting {setting!r}: choose one of A, B, C, D, E")
-    method, frozen = SETTINGS[setting]
+    method, frozen = AE_SETTINGS[setting]
     if method is None and backbone_file is not None:
         raise UserError(f"setting A trains from scratch: drop --backbone {backbone_file}")
     if method is not None and backbone_file is None:

@@ -26,7 +26,7 @@ from ..parallel import Job, run_jobs
 from ..results import write_result
 from ..runs import REUSE, SSL_FINETUNE, SSL_PRETRAIN, plan_run
 from .distributed import is_main_process, refuse_many
-from .finetune import DESCRIPTIONS, SETTINGS, finetune_settings, resolve_backbone, run_finetune
+from .finetune import AE_SETTINGS, DESCRIPTIONS, finetune_settings, resolve_backbone, run_finetune
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
 
 
@@ -207,7 +207,7 @@ def study_jobs(
                 )
             )
         for setting in ("C", "A", "B", "E", "D"):
-            method = SETTINGS[setting][0]
+            method = AE_SETTINGS[setting][0]
             out.append(
                 Job(
                     f"finetune {setting}{tag}",
@@ -339,7 +339,7 @@ def table(runs_root: str | Path):
 
     runs = finetune_runs(runs_root)
     rows = []
-    for setting in SETTINGS:
+    for setting in AE_SETTINGS:
         rs = [r for r in runs if r["setting"] == setting]
         if not rs:
             continue
