@@ -115,6 +115,14 @@ ITEMS: tuple[Item, ...] = (
         "nerf",
     ),
     Item(
+        "nerf_worst_views",
+        "figure",
+        "03_dvgo_metrics",
+        "The three worst val views of that table rendered: ground truth, render, error map (one "
+        "colour bar) and depth.",
+        data="nerf",
+    ),
+    Item(
         "nerf_sweep_strip",
         "figure",
         "03_dvgo_metrics",
