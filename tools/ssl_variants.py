@@ -22,7 +22,7 @@ from pathlib import Path
 from hw4lib.config import get_profile
 from hw4lib.data.generated import course_root
 from hw4lib.data.variants import cut_mini, resplit_office
-from hw4lib.report.datadesc import _csv_counts, ssl_data
+from hw4lib.report.datadesc import ssl_curve_data
 from hw4lib.report.ssl_curve import record_curve
 from hw4lib.ssl.curve import budget_curve, summarize
 
@@ -39,15 +39,6 @@ def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
     raise SystemExit(
         f"error: unknown variant {name!r}; use {base.name}, miniN, resplitK or generated"
     )
-
-
-def describe(name: str, root: Path, profile: str, about: str) -> str:
-    """The variant's data in words: what the base holds, its pre-training corpus and
-    fine-tuning set as counted."""
-    mini = _csv_counts(root / "mini" / "train.csv")
-    pre = f"BYOL on {mini[1]} images ({mini[0]} classes)" if mini else "BYOL on mini"
-    office = ssl_data(get_profile(profile), root).replace(f"{root.name}/office, ", "")
-    return f"{about + ': ' if about else ''}{pre} -> {office}"
 
 
 def command(a: argparse.Namespace, name: str) -> str:
@@ -115,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
         if a.record:
             about = "generated corpora" if name == "generated" else a.about
-            data, minutes = describe(name, root, prof, about), run_minutes(a, name)
+            data = ssl_curve_data(get_profile(prof), root, about)
+            minutes = run_minutes(a, name)
             record_curve(doc, data, command(a, name), minutes, a.record)
         for r in doc["summary"]:
             print(

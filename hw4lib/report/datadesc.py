@@ -95,12 +95,25 @@ def ssl_data(cfg: Profile, root: str | Path) -> str:
             f"generated office corpus, {GENERATED_OFFICE_CLASSES} classes x "
             f"{c.office_train_per_class} train / {c.office_val_per_class} val, {scale}"
         )
+    return ", ".join(x for x in (f"{root.name}/office", _office_counts(root), scale) if x)
+
+
+def _office_counts(root: Path) -> str | None:
+    """``N classes, T train / V val images`` of a real ``office`` part, as its csvs say."""
     train = _csv_counts(root / "office" / "train.csv")
     val = _csv_counts(root / "office" / "val.csv")
-    counts = (
-        f"{train[0]} classes, {train[1]} train / {val[1]} val images" if train and val else None
-    )
-    return ", ".join(x for x in (f"{root.name}/office", counts, scale) if x)
+    return f"{train[0]} classes, {train[1]} train / {val[1]} val images" if train and val else None
+
+
+def ssl_curve_data(cfg: Profile, root: str | Path, about: str = "") -> str:
+    """A budget curve's data (``tools/ssl_variants.py``): what the set is (``about``), the
+    pre-training corpus and the fine-tuning images as counted, the backbone's scale."""
+    root = Path(root)
+    mini = _csv_counts(root / "mini" / "train.csv")
+    pre = f"BYOL on {mini[1]} images ({mini[0]} classes)" if mini else "BYOL on mini"
+    scale = f"{_arch(cfg.ssl.backbone)} at {cfg.ssl.image_size} px"
+    office = ", ".join(x for x in (_office_counts(root), scale) if x)
+    return f"{about + ': ' if about else ''}{pre} -> {office}"
 
 
 def record(fig_dir: Path, problem: str, text: str) -> str:

@@ -28,14 +28,9 @@ def provenance(data: str, command: str, minutes: float) -> dict[str, Any]:
     date, this machine's CPU model."""
     import datetime
     import platform
-    import subprocess
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit = ""
+    from ..results import git_commit
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -47,7 +42,7 @@ def provenance(data: str, command: str, minutes: float) -> dict[str, Any]:
     return {
         "data": data,
         "command": command,
-        "commit": commit or "unknown (no git)",
+        "commit": git_commit(),
         "date": datetime.date.today().isoformat(),
         "cpu": f"{cpu or 'unknown CPU'}, {os.cpu_count()} cores",
         "minutes": round(minutes, 1),
