@@ -411,5 +411,4 @@ def preview(
             imgs += [np.full((size, size, 3), 255, np.uint8)] * (per_class - len(imgs))
             tiles.append(np.concatenate(imgs, axis=1))
     grid = np.concatenate(tiles, axis=0)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(out_png, lambda f: Image.fromarray(grid).save(f, format="PNG"))

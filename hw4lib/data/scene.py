@@ -337,5 +337,4 @@ def preview(
     gap = np.full((imgs.shape[1], max(2, imgs.shape[2] // 25), 3), 255, np.uint8)
     row = np.concatenate(sum([[im, gap] for im in imgs], [])[:-1], axis=1)
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(out_png, lambda f: Image.fromarray(row).save(f, format="PNG"))

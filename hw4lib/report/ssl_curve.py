@@ -30,7 +30,6 @@ def record_curve(
     """``root/ssl_curve_<variant>.csv`` (its :func:`curve_table`) and ``.json`` (provenance,
     rows and summary): a measured curve, for the notebooks to show as recorded."""
     stem = Path(root) / f"ssl_curve_{doc['variant']}"
-    Path(root).mkdir(parents=True, exist_ok=True)
     atomic_write_text(stem.with_suffix(".csv"), curve_table([doc]).to_csv(index=False))
     meta = {**doc, **provenance(data, command, minutes)}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
