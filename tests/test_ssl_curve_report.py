@@ -51,7 +51,7 @@ def test_table_and_figure_name_each_data_set(tmp_path):
 
 def test_a_recorded_curve_reads_back_with_its_provenance_and_findings(tmp_path):
     from hw4lib.report import recorded
-    from hw4lib.report.ssl_curve import curve_findings, record_curve, recorded_curves
+    from hw4lib.report.ssl_curve import budget_findings, record_curve, recorded_curves
 
     doc = _doc("mini60")
     record_curve(
@@ -64,8 +64,8 @@ def test_a_recorded_curve_reads_back_with_its_provenance_and_findings(tmp_path):
     (back,) = recorded_curves(tmp_path)
     assert back["summary"] == doc["summary"]
     # C beats A in both seeds at both budgets; E only at 450 (0.6 vs 0.5), ties A at 150
-    (line,) = curve_findings([back])
+    (line,) = budget_findings([back])
     assert line.startswith("mini60: both hold in every seed from 450 BYOL steps")
     assert "150 steps (1.0 min): C>A 2/2, E>A 0/2" in line
     never = {**back, "summary": back["summary"][:1]}
-    assert "do not both hold" in curve_findings([never])[0]
+    assert "do not both hold" in budget_findings([never])[0]

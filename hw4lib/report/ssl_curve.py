@@ -43,7 +43,7 @@ def recorded_curves(root: Path = RECORDED) -> list[dict]:
     return [d for d in docs if "summary" in d and "variant" in d]
 
 
-def curve_findings(docs: Sequence[Mapping[str, Any]]) -> list[str]:
+def budget_findings(docs: Sequence[Mapping[str, Any]]) -> list[str]:
     """For each data set, whether C > A and E > A hold in every seed at each budget, and the
     smallest budget from which both hold at every larger one (if any)."""
     out = []
