@@ -18,12 +18,6 @@ from .recorded import RECORDED, names, provenance
 LABELS = {"A": "A: from scratch", "C": "C: BYOL, full fine-tuning", "E": "E: BYOL, frozen + linear"}
 
 
-def load_curves(folder: str | Path) -> list[dict]:
-    """Every curve document (``<variant>.json``) in ``folder``, by variant name."""
-    docs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
-    return [d for d in docs if "summary" in d and "variant" in d]
-
-
 def record_curve(
     doc: Mapping[str, Any], data: str, command: str, minutes: float, root: Path = RECORDED
 ) -> Path:
