@@ -1,5 +1,6 @@
-"""The SSL budget curve as a figure and a table: settings A, C and E against BYOL's minutes, one
-panel per data set (``tools/ssl_variants.py`` writes one JSON document per data set)."""
+"""The SSL budget curve as a figure and a table: settings A, C and E against BYOL's steps, one
+panel per data set; ``tools/ssl_variants.py --record`` writes each curve, with its provenance,
+as a recorded result (``figures/recorded/ssl_curve_<set>``)."""
 
 from __future__ import annotations
 
