@@ -55,3 +55,30 @@ def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys
     assert "BYOL on 64 images (64 classes)" in load("ssl_curve_mini1", rec)[1]["data"]
     assert not (out / "runs" / "resplit3" / "seed0" / "pretrain_byol").exists()
     assert (out / "runs" / "base" / "seed0" / "pretrain_byol" / "backbone_step1.pt").is_file()
+
+
+def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "tools" / "ssl_variants.py"),
+            "--base",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--variants",
+            "miniabc",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        f"error: --variants 'miniabc': unknown variant; use {tmp_path.name}, miniN, resplitK or "
+        "generated"
+    ]
+    assert not (out / "data").exists()

@@ -16,29 +16,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from hw4lib.config import get_profile
 from hw4lib.data.generated import course_root
 from hw4lib.data.variants import cut_mini, resplit_office
+from hw4lib.errors import UserError
 from hw4lib.report.datadesc import ssl_curve_data
 from hw4lib.report.ssl_curve import record_curve
 from hw4lib.ssl.curve import budget_curve, summarize
 
 
 def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
+    """The data root of variant ``name`` of ``base`` (made under ``out/data`` when needed)."""
     if name == base.name:
         return base
     if name == "generated":
         return course_root(None, profile, ("mini", "office"))
-    if name.startswith("mini"):
-        return cut_mini(base, out / "data" / f"{base.name}-{name}", int(name[4:]), seed=0)
-    if name.startswith("resplit"):
-        return resplit_office(base, out / "data" / f"{base.name}-{name}", int(name[7:]))
-    raise SystemExit(
-        f"error: unknown variant {name!r}; use {base.name}, miniN, resplitK or generated"
-    )
+    m = re.fullmatch(r"(mini|resplit)(\d+)", name)
+    if m is None:
+        raise UserError(
+            f"--variants {name!r}: unknown variant; use {base.name}, miniN, resplitK or generated"
+        )
+    kind, n = m.group(1), int(m.group(2))
+    dest = out / "data" / f"{base.name}-{name}"
+    return cut_mini(base, dest, n, seed=0) if kind == "mini" else resplit_office(base, dest, n)
 
 
 def command(a: argparse.Namespace, name: str) -> str:
@@ -120,4 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as e:  # the project's contract: one line, exit 2, nothing overwritten
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
