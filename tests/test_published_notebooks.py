@@ -10,6 +10,7 @@ notebooks back; run it alone after publishing:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,12 @@ def test_report_page_is_exported_from_the_cleaned_notebook(tmp_path, monkeypatch
     assert "runs/quick/nerf" in html and str(PROJECT_ROOT.resolve()) not in html
     assert "/root/.cache" not in html and "dvgo fine: 0%" not in html
     assert [p.name for p in dest.iterdir()] == ["report.html"]  # the cleaned copy is gone
+
+
+def test_a_clone_anywhere_is_scrubbed_to_project_relative_paths():
+    """CI clones to a folder under no usual prefix (``/check/...``): its paths still go."""
+    root = Path("/check/work/main")
+    text = "run: /check/work/main/runs/quick/nerf\nelse: /check/other/x.pt\n"
+    assert published.scrub(text, root) == "run: runs/quick/nerf\nelse: /check/other/x.pt\n"
+    assert published.machine_path(root).search("see /check/work/main/a")
+    assert not published.machine_path(root).search("iVBOR/check/work/main+AAA=")  # base64

@@ -26,11 +26,29 @@ WIDGET_MIMES = (
 )
 #: output types that hold text (image data is base64 and never scanned)
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
-#: an absolute path on some machine (not inside base64: no letter, digit, +, / or = before it)
-MACHINE_PATH = re.compile(
-    r"(?<![\w+/=.~-])(?:/work|/root|/home|/tmp|/Users|/private|/var/folders|/mnt|/opt)"
-    r"(?:/[^\s'\"<>()\[\],;:`]*)?"
+#: where machine paths usually start (the project's own folder is added wherever it lives)
+MACHINE_PREFIXES = (
+    "/work",
+    "/root",
+    "/home",
+    "/tmp",
+    "/Users",
+    "/private",
+    "/var/folders",
+    "/mnt",
+    "/opt",
 )
+
+
+def machine_path(root: Path = PROJECT_ROOT) -> re.Pattern[str]:
+    """An absolute path on some machine: under a usual prefix or the project's folder ``root``
+    (a clone may live anywhere), not inside base64 (no letter, digit, +, / or = before it)."""
+    starts = sorted({*MACHINE_PREFIXES, str(root.resolve())}, key=len, reverse=True)
+    return re.compile(
+        r"(?<![\w+/=.~-])(?:" + "|".join(map(re.escape, starts)) + r")(?:/[^\s'\"<>()\[\],;:`]*)?"
+    )
+
+
 #: what only a smoke-profile run prints (its stage table, sweep grid and profile name)
 SMOKE_MARKS = (
     re.compile(r"profile: smoke\b"),
@@ -53,7 +71,7 @@ def shown(path_text: str, root: Path = PROJECT_ROOT) -> str:
 
 def scrub(text: str, root: Path = PROJECT_ROOT) -> str:
     """``text`` with every machine path replaced by :func:`shown`."""
-    return MACHINE_PATH.sub(lambda m: shown(m.group(0), root), text)
+    return machine_path(root).sub(lambda m: shown(m.group(0), root), text)
 
 
 def _join(v: Any) -> str:
@@ -132,7 +150,7 @@ def problems(nb: dict[str, Any], profile: str = PUBLISHED_PROFILE) -> list[str]:
         for mark in SMOKE_MARKS:
             if m := mark.search(t):
                 found.append(f"smoke-profile output: {m.group(0)!r}")
-        for m in MACHINE_PATH.finditer(t):
+        for m in machine_path().finditer(t):
             found.append(f"machine path in an output: {m.group(0)!r}")
     if "widgets" in nb.get("metadata", {}):
         found.append("widget state in the metadata")
