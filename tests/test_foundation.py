@@ -325,18 +325,19 @@ def _cell_text(path) -> str:
 
 @pytest.mark.slow
 def test_report_runs_the_two_chains_side_by_side_then_the_rest(chained_notebooks):
+    from hw4lib.parallel import Workers
     from hw4lib.report.runner import plan
 
     out = chained_notebooks / "reports" / "smoke"
     nbs = sorted((chained_notebooks / "notebooks").glob("*.ipynb"))
-    chains, rest = plan(nbs, 2)
+    chains, rest, w = plan(nbs, 2)
     assert [[p.name[:2] for p in c] for c in chains] == [["01", "02"], ["04", "05"]]
-    assert [p.name[:2] for p in rest] == ["06"]
-    assert plan(nbs, 1) == ([], nbs)
+    assert [p.name[:2] for p in rest] == ["06"] and w.count == 2
+    assert plan(nbs, 1) == ([], nbs, Workers(1))
     r = _cli("report", "--profile", "smoke", "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert "2 chains side by side" in r.stderr
-    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
     t = {}
     for p in nbs:
         text = _cell_text(out / p.name)

@@ -309,7 +309,7 @@ def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     out, log = capsys.readouterr()
     assert [line.split()[0] for line in out.strip().splitlines()[1:]] == list("ABCDE")
     events = [line.split("s  ", 1)[1] for line in log.splitlines() if "[hw4 ssl study]" in line]
-    # both pre-trainings start before any job ends; C and E wait for BYOL, B and D for supervised
+    # both pre-trainings start before any task ends; C and E wait for BYOL, B and D for supervised
     assert events[:2] == ["start pretrain byol", "start pretrain supervised"]
     for setting, method in (("C", "byol"), ("E", "byol"), ("B", "supervised"), ("D", "supervised")):
         assert events.index(f"done pretrain {method}") < events.index(f"start finetune {setting}")
@@ -317,9 +317,9 @@ def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     from hw4lib.ssl import jobs as J
 
     calls = []
-    real = J.run_jobs
+    real = J.run_tasks
     monkeypatch.setattr(
-        J, "run_jobs", lambda js, workers, **kw: calls.append(workers) or real(js, workers, **kw)
+        J, "run_tasks", lambda ts, w, **kw: calls.append(w.count) or real(ts, w, **kw)
     )
     assert (
         main(

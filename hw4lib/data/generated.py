@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -122,25 +121,22 @@ def prepare_generated(
     extra: tuple = (),
     workers: int | None = None,
 ) -> dict[str, Path]:
-    """Make the missing or stale generated ``parts`` side by side in worker processes; returns
-    each part's folder (``images``: the one holding ``mini/`` and ``office/``).
+    """Make the missing or stale generated ``parts`` side by side in worker processes
+    (:mod:`hw4lib.parallel`); returns each part's folder (``images``: the one holding ``mini/``
+    and ``office/``).
 
-    Each generator is single-threaded numpy, so on 2 cores two of them at once take about half
-    the time. ``extra`` holds more zero-argument picklable callables to run in the same pool
-    (the report builds the C++ kernels there). Each part still writes into a temporary folder
-    renamed into place, so workers never see each other's half-made data.
+    ``extra`` holds more zero-argument picklable callables to run beside them (the report builds
+    the C++ kernels there). Each part still writes into a temporary folder renamed into place,
+    so workers never see each other's half-made data. A worker's error is raised as it was (a
+    ``UserError`` keeps its one-line message).
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from ..parallel import Task, plan_workers, run_tasks
 
-    workers = workers or min(len(parts) + len(extra), os.cpu_count() or 1)
-    # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        made = {p: pool.submit(_make_part, profile, p) for p in parts}
-        others = [pool.submit(f) for f in extra]
-        for f in others:
-            f.result()  # re-raises a worker's error (a UserError keeps its one-line message)
-        return {p: Path(f.result()) for p, f in made.items()}
+    tasks = [Task(p, _make_part, {"profile": profile, "part": p}) for p in parts]
+    tasks += [Task(f"extra {i}", f) for i, f in enumerate(extra)]
+    w = plan_workers("generators", len(tasks), count=workers)
+    made = run_tasks(tasks, w, label="hw4 data prepare")
+    return {p: Path(made[p]) for p in parts}
 
 
 def missing_parts(root: Path, need: tuple[str, ...]) -> list[str]:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import PROJECT_ROOT, env
+from ..config import resolve_device
 from ..errors import UserError
+from ..parallel import Task, Workers, plan_workers, run_tasks
 
 KERNEL_NAME = "hw4"
 _NB = re.compile(r"^(\d\d)_.+\.ipynb$")
@@ -188,32 +190,17 @@ def _data_previews(profile: str) -> None:
 CHAINS = (("01", "02", "03"), ("04", "05"))
 
 
-def default_jobs() -> int:
-    """Chains at once: 2 on a machine with 2+ cores (each then uses half of them), else 1.
-
-    Measured on 2 cores: one thread instead of two makes DVGO only 1.24x and BYOL 1.56x
-    slower (small convolutions and per-step work do not keep two cores busy), so two one-thread
-    chains side by side finish sooner: the quick report from nothing took 13.7 min this way and
-    18.5 min one notebook at a time on two threads.
-    """
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
-
-
 def _run_chain(
     chain: list[Path],
     out_dir: Path,
     params: dict,
     kernel: str,
     keep_going: bool,
-    threads: int | None,
     t0: float,
     progress: bool,
 ) -> tuple[list[Path], list]:
     """Run notebooks in order (stopping at a failure unless ``keep_going``); in a worker process
-    when chains run side by side, with ``threads`` CPU threads for its kernels."""
-    if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)  # the kernel subprocesses inherit them
+    when chains run side by side (its kernels inherit the worker's thread count and device)."""
     done, failures = [], []
     for nb in chain:
         print(
@@ -236,16 +223,37 @@ def _run_chain(
     return done, failures
 
 
-def plan(nbs: list[Path], jobs: int) -> tuple[list[list[Path]], list[Path]]:
-    """(chains to run side by side, notebooks to run one by one afterwards)."""
-    if jobs < 2:
-        return [], list(nbs)
+def _run_chains(chains: list[list[Path]], w: Workers, args: tuple) -> tuple[list[Path], list]:
+    """The chains side by side (:mod:`hw4lib.parallel`); their notebooks and failures."""
+    names = "; ".join(" -> ".join(nb.stem[:2] for nb in c) for c in chains)
+    print(
+        f"[hw4 report] {len(chains)} chains side by side ({w.threads} thread(s) each): {names}",
+        file=sys.stderr,
+        flush=True,
+    )
+    tasks = [
+        Task(f"chain {i}", _run_chain, dict(zip(_CHAIN_ARGS, (c, *args, False))))
+        for i, c in enumerate(chains)
+    ]
+    out = run_tasks(tasks, w, label="hw4 report")
+    return [nb for d, _ in out.values() for nb in d], [f for _, fl in out.values() for f in fl]
+
+
+_CHAIN_ARGS = ("chain", "out_dir", "params", "kernel", "keep_going", "t0", "progress")
+
+
+def plan(
+    nbs: list[Path], jobs: int | None, device: str = "cpu"
+) -> tuple[list[list[Path]], list[Path], Workers]:
+    """(chains to run side by side, notebooks to run one by one afterwards, the workers for the
+    chains: :func:`hw4lib.parallel.plan_workers`'s rule unless ``jobs`` says how many)."""
     chains = [[nb for nb in nbs if nb.name[:2] in ids] for ids in CHAINS]
     chains = [c for c in chains if c]
-    if len(chains) < 2:
-        return [], list(nbs)
+    w = plan_workers("report_chains", len(chains), device, count=jobs)
+    if w.count < 2 or len(chains) < 2:
+        return [], list(nbs), Workers(1)
     chained = {nb for c in chains for nb in c}
-    return chains, [nb for nb in nbs if nb not in chained]
+    return chains, [nb for nb in nbs if nb not in chained], w
 
 
 def run_report(
@@ -260,8 +268,9 @@ def run_report(
 ) -> tuple[list[Path], list[NotebookFailure]]:
     """Run the selected notebooks; returns (executed notebooks, failures).
 
-    With ``jobs`` > 1 (default :func:`default_jobs`) the :data:`CHAINS` run side by side, each
-    in order, then the rest; with 1, every notebook in order. A failure stops its chain (and
+    The :data:`CHAINS` run side by side, each in order, then the rest, when
+    :func:`hw4lib.parallel.plan_workers` says it pays (``jobs``: how many at once; 1: every
+    notebook in order). A failure stops its chain (and
     what comes after the chains) unless ``keep_going``."""
     if data_dir and not Path(data_dir).is_dir():
         raise UserError(
@@ -283,30 +292,12 @@ def run_report(
     t0 = time.time()
     if only is None and notebooks_dir() == PROJECT_ROOT / "notebooks":  # what ours need
         _prepare_inputs(profile, data_dir)
-    chains, rest = plan(nbs, default_jobs() if jobs is None else jobs)
-    done, failures = [], []
-    if chains:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
-        threads = max(1, (os.cpu_count() or 1) // len(chains))
-        print(
-            f"[hw4 report] {len(chains)} chains side by side ({threads} thread(s) each): "
-            + "; ".join(" -> ".join(nb.stem[:2] for nb in c) for c in chains),
-            file=sys.stderr,
-            flush=True,
-        )
-        with ProcessPoolExecutor(len(chains), mp_context=get_context("spawn")) as pool:
-            futures = [
-                pool.submit(_run_chain, c, out_dir, params, kernel, keep_going, threads, t0, False)
-                for c in chains
-            ]
-            for f in futures:
-                d, fl = f.result()
-                done += d
-                failures += fl
+    chains, rest, w = plan(nbs, jobs, resolve_device(device))
+    done, failures = (
+        _run_chains(chains, w, (out_dir, params, kernel, keep_going, t0)) if chains else ([], [])
+    )
     if not failures or keep_going:
-        d, fl = _run_chain(rest, out_dir, params, kernel, keep_going, None, t0, progress)
+        d, fl = _run_chain(rest, out_dir, params, kernel, keep_going, t0, progress)
         done += d
         failures += fl
     html = [nb for nb in done if nb.name.startswith("06_")]

@@ -17,21 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from .. import PROJECT_ROOT
 from ..config import get_profile, resolve_device
 from ..errors import UserError
-from ..parallel import Job, run_jobs
+from ..parallel import Task, plan_workers, run_tasks
 from ..results import write_result
 from ..runs import REUSE, SSL_FINETUNE, SSL_PRETRAIN, plan_run
 from .distributed import is_main_process, refuse_many
 from .finetune import AE_SETTINGS, DESCRIPTIONS, finetune_settings, resolve_backbone, run_finetune
 from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
-
-
-def torch_threads() -> int:
-    return torch.get_num_threads()
 
 
 def default_runs_root(profile: str) -> Path:
@@ -172,7 +166,7 @@ def finetune(
     return s
 
 
-def study_jobs(
+def study_tasks(
     data_root: str | Path,
     runs_root: Path,
     profile: str,
@@ -181,7 +175,7 @@ def study_jobs(
     force: bool = False,
     progress: bool = True,
     replace_stale: bool = True,
-) -> list[Job]:
+) -> list[Task]:
     """The study as a job graph, in priority order: each seed's BYOL first (with C after it, the
     longest chain), then the supervised backbone, then the fine-tunings that wait on nothing
     or on it."""
@@ -200,7 +194,7 @@ def study_jobs(
         tag = f" (seed {seed})" if len(seeds) > 1 else ""
         for m in ("byol", "supervised"):
             out.append(
-                Job(
+                Task(
                     f"pretrain {m}{tag}",
                     pretrain,
                     dict(method=m, data_root=data_root, run_dir=runs[m], **kw),
@@ -209,7 +203,7 @@ def study_jobs(
         for setting in ("C", "A", "B", "E", "D"):
             method = AE_SETTINGS[setting][0]
             out.append(
-                Job(
+                Task(
                     f"finetune {setting}{tag}",
                     finetune,
                     dict(
@@ -225,7 +219,7 @@ def study_jobs(
     return out
 
 
-def _reused(job: Job, prof) -> bool:
+def _reused(job: Task, prof) -> bool:
     """Whether ``job`` would reuse a finished run (same settings) instead of training."""
     kw = job.kwargs
     if kw["force"]:
@@ -255,28 +249,22 @@ def run_study(
     """Both pre-trainings and A-E for each seed (finished runs are reused, runs made with other
     settings replaced); returns :func:`table`.
 
-    ``workers`` processes run independent jobs side by side (default 1: here, one after
-    another). A failed job skips only the jobs that need it; the first failure is raised after
-    the others finish."""
+    ``workers`` processes run independent jobs side by side (default:
+    :func:`hw4lib.parallel.plan_workers`'s rule: one at a time on a CPU). A failed job skips
+    only the jobs that need it; the first failure is raised after the others finish."""
     refuse_many("hw4 ssl study")
     prof = get_profile(profile)
     runs_root = Path(runs_root) if runs_root else default_runs_root(prof.name)
     seeds = tuple(seeds if seeds is not None else prof.ssl.seeds)
-    # one job at a time on every thread by default: at 64 px a job on two threads runs 1.9x as
-    # fast as on one, so two side by side finish later (docs/experiments.md, 2026-12-01)
-    n = 1 if workers is None else workers
-    if n < 1:
-        raise UserError(f"--jobs {n}: must be at least 1")
-    threads = max(1, torch_threads() // n)
-    jobs = study_jobs(
+    tasks = study_tasks(
         data_root, runs_root, prof.name, seeds, device, force, progress, replace_stale
     )
-    if n > 1 and all(_reused(j, prof) for j in jobs):
-        n = 1  # nothing to train: starting worker processes would cost more than reading runs
-    side_by_side = n > 1
-    if side_by_side:  # one progress bar per worker would interleave: log lines instead
-        jobs = [replace(j, kwargs={**j.kwargs, "progress": False}) for j in jobs]
-    run_jobs(jobs, workers=n, threads=threads if side_by_side else None, label="hw4 ssl study")
+    w = plan_workers("ssl_study", 2, resolve_device(device), count=workers)
+    if w.count > 1 and all(_reused(t, prof) for t in tasks):
+        w = plan_workers("ssl_study", 1)  # nothing to train: workers would cost more than reading
+    if w.count > 1:  # one progress bar per worker would interleave: log lines instead
+        tasks = [replace(t, kwargs={**t.kwargs, "progress": False}) for t in tasks]
+    run_tasks(tasks, w, label="hw4 ssl study")
     return table(runs_root)
 
 
