@@ -23,7 +23,7 @@ def register(sub) -> None:
         type=int,
         default=None,
         help="notebook chains at once (01-03 DVGO, 04-05 SSL; then 06): default 2 "
-        "on a machine with 2+ cores, 1 = every notebook in order",
+        "on a CPU with 2+ cores (measured faster) or with 2+ GPUs, 1 = every notebook in order",
     )
     p.add_argument(
         "--publish",
