@@ -200,7 +200,8 @@ def test_recorded_tables_come_with_their_provenance(tmp_path):
     table, got = recorded.load("ssl_ae_real", tmp_path)
     assert table["val acc"].tolist() == [0.5] and got["minutes"] == 12
     shown = recorded.display_objects("ssl_", tmp_path)
-    assert "recorded, not run now" in shown[0].data and "p2_dev" in shown[0].data
+    assert "recorded, not run now" in shown[0][0].data and "p2_dev" in shown[0][0].data
+    assert len(shown[0]) == 2  # no figure recorded with it
     assert recorded.display_objects("nerf_", tmp_path) == []
 
 

@@ -254,23 +254,27 @@ def activation_fits(target: np.ndarray, fits: Mapping[str, Mapping[str, Any]], d
 def val_renders(
     gts: Sequence[np.ndarray],
     preds: Sequence[np.ndarray],
-    depths: Sequence[np.ndarray],
+    depths: Sequence[np.ndarray] | None,
     names: Sequence[str],
     data: str,
 ):
-    """Ground truth, render, its error map (one colour scale, a colour bar) and depth, one
-    column per validation view."""
-    n = len(names)
-    fig, axes = plt.subplots(4, n, figsize=(2.6 * n + 1, 10.4), squeeze=False, layout="constrained")
+    """Ground truth, render, its error map (one colour scale, a colour bar) and depth (when
+    given), one column per validation view."""
+    n, rows = len(names), 3 if depths is None else 4
+    fig, axes = plt.subplots(
+        rows, n, figsize=(2.6 * n + 1, 2.6 * rows), squeeze=False, layout="constrained"
+    )
     for ax in axes.ravel():
         ax.axis("off")
-    for j, (g, p, d, name) in enumerate(zip(gts, preds, depths, names)):
-        g, p, d = (np.asarray(x, float) for x in (g, p, d))
+    for j, (g, p, name) in enumerate(zip(gts, preds, names)):
+        g, p = np.asarray(g, float), np.asarray(p, float)
         axes[0][j].imshow(np.clip(g, 0, 1))
         axes[0][j].set_title(f"ground truth {name}", fontsize=9)
         axes[1][j].imshow(np.clip(p, 0, 1))
         mse = float(((p - g) ** 2).mean())
         axes[1][j].set_title(f"DVGO ({10 * np.log10(1 / max(mse, 1e-12)):.1f} dB)", fontsize=9)
+    for j, d in enumerate(depths or []):
+        d = np.asarray(d, float)
         axes[3][j].imshow(d / max(float(d.max()), 1e-6), cmap="gray")
         axes[3][j].set_title("expected depth", fontsize=9)
     errs = [np.abs(np.asarray(p, float) - np.asarray(g, float)) for p, g in zip(preds, gts)]

@@ -78,14 +78,18 @@ def caption(name: str, prov: dict[str, Any]) -> str:
     )
 
 
-def display_objects(prefix: str, root: Path = RECORDED) -> list:
-    """IPython display objects (caption, table) for every recorded result whose name starts
-    with ``prefix``; none when nothing is recorded."""
-    from IPython.display import Markdown
+def display_objects(prefix: str, root: Path = RECORDED) -> list[list]:
+    """For every recorded result whose name starts with ``prefix``, its IPython display
+    objects: caption, table, and its figure ``NAME.png`` when there is one."""
+    from IPython.display import Image, Markdown
 
     out = []
     for name in names(root):
         if name.startswith(prefix):
             table, prov = load(name, root)
-            out += [Markdown(caption(name, prov)), table]
+            png = Path(root) / f"{name}.png"
+            out.append(
+                [Markdown(caption(name, prov)), table]
+                + ([Image(str(png))] if png.is_file() else [])
+            )
     return out
