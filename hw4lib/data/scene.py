@@ -311,11 +311,10 @@ def generate_scene(
         _check_out(out)
     world = SCENES[scene]()
     counts = {"train": n_train, "val": n_val, "test": n_test}
-    # each split its own stream: val cameras != train
-    cameras = {
-        split: sample_cameras(n, np.random.default_rng([seed, k]))
-        for k, (split, n) in enumerate(counts.items())
-        if n
+    cameras = {  # each split its own stream: val cameras != train
+        split: sample_cameras(counts[split], np.random.default_rng([seed, k]))
+        for k, split in enumerate(SPLITS)
+        if counts[split]
     }
     tmp = make_tmp(out)
     try:
