@@ -196,68 +196,45 @@ def _full() -> Profile:
     )
 
 
+def _quick_nerf(full: NerfConfig) -> NerfConfig:
+    """DVGO in minutes on 2 cores, each change from ``full`` with its reason (measured)."""
+    # The coarse stage only finds the box and free space: rays sampled every voxel (not every
+    # half voxel) cost half the points and find the same box; 1000 steps (not 400) clear the
+    # floaters that otherwise stretch the fine box 3x in z.
+    coarse = replace(full.coarse, iters=1000, num_voxels=50**3, n_rays=512, stepsize=1.0)
+    # alpha_init 1e-4 (not 1e-6): the coarse density must rise within hundreds of steps,
+    # yet stay below the 1e-3 free-space threshold where no view looks.
+    coarse = replace(coarse, alpha_init=1e-4, fast_color_thres=1e-5)
+    # Steps matter more than rays a step (2048 rays x 600 steps: 29.79 dB).
+    fine = replace(full.fine, iters=1300, num_voxels=80**3, n_rays=1024, pg_scale=(100, 200))
+    # colour threshold 1e-3 (not 1e-4): the MLP sees ~1/3 of the points, same val PSNR;
+    # rgb MLP width 64 (not 128): same val PSNR (measured 29.83 vs 29.85 dB at 1000 steps).
+    fine = replace(fine, fast_color_thres=1e-3, rgbnet_width=64, mask_refresh=False)
+    # the report's 160^3 / 120^3 / 80^3 (as it ran them) in the same ratios
+    sweep = ((0.5, 80**3), (2.0, 80**3), (4.0, 80**3), (0.5, 60**3), (0.5, 40**3))
+    nerf = replace(full, coarse=coarse, fine=fine, max_train_size=100, sweep=sweep)
+    return replace(nerf, eval_views=10, orbit_frames=24)
+
+
+def _quick_ssl(full: SSLConfig) -> SSLConfig:
+    """BYOL and A-E in minutes on 2 cores. Why each value: docs/experiments.md, 2026-12-01.
+    Kept from ``full``: BYOL's published views (the mild-colour views picked on one data set
+    lost on the next, 2026-12-06) and the report's unaugmented fine-tuning for all of A-E."""
+    # ResNet10 at 64 px: at 32 px layer4 sees 1x1 and BYOL learned nothing
+    ssl = replace(full, backbone="resnet10", image_size=64, byol_hidden=1024)
+    # budgets in optimizer steps: a larger corpus adds variety, not minutes
+    ssl = replace(ssl, pretrain_steps=250, supervised_steps=200, finetune_steps=450)
+    # the report's batches; D and E standardise the frozen features (MAE's linear probe)
+    ssl = replace(ssl, pretrain_batch=64, finetune_batch=16, probe_head_norm=True)
+    ssl = replace(ssl, knn_evals=4, knn_per_class=20, knn_k=10)
+    # images decoded once into memory; ~90-190 MB a checkpoint: writing one every epoch cost
+    # ~10% of the study
+    return replace(ssl, workers=0, cache_images=True, checkpoint_every_s=60.0)
+
+
 def _quick() -> Profile:
     full = _full()
-    nerf = replace(
-        full.nerf,
-        # alpha_init 1e-4 (not 1e-6): the coarse density must rise within hundreds of steps,
-        # yet stay below the 1e-3 free-space threshold where no view looks.
-        # The coarse stage only finds the box and free space: rays sampled every voxel (not
-        # every half voxel) cost half the points and find the same box; 1000 steps (not 400)
-        # clear the floaters that otherwise stretch the fine box 3x in z (measured).
-        coarse=replace(
-            full.nerf.coarse,
-            iters=1000,
-            num_voxels=50**3,
-            n_rays=512,
-            stepsize=1.0,
-            alpha_init=1e-4,
-            fast_color_thres=1e-5,
-        ),
-        # colour threshold 1e-3 (not 1e-4): the MLP sees ~1/3 of the points, same val PSNR;
-        # rgb MLP width 64 (not 128): same val PSNR (measured 29.83 vs 29.85 dB at 1000 steps).
-        # Steps matter more than rays a step (2048 rays x 600 steps: 29.79 dB).
-        fine=replace(
-            full.nerf.fine,
-            iters=1300,
-            num_voxels=80**3,
-            n_rays=1024,
-            fast_color_thres=1e-3,
-            pg_scale=(100, 200),
-            rgbnet_width=64,
-            mask_refresh=False,
-        ),
-        max_train_size=100,
-        # the report's 160^3 / 120^3 / 80^3 (as it ran them) in the same ratios
-        sweep=((0.5, 80**3), (2.0, 80**3), (4.0, 80**3), (0.5, 60**3), (0.5, 40**3)),
-        eval_views=10,
-        orbit_frames=24,
-    )
-    # Why each value: docs/experiments.md, 2026-12-01. ResNet10 at 64 px (at 32 px layer4 sees
-    # 1x1 and BYOL learned nothing); budgets in optimizer steps (a larger corpus adds variety,
-    # not minutes); BYOL's published views as they are (SSLConfig's defaults: the mild-colour
-    # views picked on one data set lost on the next, 2026-12-06); the
-    # report's unaugmented fine-tuning for all of A-E; D and E standardise the frozen features
-    # (MAE's linear probe).
-    ssl = replace(
-        full.ssl,
-        backbone="resnet10",
-        image_size=64,
-        pretrain_steps=250,
-        supervised_steps=200,
-        pretrain_batch=64,
-        byol_hidden=1024,
-        finetune_steps=450,
-        finetune_batch=16,
-        probe_head_norm=True,
-        knn_evals=4,
-        knn_per_class=20,
-        knn_k=10,
-        workers=0,
-        cache_images=True,
-        # ~90-190 MB a checkpoint: writing one every epoch cost ~10% of the study
-        checkpoint_every_s=60.0,
-    )
+    nerf, ssl = _quick_nerf(full.nerf), _quick_ssl(full.ssl)
     return Profile("quick", SceneGen(size=100), CorpusGen(mini_per_class=40), nerf, ssl)
 
 
@@ -271,54 +248,26 @@ def _cpu800() -> Profile:
     # 1500 steps in 45% of the time, and val rendering 7x faster. 4096 rays a step, the
     # learning rate decays 10x over the run as in DVGO's 20k steps.
     iters = 12000
-    nerf = replace(
-        full.nerf,
-        coarse=replace(full.nerf.coarse, iters=3000, n_rays=2048),
-        fine=replace(
-            full.nerf.fine,
-            iters=iters,
-            n_rays=4096,
-            fast_color_thres=1e-3,
-            rgbnet_width=64,
-            lr_decay_steps=iters,
-            pg_scale=(500, 1000, 1500, 2000),
-        ),
-        max_train_size=None,
-        sweep=full.nerf.sweep,
-        eval_views=None,
-        orbit_frames=quick.nerf.orbit_frames,
-    )
+    coarse = replace(full.nerf.coarse, iters=3000, n_rays=2048)
+    fine = replace(full.nerf.fine, iters=iters, n_rays=4096, lr_decay_steps=iters)
+    fine = replace(fine, fast_color_thres=1e-3, rgbnet_width=64, pg_scale=(500, 1000, 1500, 2000))
+    nerf = replace(full.nerf, coarse=coarse, fine=fine, max_train_size=None, eval_views=None)
+    nerf = replace(nerf, sweep=full.nerf.sweep, orbit_frames=quick.nerf.orbit_frames)
     return Profile("cpu800", full.scene, quick.corpus, nerf, quick.ssl)
 
 
 def _smoke() -> Profile:
+    """Every setting at toy size: seconds a job."""
     q = _quick()
-    nerf = replace(
-        q.nerf,
-        coarse=replace(q.nerf.coarse, iters=80, num_voxels=24**3, n_rays=256),
-        fine=replace(
-            q.nerf.fine, iters=50, num_voxels=32**3, n_rays=256, pg_scale=(20,), rgbnet_width=16
-        ),
-        max_train_size=32,
-        sweep=((0.5, 32**3), (2.0, 32**3), (4.0, 32**3), (0.5, 24**3), (0.5, 16**3)),
-        eval_views=2,
-        activation_iters=30,
-        activation_size=32,
-        orbit_frames=3,
-    )
-    ssl = replace(
-        q.ssl,
-        image_size=32,
-        pretrain_steps=6,
-        supervised_steps=3,
-        finetune_steps=None,
-        finetune_epochs=1,
-        pretrain_batch=16,
-        knn_evals=1,
-        byol_hidden=64,
-        byol_projection=32,
-        knn_per_class=2,
-    )
+    coarse = replace(q.nerf.coarse, iters=80, num_voxels=24**3, n_rays=256)
+    fine = replace(q.nerf.fine, iters=50, num_voxels=32**3, n_rays=256, pg_scale=(20,))
+    fine = replace(fine, rgbnet_width=16)
+    sweep = ((0.5, 32**3), (2.0, 32**3), (4.0, 32**3), (0.5, 24**3), (0.5, 16**3))
+    nerf = replace(q.nerf, coarse=coarse, fine=fine, max_train_size=32, sweep=sweep)
+    nerf = replace(nerf, eval_views=2, orbit_frames=3, activation_iters=30, activation_size=32)
+    ssl = replace(q.ssl, image_size=32, byol_hidden=64, byol_projection=32)
+    ssl = replace(ssl, pretrain_steps=6, supervised_steps=3, finetune_steps=None, finetune_epochs=1)
+    ssl = replace(ssl, pretrain_batch=16, knn_evals=1, knn_per_class=2)
     return Profile(
         "smoke",
         SceneGen(size=32, n_train=8, n_val=4, supersample=2),

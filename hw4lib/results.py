@@ -31,22 +31,19 @@ def results_root() -> Path:
     return env.path("HW4_RESULTS")
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    """``git *args`` in the project, its output as text (raises OSError without git)."""
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+    )
+
+
 def git_commit() -> str:
+    """The project's short commit, ``+dirty`` with uncommitted changes to tracked files;
+    ``unknown`` outside a git checkout."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+        out = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         if out.returncode == 0:
             return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

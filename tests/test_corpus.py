@@ -12,6 +12,7 @@ from PIL import Image
 
 from hw4lib.config import CorpusGen
 from hw4lib.data import corpus as C
+from hw4lib.data import drawing as D
 from hw4lib.data.csvimages import CsvImageDataset
 
 TINY = CorpusGen(mini_per_class=2, office_train_per_class=1, office_val_per_class=1, mini_size=20)
@@ -69,7 +70,7 @@ def test_office_classes_are_new_combinations_of_mini_primitives():
     mini, office = C.class_specs(0)
     triple = lambda c: (c.shape, c.texture, c.colour)  # noqa: E731
     assert not {triple(c) for c in mini} & {triple(c) for c in office}
-    for attr, values in (("shape", C.SHAPES), ("texture", C.TEXTURES), ("colour", C.COLOURS)):
+    for attr, values in (("shape", D.SHAPES), ("texture", D.TEXTURES), ("colour", D.COLOURS)):
         assert {getattr(c, attr) for c in mini} == set(values)
         assert {getattr(c, attr) for c in office} <= set(values)
     assert len({c.name for c in mini + office}) == 64 + 65
@@ -95,7 +96,7 @@ def test_shapes_are_what_they_claim():
     n = 801
     x, y = np.meshgrid(np.linspace(-1.2, 1.2, n), np.linspace(-1.2, 1.2, n))
     cell = (2.4 / (n - 1)) ** 2
-    area = lambda s: float((C.shape_distance(s, x, y) < 0).sum() * cell)  # noqa: E731
+    area = lambda s: float((D.shape_distance(s, x, y) < 0).sum() * cell)  # noqa: E731
     assert area("circle") == pytest.approx(np.pi * 0.8**2, rel=0.01)
     assert area("square") == pytest.approx(1.24**2, rel=0.01)
     assert area("ring") == pytest.approx(np.pi * (0.84**2 - 0.36**2), rel=0.01)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hw4lib import gpucheck
+from hw4lib.gpucheck import run, sections
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"
@@ -41,7 +41,7 @@ def smoke(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
 def test_smoke_writes_every_key_with_finite_positive_numbers(smoke):
     _, r = smoke
     assert (r["mode"], r["device"], r["ok"], r["failed"]) == ("smoke", "cpu", True, [])
-    for sec, keys in gpucheck.NUMERIC.items():
+    for sec, keys in run.NUMERIC.items():
         assert r[sec]["ok"] is True, r[sec]
         for k in keys:
             v = r[sec][k]
@@ -49,7 +49,7 @@ def test_smoke_writes_every_key_with_finite_positive_numbers(smoke):
     # the smoke run forces the path CUDA takes: pure torch, compared against the CPU's
     assert r["env"]["device_path"].startswith("pure torch")
     assert r["env"]["lookup_ok"] is True
-    assert r["render"]["psnr_db"] >= gpucheck.PASS_DB and r["render"]["passed"] is True
+    assert r["render"]["psnr_db"] >= sections.PASS_DB and r["render"]["passed"] is True
 
 
 def test_smoke_projections_follow_from_the_rates(smoke):
@@ -66,8 +66,9 @@ def test_smoke_projections_follow_from_the_rates(smoke):
 
 def test_smoke_prints_the_table(smoke):
     p, r = smoke
-    for _, key, label in gpucheck.ROWS:
-        assert label in p.stdout, label
+    for rows in run.ROWS.values():
+        for _, label in rows:
+            assert label in p.stdout, label
     assert "ok" in p.stdout.splitlines()[-2]
 
 
@@ -95,10 +96,10 @@ def test_a_failing_section_is_recorded_and_the_others_run(tmp_path, monkeypatch,
         raise RuntimeError("out of memory")
 
     # render is the real one: without the nerf section's model it fails on its own
-    checks = {"env": ok("env"), "nerf": boom, "render": gpucheck.check_render, "byol": ok("byol")}
-    monkeypatch.setattr(gpucheck, "CHECKS", checks)
+    checks = {"env": ok("env"), "nerf": boom, "render": sections.check_render, "byol": ok("byol")}
+    monkeypatch.setattr(run, "CHECKS", checks)
     out = tmp_path / "gpu.json"
-    assert gpucheck.main(["--smoke", "--out", str(out)]) == 1
+    assert run.main(["--smoke", "--out", str(out)]) == 1
     r = json.loads(out.read_text())
     assert ran == ["env", "nerf", "byol"]
     assert r["ok"] is False and r["failed"] == ["nerf", "render"]
@@ -116,8 +117,8 @@ def test_a_render_below_the_pass_mark_fails(tmp_path, monkeypatch):
         return {"psnr_db": 40.0, "passed": False}
 
     checks = {"env": empty, "nerf": empty, "render": low, "byol": empty}
-    monkeypatch.setattr(gpucheck, "CHECKS", checks)
+    monkeypatch.setattr(run, "CHECKS", checks)
     out = tmp_path / "gpu.json"
-    assert gpucheck.main(["--smoke", "--out", str(out)]) == 1
+    assert run.main(["--smoke", "--out", str(out)]) == 1
     r = json.loads(out.read_text())
     assert r["failed"] == ["render"] and "40.0 dB < 50.0 dB" in r["render"]["error"]

@@ -60,19 +60,62 @@ def check_scene(root: str | Path) -> CheckReport:
     return rep
 
 
-def _check_split(root: Path, split: str, rep: CheckReport) -> None:
-    path = root / f"transforms_{split}.json"
+def _read_frames(path: Path, rep: CheckReport) -> tuple[dict, list] | None:
+    """A transforms file and its frames, or None with the problem recorded."""
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         rep.problems.append(f"{path}: not valid JSON ({e})")
-        return
+        return None
     frames = meta.get("frames") if isinstance(meta, dict) else None
     if not isinstance(frames, list) or not frames:
         rep.problems.append(f"{path}: missing or empty 'frames'")
-        return
+        return None
     if "camera_angle_x" not in meta and "fl_x" not in meta:
         rep.problems.append(f"{path}: missing key 'camera_angle_x' (or 'fl_x')")
+    return meta, frames
+
+
+def _camera_distance(path: Path, i: int, matrix: object, rep: CheckReport) -> float | None:
+    """Frame ``i``'s camera distance from the origin; None if its matrix is no finite 4x4
+    (each problem recorded, a rotation part that is not orthonormal too)."""
+    try:
+        m = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        m = np.zeros(0)
+    if m.shape != (4, 4):
+        rep.problems.append(f"{path}: frame {i} transform_matrix is not a numeric 4x4 matrix")
+        return None
+    if not np.isfinite(m).all():
+        rep.problems.append(f"{path}: frame {i} transform_matrix holds NaN or inf")
+        return None
+    R = m[:3, :3]
+    if np.abs(R.T @ R - np.eye(3)).max() > 1e-3:
+        rep.problems.append(f"{path}: frame {i} rotation part is not orthonormal")
+    return float(np.linalg.norm(m[:3, 3]))
+
+
+def _frame_image(
+    root: Path, path: Path, i: int, fp: str, rep: CheckReport
+) -> tuple[Path, tuple[tuple[int, int], str]] | None:
+    """Frame ``i``'s image file and its (size, mode), or None with the problem recorded."""
+    img = resolve_image(root, fp, must_exist=False)
+    if img is None:
+        rep.problems.append(f"{root / fp}: frame {i} image not found ({path.name})")
+        return None
+    got = _open(img)
+    if isinstance(got, str):
+        rep.problems.append(f"{img}: cannot read image ({got})")
+        return None
+    return img, got
+
+
+def _check_split(root: Path, split: str, rep: CheckReport) -> None:
+    path = root / f"transforms_{split}.json"
+    read = _read_frames(path, rep)
+    if read is None:
+        return
+    meta, frames = read
     n_before = len(rep.problems)
     sizes, modes, dist, seen = Counter(), Counter(), [], Counter()
     coverage = []
@@ -80,32 +123,18 @@ def _check_split(root: Path, split: str, rep: CheckReport) -> None:
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             rep.problems.append(f"{path}: frame {i} needs keys 'file_path' and 'transform_matrix'")
             continue
-        try:
-            m = np.asarray(fr["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError):
-            m = np.zeros(0)
-        if m.shape != (4, 4):
-            rep.problems.append(f"{path}: frame {i} transform_matrix is not a numeric 4x4 matrix")
-        elif not np.isfinite(m).all():
-            rep.problems.append(f"{path}: frame {i} transform_matrix holds NaN or inf")
-        else:
-            R = m[:3, :3]
-            if np.abs(R.T @ R - np.eye(3)).max() > 1e-3:
-                rep.problems.append(f"{path}: frame {i} rotation part is not orthonormal")
-            dist.append(float(np.linalg.norm(m[:3, 3])))
+        d = _camera_distance(path, i, fr["transform_matrix"], rep)
+        if d is not None:
+            dist.append(d)
         fp = str(fr["file_path"])
         seen[fp] += 1
-        img = resolve_image(root, fp, must_exist=False)
-        if img is None:
-            rep.problems.append(f"{root / fp}: frame {i} image not found ({path.name})")
+        found = _frame_image(root, path, i, fp, rep)
+        if found is None:
             continue
-        got = _open(img)
-        if isinstance(got, str):
-            rep.problems.append(f"{img}: cannot read image ({got})")
-            continue
-        sizes[got[0]] += 1
-        modes[got[1]] += 1
-        if got[1] == "RGBA" and len(coverage) < 10:
+        img, (size, mode) = found
+        sizes[size] += 1
+        modes[mode] += 1
+        if mode == "RGBA" and len(coverage) < 10:
             with Image.open(img) as im:
                 coverage.append(float(np.asarray(im)[..., 3].mean() / 255))
     rep.problems += [

@@ -94,8 +94,8 @@ class Ellipsoid(Shape):
 
 
 @dataclass
-class Capsule(Shape):
-    """All points within ``radius`` of the segment a-b (a sausage, a stem)."""
+class _AxisShape(Shape):
+    """A solid around the segment a-b at ``radius``: what a capsule and a cylinder share."""
 
     a: Sequence[float]
     b: Sequence[float]
@@ -105,6 +105,11 @@ class Capsule(Shape):
     def __post_init__(self) -> None:
         self.pa = np.asarray(self.a, np.float64)
         self.pb = np.asarray(self.b, np.float64)
+
+
+@dataclass
+class Capsule(_AxisShape):
+    """All points within ``radius`` of the segment a-b (a sausage, a stem)."""
 
     def bounds(self) -> tuple[np.ndarray, float]:
         return (self.pa + self.pb) / 2, float(np.linalg.norm(self.pb - self.pa) / 2 + self.radius)
@@ -140,17 +145,8 @@ class Capsule(Shape):
 
 
 @dataclass
-class Cylinder(Shape):
+class Cylinder(_AxisShape):
     """A solid capped cylinder of ``radius`` with axis a-b (a pot, a base plate)."""
-
-    a: Sequence[float]
-    b: Sequence[float]
-    radius: float
-    material: Material
-
-    def __post_init__(self) -> None:
-        self.pa = np.asarray(self.a, np.float64)
-        self.pb = np.asarray(self.b, np.float64)
 
     def bounds(self) -> tuple[np.ndarray, float]:
         half = np.linalg.norm(self.pb - self.pa) / 2

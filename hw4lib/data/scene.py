@@ -26,7 +26,7 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -245,6 +245,47 @@ def _check_out(out: Path) -> None:
         )
 
 
+#: the arguments of :func:`generate_scene` its marker records: what makes the files
+RECORDED = ("scene", "size", "n_train", "n_val", "n_test", "seed", "supersample")
+#: the least each integer setting of :func:`generate_scene` may be
+_LEAST = {"size": 4, "n_train": 1, "n_val": 1, "n_test": 0, "supersample": 1}
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Refuse an unknown scene and an integer setting below :data:`_LEAST`, in one line."""
+    if settings["scene"] not in SCENES:
+        raise UserError(f"unknown scene {settings['scene']!r}: choose one of {', '.join(SCENES)}")
+    for name, lo in _LEAST.items():
+        v = settings[name]
+        if int(v) != v or v < lo:
+            raise UserError(f"{name}={v!r}: must be an integer >= {lo}")
+
+
+def _write_views(
+    tmp: Path,
+    world: Scene,
+    cameras: dict[str, np.ndarray],
+    size: int,
+    supersample: int,
+    desc: str,
+    progress: bool,
+) -> None:
+    """Render each split's cameras into ``tmp/<split>/r_<i>.png`` and write its transforms."""
+    from tqdm.auto import tqdm  # ~0.08 s to import: only a generating run pays it
+
+    jobs = [(split, i, m) for split, ms in cameras.items() for i, m in enumerate(ms)]
+    frames: dict[str, list] = {split: [] for split in cameras}
+    for split in frames:
+        (tmp / split).mkdir()
+    for split, i, c2w in tqdm(jobs, desc=desc, disable=not progress):
+        img = render_view(world, c2w, size, supersample)
+        Image.fromarray(img, "RGBA").save(tmp / split / f"r_{i}.png")
+        frames[split].append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()})
+    for split, fr in frames.items():
+        meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": fr}
+        (tmp / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
+
+
 def generate_scene(
     out: str | Path,
     scene: str = "hotdog",
@@ -261,60 +302,25 @@ def generate_scene(
 
     Written into a temporary sibling folder and renamed at the end: an interrupted run leaves
     no half scene, and a non-empty ``out`` that is not a previous scene output is refused
-    (unless ``owned``: see :func:`replace_dir`).
+    (unless ``owned``: see :func:`replace_dir`). The marker records the settings.
     """
-    from tqdm.auto import tqdm  # ~0.08 s to import: only a generating run pays it
-
     out = Path(out)
-    if scene not in SCENES:
-        raise UserError(f"unknown scene {scene!r}: choose one of {', '.join(SCENES)}")
-    for name, v, lo in (
-        ("size", size, 4),
-        ("n_train", n_train, 1),
-        ("n_val", n_val, 1),
-        ("n_test", n_test, 0),
-        ("supersample", supersample, 1),
-    ):
-        if int(v) != v or v < lo:
-            raise UserError(f"{name}={v!r}: must be an integer >= {lo}")
+    settings = dict(zip(RECORDED, (scene, size, n_train, n_val, n_test, seed, supersample)))
+    _check_settings(settings)
     if not owned:
         _check_out(out)
     world = SCENES[scene]()
     counts = {"train": n_train, "val": n_val, "test": n_test}
-    jobs = []
-    for k, split in enumerate(SPLITS):
-        if counts[split]:
-            rng = np.random.default_rng([seed, k])  # its own stream: val cameras != train
-            jobs += [(split, i, m) for i, m in enumerate(sample_cameras(counts[split], rng))]
+    cameras = {  # each split its own stream: val cameras != train
+        split: sample_cameras(counts[split], np.random.default_rng([seed, k]))
+        for k, split in enumerate(SPLITS)
+        if counts[split]
+    }
     tmp = make_tmp(out)
     try:
-        frames: dict[str, list] = {s: [] for s in SPLITS if counts[s]}
-        for split in frames:
-            (tmp / split).mkdir()
-        for split, i, c2w in tqdm(jobs, desc=f"render {scene} {size}px", disable=not progress):
-            img = render_view(world, c2w, size, supersample)
-            Image.fromarray(img, "RGBA").save(tmp / split / f"r_{i}.png")
-            frames[split].append(
-                {"file_path": f"./{split}/r_{i}", "transform_matrix": c2w.tolist()}
-            )
-        for split, fr in frames.items():
-            meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": fr}
-            (tmp / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
-        (tmp / MARKER).write_text(
-            json.dumps(
-                {
-                    "generator": "hw4lib.data.scene",
-                    "scene": scene,
-                    "size": size,
-                    "n_train": n_train,
-                    "n_val": n_val,
-                    "n_test": n_test,
-                    "seed": seed,
-                    "supersample": supersample,
-                },
-                indent=2,
-            )
-        )
+        _write_views(tmp, world, cameras, size, supersample, f"render {scene} {size}px", progress)
+        marker = {"generator": "hw4lib.data.scene", **settings}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2))
         replace_dir(tmp, out, MARKER, owned)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -322,18 +328,12 @@ def generate_scene(
     return out
 
 
-def preview(
-    scene_dir: str | Path,
-    out_png: str | Path,
-    n: int = 4,
-    split: str = "train",
-    background: str = "white",
-) -> Path:
-    """Save a row of the first ``n`` views of ``split``, composited on ``background``."""
+def preview(scene_dir: str | Path, out_png: str | Path, n: int = 4) -> Path:
+    """Save a row of the first ``n`` training views, composited on white (the report's figure)."""
     from .blender import load_split  # blender imports torch: only the preview needs it
 
-    s = load_split(scene_dir, split)
-    imgs = (s.rgb(background)[:n].numpy() * 255).round().astype(np.uint8)
+    s = load_split(scene_dir, "train")
+    imgs = (s.rgb("white")[:n].numpy() * 255).round().astype(np.uint8)
     gap = np.full((imgs.shape[1], max(2, imgs.shape[2] // 25), 3), 255, np.uint8)
     row = np.concatenate(sum([[im, gap] for im in imgs], [])[:-1], axis=1)
     out_png = Path(out_png)

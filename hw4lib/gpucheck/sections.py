@@ -1,7 +1,5 @@
-"""``tools/gpu_check.sh``: one short run on a CUDA machine that says whether the project works
-there and how fast, as one JSON file and a printed table.
-
-Four sections, each guarded (a failing one records its error and the others still run):
+"""The four sections of the GPU check (:mod:`hw4lib.gpucheck.run` runs them), each a function
+``(device, sizes, smoke, context) -> results``:
 
 * ``env``: the device's name and memory, torch/CUDA/cuDNN versions, whether the C++ kernels
   built, and which DVGO path the device takes (the kernels are CPU ops: on CUDA the grid
@@ -15,30 +13,27 @@ Four sections, each guarded (a failing one records its error and the others stil
 * ``byol``: BYOL on ResNet50 at 128 px, batch 64: images a second in fp32 and in bf16 autocast
   with channels-last, and the hours of the report's 1000 epochs over 38,400 images.
 
-``--smoke`` runs the same code on the CPU at toy sizes in seconds; there the device side is
-forced onto the pure-torch path, so it exercises what CUDA runs.
+In the smoke run the device side is forced onto the pure-torch path, so that the CPU exercises
+what CUDA runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
 import itertools
-import json
-import math
 import os
 import platform
-import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from ..config import NerfConfig
 
 #: the render section's pass mark: PSNR between the device's and the CPU's render of one view
 PASS_DB = 50.0
@@ -71,21 +66,12 @@ class Sizes:
 FULL = Sizes(800, 3, None, 160**3, None, 5, 20, "resnet50", 128, 64, None, None, 3, 15)
 SMOKE = Sizes(32, 2, 16**3, 16**3, 256, 1, 3, "resnet10", 32, 4, 64, 32, 1, 2)
 
-#: every section's numeric results (the test checks them finite and positive)
-NUMERIC = {
-    "env": ("device_memory_gib", "lookup_max_err"),
-    "nerf": ("coarse_it_s", "fine_it_s", "projected_minutes", "fine_points_per_step"),
-    "render": ("psnr_db",),
-    "byol": ("fp32_img_s", "bf16_cl_img_s", "fp32_hours", "bf16_cl_hours"),
-}
-SECTIONS = tuple(NUMERIC)
-
 
 @contextlib.contextmanager
 def torch_path(on: bool) -> Iterator[None]:
     """With ``on``, DVGO's grid lookup and marcher take their pure-torch path on the CPU too:
     the path CUDA runs, so that the smoke run exercises it (module globals, restored after)."""
-    from .nerf import grid, rays
+    from ..nerf import grid, rays
 
     saved = grid.extension, rays.extension
     if on:
@@ -104,9 +90,9 @@ def _sync(dev: str) -> None:
 # -- env ---------------------------------------------------------------------------------
 def check_env(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
     """The device, versions, the kernels' build and the DVGO path the device takes."""
-    from .nerf import dvgo, rays  # noqa: F401  (the modules of the CUDA path import)
-    from .nerf import grid as G
-    from .nerf.kernels import extension
+    from ..nerf import dvgo, rays  # noqa: F401  (the modules of the CUDA path import)
+    from ..nerf import grid as G
+    from ..nerf.kernels import extension
 
     ext = extension() is not None
     if dev == "cuda":
@@ -153,16 +139,10 @@ def _rate(seconds: list[float], warmup: int) -> float:
     return (len(seconds) - warmup) / (seconds[-1] - seconds[warmup - 1])
 
 
-def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
-    """Coarse and fine iterations a second of the full profile on a generated scene."""
-    from .config import get_profile
-    from .data.blender import BACKGROUNDS
-    from .data.scene import generate_scene
-    from .nerf import grid as G
-    from .nerf.bench import _blob_model
-    from .nerf.raydata import ray_data
-    from .nerf.rays import scene_box
-    from .nerf.train import Job, _start, coarse_stage, fine_stage
+def _timed_nerf(sizes: Sizes) -> tuple[NerfConfig, NerfConfig]:
+    """The full profile's nerf settings, and the same with both stages ``warmup + steps``
+    long at ``sizes``' grids and rays."""
+    from ..config import get_profile
 
     full = get_profile("full").nerf
     n = sizes.warmup + sizes.steps
@@ -177,22 +157,25 @@ def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
         full.fine, iters=n, num_voxels=sizes.fine_voxels, n_rays=sizes.n_rays or full.fine.n_rays
     )
     fine = dataclasses.replace(fine, pg_scale=())
-    cfg = dataclasses.replace(full, coarse=coarse, fine=fine)
-    work = Path(ctx["work"])
-    t0 = time.perf_counter()
-    scene = generate_scene(
-        work / "scene",
-        size=sizes.scene_px,
-        n_train=sizes.train_views,
-        n_val=1,
-        supersample=1,
-        progress=False,
-    )
-    scene_s = time.perf_counter() - t0
+    return full, dataclasses.replace(full, coarse=coarse, fine=fine)
+
+
+def _train(
+    dev: str, scene: Path, cfg: Any, run: Path, forced_torch: bool
+) -> tuple[Any, dict[str, Any], Any, Any]:
+    """Both stages of ``cfg`` on ``scene`` as training runs them: ``(job, state, the coarse
+    grid, the fine model)``; the history in ``state`` times every step."""
+    from ..data.blender import BACKGROUNDS
+    from ..nerf import grid as G
+    from ..nerf.bench import _blob_model
+    from ..nerf.raydata import ray_data
+    from ..nerf.rays import scene_box
+    from ..nerf.train import Job, _start, coarse_stage, fine_stage
+
+    coarse, fine = cfg.coarse, cfg.fine
     torch.manual_seed(0)
     with torch_path(forced_torch):
         data = ray_data(scene, cfg, cfg.background, 1, dev)
-        run = work / "run"
         run.mkdir()
         job = Job(run, data, cfg, BACKGROUNDS[cfg.background], dev, progress=False)
         state, _ = _start(None, dev)
@@ -204,6 +187,27 @@ def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
         coarse_stage(job, state, ball, None)
         model = fine_stage(job, state, None, fine)
         _sync(dev)
+    return job, state, ball, model
+
+
+def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
+    """Coarse and fine iterations a second of the full profile on a generated scene."""
+    from ..data.scene import generate_scene
+
+    full, cfg = _timed_nerf(sizes)
+    n = sizes.warmup + sizes.steps
+    work = Path(ctx["work"])
+    t0 = time.perf_counter()
+    scene = generate_scene(
+        work / "scene",
+        size=sizes.scene_px,
+        n_train=sizes.train_views,
+        n_val=1,
+        supersample=1,
+        progress=False,
+    )
+    scene_s = time.perf_counter() - t0
+    job, state, ball, model = _train(dev, scene, cfg, work / "run", forced_torch)
     secs, pts = state["history"]["seconds"], state["history"]["points"]
     c_rate, f_rate = _rate(secs[:n], sizes.warmup), _rate(secs[n:], sizes.warmup)
     minutes = (full.coarse.iters / c_rate + full.fine.iters / f_rate) / 60
@@ -214,8 +218,8 @@ def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
         "scene_seconds": round(scene_s, 2),
         "coarse_grid": list(ball.shape),
         "fine_grid": list(model.shape),
-        "coarse_rays": coarse.n_rays,
-        "fine_rays": fine.n_rays,
+        "coarse_rays": cfg.coarse.n_rays,
+        "fine_rays": cfg.fine.n_rays,
         "warmup_steps": sizes.warmup,
         "timed_steps": sizes.steps,
         "coarse_it_s": c_rate,
@@ -230,9 +234,9 @@ def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
 # -- render ----------------------------------------------------------------------------
 def check_render(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
     """The nerf section's fine model rendering one val view on the device and on the CPU."""
-    from .data.blender import read_transforms
-    from .nerf.images import render_image
-    from .nerf.render import psnr_from_mse
+    from ..data.blender import read_transforms
+    from ..nerf.images import render_image
+    from ..nerf.render import psnr_from_mse
 
     if "model" not in ctx:
         raise RuntimeError("no fine model: the nerf section did not finish")
@@ -247,7 +251,7 @@ def check_render(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[
     t0 = time.perf_counter()
     on_cpu, _ = render_image(copy.deepcopy(model).cpu(), *args)
     cpu_s = time.perf_counter() - t0
-    from .nerf.kernels import extension
+    from ..nerf.kernels import extension
 
     mse = float(((on_dev - on_cpu) ** 2).mean())
     psnr = psnr_from_mse(mse)
@@ -268,8 +272,8 @@ def check_render(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[
 def _byol_step(s: dict, cfg: Any, dev: str, bf16: bool) -> Callable[[torch.Tensor], None]:
     """One BYOL step of the model pre-training builds: fp32, or bf16 autocast on channels-last
     tensors; waits for the GPU so that it can be timed."""
-    from .ssl.augment import to_float
-    from .ssl.pretrain import _build
+    from ..ssl.augment import to_float
+    from ..ssl.pretrain import _build
 
     torch.manual_seed(0)
     model, _ = _build("byol", s, 0, torch.device(dev))
@@ -295,9 +299,9 @@ def _byol_step(s: dict, cfg: Any, dev: str, bf16: bool) -> Callable[[torch.Tenso
 def check_byol(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
     """Images a second of a BYOL step in fp32 and in bf16 + channels-last, and the report's
     pre-training hours at each."""
-    from .config import get_profile
-    from .ssl.bench import _time_steps
-    from .ssl.pretrain import pretrain_settings
+    from ..config import get_profile
+    from ..ssl.bench import _time_steps
+    from ..ssl.pretrain import pretrain_settings
 
     full = get_profile("full").ssl
     cfg = dataclasses.replace(
@@ -329,126 +333,3 @@ def check_byol(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
         if dev == "cuda":
             torch.cuda.empty_cache()
     return out
-
-
-CHECKS: dict[str, Callable[[str, Sizes, bool, dict], dict[str, Any]]] = {
-    "env": check_env,
-    "nerf": check_nerf,
-    "render": check_render,
-    "byol": check_byol,
-}
-
-
-# -- the run ---------------------------------------------------------------------------
-def run_checks(dev: str, sizes: Sizes, smoke: bool) -> dict[str, Any]:
-    """Every section in turn; one that raises records ``error`` and the rest go on."""
-    result: dict[str, Any] = {"mode": "smoke" if smoke else "gpu", "device": dev}
-    t_all = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hw4-gpu-check-") as work:
-        ctx: dict[str, Any] = {"work": work}
-        for name, fn in CHECKS.items():
-            t0 = time.perf_counter()
-            if dev == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            try:
-                sec = {"ok": True, **fn(dev, sizes, smoke, ctx)}
-            except Exception as e:  # recorded; the other sections still run
-                traceback.print_exc()
-                sec = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-            sec["seconds"] = round(time.perf_counter() - t0, 2)
-            # what the section held on the GPU at most: headroom for the full profile's runs
-            peak = torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else None
-            sec["peak_gpu_gib"] = None if peak is None else round(peak, 2)
-            if name == "render" and sec["ok"] and not sec["passed"]:
-                sec.update(ok=False, error=f"PSNR {sec['psnr_db']:.1f} dB < {PASS_DB} dB")
-            result[name] = sec
-            if name == "render":  # the fine model's grids need not sit on the GPU under BYOL
-                ctx.pop("model", None)
-            print(f"gpu_check: {name} {'done' if sec['ok'] else 'FAILED'} in {sec['seconds']} s")
-    result["failed"] = [k for k in SECTIONS if not result[k]["ok"]]
-    result["ok"] = not result["failed"]
-    result["seconds"] = round(time.perf_counter() - t_all, 2)
-    return result
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e-2 else f"{v:,.2f}"
-    return str(v)
-
-
-#: the table's rows: (section, key, label)
-ROWS = (
-    ("env", "device_name", "device"),
-    ("env", "device_memory_gib", "memory (GiB)"),
-    ("env", "torch", "torch"),
-    ("env", "cuda", "CUDA (torch built with)"),
-    ("env", "cudnn", "cuDNN"),
-    ("env", "kernels_built", "C++ kernels built"),
-    ("env", "device_path", "DVGO path on the device"),
-    ("env", "lookup_max_err", "lookup vs grid_sample, max err"),
-    ("nerf", "fine_grid", "fine grid"),
-    ("nerf", "coarse_it_s", "coarse it/s"),
-    ("nerf", "fine_it_s", "fine it/s"),
-    ("nerf", "projected_minutes", "projected min, 5000 + 20000 steps"),
-    ("render", "psnr_db", f"render PSNR device vs CPU (>= {PASS_DB:g} dB)"),
-    ("byol", "fp32_img_s", "BYOL images/s fp32"),
-    ("byol", "bf16_cl_img_s", "BYOL images/s bf16 + channels-last"),
-    ("byol", "fp32_hours", "projected h, 1000 epochs, fp32"),
-    ("byol", "bf16_cl_hours", "projected h, 1000 epochs, bf16"),
-)
-
-
-def table(result: dict[str, Any]) -> str:
-    """The printed summary: one row a number, a section's error in place of its rows."""
-    lines = [f"gpu_check ({result['mode']}, device {result['device']})"]
-    for name in SECTIONS:
-        sec = result[name]
-        if not sec["ok"] and "error" in sec and not (name == "render" and "psnr_db" in sec):
-            lines.append(f"  {name:7s} {'ERROR':44s} {sec['error']}")
-            continue
-        for s, key, label in ROWS:
-            if s == name and key in sec:
-                lines.append(f"  {name:7s} {label:44s} {_fmt(sec[key])}")
-    verdict = "ok" if result["ok"] else f"FAILED: {', '.join(result['failed'])}"
-    lines.append(f"  {'':7s} {'total seconds':44s} {result['seconds']}   {verdict}")
-    return "\n".join(lines)
-
-
-def _clean(v: Any) -> Any:
-    """``v`` with NaN and infinities as None: strict JSON (a reader sees the value missing)."""
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="gpu_check.sh", description=__doc__.split("\n\n")[0].replace("``", "")
-    )
-    p.add_argument("--out", default="gpu_check.json", help="the JSON to write")
-    p.add_argument("--smoke", action="store_true", help="toy sizes on the CPU, in seconds")
-    a = p.parse_args(argv)
-    if not a.smoke and not torch.cuda.is_available():
-        print(
-            "gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); "
-            "run it on a GPU machine, or add --smoke for the CPU dry run",
-            file=sys.stderr,
-        )
-        return 2
-    dev = "cpu" if a.smoke else "cuda"
-    if a.smoke:  # toy sizes gain nothing from threads, and a busy machine's stall them
-        torch.set_num_threads(1)
-    result = run_checks(dev, SMOKE if a.smoke else FULL, a.smoke)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_clean(result), indent=2, default=str, allow_nan=False) + "\n")
-    print(table(result))
-    print(f"gpu_check: wrote {out}")
-    return 0 if result["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
