@@ -1,13 +1,12 @@
-"""The high-level API the notebooks and the CLI call: pre-train, fine-tune, the A-E study, the
-table.
+"""The A-E study: both pre-trainings and the five fine-tunings for each seed, as a job graph
+(:func:`run_study`), the report "as done" (:func:`as_done`), and the raw rows of the finished
+runs (:func:`table`; the report's table is built from them by
+``hw4lib.report.ssl_report.ae_table``).
 
 Run folders (default ``runs/<profile>/ssl``)::
 
     <runs>/pretrain_byol  <runs>/pretrain_supervised  <runs>/finetune_{A..E}     (seed 0)
     <runs>/seed<k>/...                                                           (seed k > 0)
-
-Every finished job also lands in the results store as ``ssl/pretrain_<method>[_s<k>]`` and
-``ssl/finetune_<X>[_s<k>]``.
 """
 
 from __future__ import annotations
@@ -15,161 +14,35 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from .. import PROJECT_ROOT
-from ..config import get_profile, resolve_device
+from ..config import get_profile
 from ..errors import UserError
 from ..parallel import Job, run_jobs
-from ..results import write_result
-from ..runs import REUSE, SSL_FINETUNE, SSL_PRETRAIN, plan_run
-from .distributed import is_main_process, refuse_many
-from .finetune import AE_SETTINGS, DESCRIPTIONS, finetune_settings, resolve_backbone, run_finetune
-from .pretrain import imagenet_weights, pretrain_settings, run_pretrain
+from ..runs import REUSE
+from ..weights.imagenet import imagenet_weights
+from .ae import AE_SETTINGS, DESCRIPTIONS
+from .distributed import refuse_many
+from .finetune_run import finetune_plan, finetune_run
+from .pretrain_run import pretrain_plan, pretrain_run
+from .request import FinetuneRequest, PretrainRequest
 
 
 def torch_threads() -> int:
+    """The threads torch runs on here (shared among the study's workers)."""
     return torch.get_num_threads()
 
 
 def default_runs_root(profile: str) -> Path:
+    """Where the study keeps its runs unless told: ``runs/<profile>/ssl``."""
     return PROJECT_ROOT / "runs" / profile / "ssl"
 
 
 def seed_dir(runs_root: Path, seed: int) -> Path:
+    """One seed's runs: ``runs_root`` itself for seed 0, ``runs_root/seed<k>`` otherwise."""
     return Path(runs_root) if seed == 0 else Path(runs_root) / f"seed{seed}"
-
-
-def _suffix(seed: int) -> str:
-    return "" if seed == 0 else f"_s{seed}"
-
-
-def _store(name: str, summary: dict, profile: str, data_root: Path, device: str) -> None:
-    write_result(
-        name,
-        summary,
-        profile=profile,
-        data_source=str(data_root),
-        device=device,
-        seconds=summary.get("seconds") or 0.0,
-        settings=summary.get("settings"),
-    )
-
-
-def _pretrain_want(
-    prof,
-    method: str,
-    data_root,
-    epochs: int | None = None,
-    seed: int = 0,
-    steps: int | None = None,
-    init=None,
-) -> dict:
-    return pretrain_settings(
-        method, Path(data_root), prof.ssl, prof.name, epochs, seed, steps, init
-    )
-
-
-def _finetune_want(
-    prof, setting: str, data_root, backbone_run=None, epochs: int | None = None, seed: int = 0
-) -> dict:
-    return finetune_settings(
-        setting, Path(data_root), resolve_backbone(backbone_run), prof.ssl, prof.name, epochs, seed
-    )
-
-
-def pretrain(
-    method: str,
-    data_root: str | Path,
-    run_dir: str | Path,
-    profile: str | None = None,
-    device: str = "auto",
-    force: bool = False,
-    progress: bool = True,
-    epochs: int | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    replace_stale: bool = False,
-    steps: int | None = None,
-    init=None,
-    result: str | None = None,
-    on_row: Callable[[dict], None] | None = None,
-    snapshots: tuple[int, ...] = (),
-) -> dict:
-    """BYOL or supervised pre-training on ``data_root/mini``; reuses a finished run with the same
-    settings unless ``force``. Returns the run summary (history, kNN accuracy, backbone path);
-    ``on_row`` sees each history row as it is made (live curves).
-    ``steps``/``epochs`` override the profile's budget; ``init`` (a ResNet state-dict file or
-    ``"imagenet"``) starts from those weights instead of a random init.
-
-    ``replace_stale`` treats ``run_dir`` as a cache (the notebooks): a run made with other
-    settings is started over and an interrupted one with the same settings resumed."""
-    prof = get_profile(profile)
-    dev = resolve_device(device)
-    s = run_pretrain(
-        method,
-        Path(data_root),
-        Path(run_dir),
-        prof.ssl,
-        profile=prof.name,
-        device=dev,
-        epochs=epochs,
-        steps=steps,
-        init=init,
-        resume=resume,
-        force=force,
-        seed=seed,
-        progress=progress,
-        replace_stale=replace_stale,
-        on_row=on_row,
-        snapshots=snapshots,
-    )
-    if is_main_process():  # under torchrun, one result file (rank 0's)
-        _store(
-            result or f"ssl/pretrain_{method}{_suffix(seed)}", s, prof.name, Path(data_root), dev
-        )
-    return s
-
-
-def finetune(
-    setting: str,
-    data_root: str | Path,
-    run_dir: str | Path,
-    backbone_run: str | Path | None = None,
-    profile: str | None = None,
-    device: str = "auto",
-    force: bool = False,
-    progress: bool = True,
-    epochs: int | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    replace_stale: bool = False,
-    result: str | None = None,
-) -> dict:
-    """Fine-tune setting A-E on ``data_root/office``; ``backbone_run`` is a pre-training run
-    folder or a ResNet state-dict file (none for A). ``replace_stale`` as in :func:`pretrain`."""
-    refuse_many("hw4 ssl finetune")
-    prof = get_profile(profile)
-    dev = resolve_device(device)
-    s = run_finetune(
-        setting,
-        Path(data_root),
-        Path(run_dir),
-        prof.ssl,
-        profile=prof.name,
-        backbone=backbone_run,
-        device=dev,
-        epochs=epochs,
-        resume=resume,
-        force=force,
-        seed=seed,
-        progress=progress,
-        replace_stale=replace_stale,
-    )
-    _store(result or f"ssl/finetune_{setting}{_suffix(seed)}", s, prof.name, Path(data_root), dev)
-    return s
 
 
 def study_jobs(
@@ -189,36 +62,31 @@ def study_jobs(
     for seed in seeds:
         d = seed_dir(runs_root, seed)
         kw = dict(
+            data=data_root,
             profile=profile,
             device=device,
             force=force,
-            progress=progress,
             seed=seed,
             replace_stale=replace_stale,
         )
         runs = {m: d / f"pretrain_{m}" for m in ("byol", "supervised")}
         tag = f" (seed {seed})" if len(seeds) > 1 else ""
         for m in ("byol", "supervised"):
-            out.append(
-                Job(
-                    f"pretrain {m}{tag}",
-                    pretrain,
-                    dict(method=m, data_root=data_root, run_dir=runs[m], **kw),
-                )
-            )
+            req = PretrainRequest(m, out=runs[m], **kw)
+            out.append(Job(f"pretrain {m}{tag}", pretrain_run, dict(req=req, progress=progress)))
         for setting in ("C", "A", "B", "E", "D"):
             method = AE_SETTINGS[setting][0]
+            req = FinetuneRequest(
+                setting,
+                out=d / f"finetune_{setting}",
+                backbone=runs[method] if method else None,
+                **kw,
+            )
             out.append(
                 Job(
                     f"finetune {setting}{tag}",
-                    finetune,
-                    dict(
-                        setting=setting,
-                        data_root=data_root,
-                        run_dir=d / f"finetune_{setting}",
-                        backbone_run=runs[method] if method else None,
-                        **kw,
-                    ),
+                    finetune_run,
+                    dict(req=req, progress=progress),
                     after=(f"pretrain {method}{tag}",) if method else (),
                 )
             )
@@ -227,16 +95,10 @@ def study_jobs(
 
 def _reused(job: Job, prof) -> bool:
     """Whether ``job`` would reuse a finished run (same settings) instead of training."""
-    kw = job.kwargs
-    if kw["force"]:
-        return False
-    want, args, kind = (
-        (_pretrain_want, ("method", "data_root", "seed"), SSL_PRETRAIN)
-        if job.fn is pretrain
-        else (_finetune_want, ("setting", "data_root", "backbone_run", "seed"), SSL_FINETUNE)
-    )
+    req = job.kwargs["req"]
+    plan = pretrain_plan if isinstance(req, PretrainRequest) else finetune_plan
     try:
-        return plan_run(kw["run_dir"], kind, want(prof, **{k: kw[k] for k in args})).action == REUSE
+        return plan(req, prof.ssl, prof.name)[1].action == REUSE
     except UserError:
         return False
 
@@ -297,24 +159,21 @@ def as_done(
     except UserError as e:
         return str(e)
     runs_root = Path(runs_root or default_runs_root(prof.name).with_name("ssl_as_done"))
-    kw = dict(profile=prof.name, device=device, force=force, progress=progress, replace_stale=True)
-    pretrain(
-        "byol",
-        data_root,
-        runs_root / "pretrain_byol",
-        init="imagenet",
-        result="ssl/as_done/pretrain_byol",
-        **kw,
+    byol = runs_root / "pretrain_byol"
+    kw = dict(data=data_root, profile=prof.name, device=device, force=force, replace_stale=True)
+    req = PretrainRequest(
+        "byol", out=byol, init="imagenet", result="ssl/as_done/pretrain_byol", **kw
     )
+    pretrain_run(req, progress=progress)
     for setting in ("C", "E"):
-        finetune(
+        req = FinetuneRequest(
             setting,
-            data_root,
-            runs_root / f"finetune_{setting}",
-            backbone_run=runs_root / "pretrain_byol",
+            out=runs_root / f"finetune_{setting}",
+            backbone=byol,
             result=f"ssl/as_done/finetune_{setting}",
             **kw,
         )
+        finetune_run(req, progress=progress)
     return table(runs_root)
 
 
