@@ -146,12 +146,7 @@ def finetune_plan(req: FinetuneRequest, cfg: SSLConfig, profile: str) -> tuple[d
         req.setting, Path(req.data), bfile, cfg, profile, req.epochs, req.seed
     )
     plan = plan_run(
-        req.out,
-        SSL_FINETUNE,
-        settings,
-        resume=req.resume,
-        force=req.force,
-        cache=req.replace_stale,
+        req.out, SSL_FINETUNE, settings, resume=req.resume, force=req.force, cache=req.replace_stale
     )
     return settings, plan
 

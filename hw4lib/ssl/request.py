@@ -21,8 +21,8 @@ class _RunRequest:
     run already in ``out``: reused when finished with the same settings unless ``force``;
     ``resume`` continues an interrupted one; ``replace_stale`` treats ``out`` as a cache (the
     notebooks): a run made with other settings is started over and an interrupted one with the
-    same settings resumed (:func:`hw4lib.runs.plan_run`). ``result``: the name the summary is
-    stored under (default :attr:`result_name`'s)."""
+    same settings resumed (:func:`hw4lib.runs.plan_run`). ``result`` names the stored summary
+    instead of :attr:`result_name`'s default."""
 
     data: str | Path
     out: str | Path
