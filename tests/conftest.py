@@ -17,13 +17,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+def _isolate(mp: pytest.MonkeyPatch, root) -> None:
+    """Point the results store, reports and generated data under ``root``; the smoke profile."""
+    for var in ("RESULTS", "REPORTS", "GENERATED"):
+        mp.setenv(f"HW4_{var}", str(root / var.lower()))
+    mp.setenv("HW4_PROFILE", "smoke")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory):
+    """The same for module and session fixtures, which run before any test's isolation (and
+    for a test whose ``monkeypatch.undo()`` drops its own)."""
+    with pytest.MonkeyPatch.context() as mp:
+        _isolate(mp, tmp_path_factory.mktemp("isolated"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path, monkeypatch):
-    """Point the results store, reports and generated data at a temporary folder."""
-    monkeypatch.setenv("HW4_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("HW4_REPORTS", str(tmp_path / "reports"))
-    monkeypatch.setenv("HW4_GENERATED", str(tmp_path / "generated"))
-    monkeypatch.setenv("HW4_PROFILE", "smoke")
+    """Each test's outputs in its own temporary folder."""
+    _isolate(monkeypatch, tmp_path)
     yield
 
 

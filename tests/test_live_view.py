@@ -149,7 +149,8 @@ def test_dvgo_reports_every_iteration_as_a_row(dvgo):
 def test_pretraining_reports_each_history_row(tmp_path):
     from hw4lib.config import CorpusGen, get_profile
     from hw4lib.data.corpus import generate_corpora
-    from hw4lib.ssl.pretrain import run_pretrain
+    from hw4lib.ssl.pretrain_run import pretrain_run
+    from hw4lib.ssl.request import PretrainRequest
 
     data = generate_corpora(
         tmp_path / "data",
@@ -168,16 +169,8 @@ def test_pretraining_reports_each_history_row(tmp_path):
         supervised_steps=None,
     )
     rows: list[dict] = []
-    s = run_pretrain(
-        "supervised",
-        data,
-        tmp_path / "sup",
-        cfg,
-        profile="smoke",
-        steps=4,
-        progress=False,
-        on_row=rows.append,
-    )
+    req = PretrainRequest("supervised", data=data, out=tmp_path / "sup", device="cpu", steps=4)
+    s = pretrain_run(req, cfg=cfg, progress=False, on_row=rows.append)
     assert rows == [h for h in s["history"] if h["loss"] is not None] and rows
 
 

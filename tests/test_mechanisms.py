@@ -150,7 +150,9 @@ def corpora(tmp_path_factory) -> Path:
 def test_byols_target_network_follows_the_online_one(corpora, tmp_path, monkeypatch):
     """After one pre-training step the target network's weights are ema * old target + (1 -
     ema) * the online network's new weights (byol-pytorch's formula, to the bit)."""
-    from hw4lib.ssl import jobs, loop
+    from hw4lib.ssl import loop
+    from hw4lib.ssl.pretrain_run import pretrain_run
+    from hw4lib.ssl.request import PretrainRequest
 
     real_step, old = loop.RunLoop.step, {}
 
@@ -160,7 +162,8 @@ def test_byols_target_network_follows_the_online_one(corpora, tmp_path, monkeypa
 
     monkeypatch.setattr(loop.RunLoop, "step", step)
     out = tmp_path / "byol"
-    jobs.pretrain("byol", corpora, out, "smoke", device="cpu", progress=False, steps=1)
+    req = PretrainRequest("byol", data=corpora, out=out, profile="smoke", device="cpu", steps=1)
+    pretrain_run(req, progress=False)
     ema = json.loads((out / "settings.json").read_text())["byol_ema"]
     assert 0 < ema < 1 and not math.isclose(ema, 1.0)
     new = torch.load(out / "last.pt", weights_only=True)["model"]

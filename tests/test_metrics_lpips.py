@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torchvision.models.vgg import cfgs, make_layers
 
 from hw4lib import cli
-from hw4lib import weights as W
 from hw4lib.metrics import evaluate_images, load_lpips
 from hw4lib.metrics.lpips_vgg import LPIPSMetric, distortions, reference_photo
+from hw4lib.weights import lpips as W
+from hw4lib.weights import vgg16 as V
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_backbone_is_the_cached_one_everywhere(metric):
         if isinstance(m, torch.nn.Conv2d)
     ]
     assert len(convs) == 13
-    for conv, idx in zip(convs, W.CONV_INDICES):
+    for conv, idx in zip(convs, V.CONV_INDICES):
         assert torch.equal(conv.weight, feats[f"features.{idx}.weight"])
         assert torch.equal(conv.bias, feats[f"features.{idx}.bias"])
     ref = W.lpips_lin_weights()

@@ -11,7 +11,7 @@ from hw4lib import PROJECT_ROOT
 from hw4lib.report import assemble, catalog, datadesc, ssl_report
 from hw4lib.report.tables import figures_dir, save_table, to_markdown
 from hw4lib.results import write_result
-from hw4lib.ssl import jobs
+from hw4lib.ssl import study
 
 
 def test_figures_readme_lists_every_catalogued_item():
@@ -177,11 +177,11 @@ def test_study_table_gives_mean_and_sample_sd_over_seeds(tmp_path):
                 {"kind": "finetune", "setting": "C", "best_val_acc": acc, "final_val_acc": acc}
             )
         )
-    row = jobs.table(tmp_path).iloc[0]
+    row = study.table(tmp_path).iloc[0]
     assert row["seeds"] == 3 and row["val_acc"] == pytest.approx(0.6)
     assert row["val_acc_std"] == pytest.approx(0.1)  # sample sd (n - 1), by hand
-    assert "report" not in jobs.table(tmp_path).columns
-    text = ssl_report.format_table(ssl_report.ae_table(jobs.table(tmp_path), "x"))
+    assert "report" not in study.table(tmp_path).columns
+    text = ssl_report.format_table(ssl_report.ae_table(study.table(tmp_path), "x"))
     assert "0.600±0.100" in text and text.splitlines()[1].endswith("0.585")
 
 

@@ -104,10 +104,10 @@ def _settings(command: str, data: dict[str, Path]) -> dict:
 
         return run_settings(data["nerf"], "smoke", None, None, None, 1.0)
     if command == "ssl pretrain":
-        from hw4lib.ssl.pretrain import pretrain_settings
+        from hw4lib.ssl.pretrain_run import pretrain_settings
 
         return pretrain_settings("byol", data["ssl"], prof.ssl, "smoke", steps=1)
-    from hw4lib.ssl.finetune import finetune_settings
+    from hw4lib.ssl.finetune_run import finetune_settings
 
     return finetune_settings("A", data["ssl"], None, prof.ssl, "smoke", epochs=1)
 

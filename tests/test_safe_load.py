@@ -66,18 +66,7 @@ def test_the_payload_is_live(tmp_path):
 
 # -- tiny runs made by the current code, once for the module --------------------------------
 @pytest.fixture(scope="module")
-def _isolated(tmp_path_factory):
-    """conftest's isolation is per test; module fixtures run before it, so repeat it here."""
-    root = tmp_path_factory.mktemp("iso")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("RESULTS", "REPORTS", "GENERATED"):
-            mp.setenv(f"HW4_{var}", str(root / var.lower()))
-        mp.setenv("HW4_PROFILE", "smoke")
-        yield
-
-
-@pytest.fixture(scope="module")
-def nerf(_isolated, tmp_path_factory) -> dict[str, Any]:
+def nerf(tmp_path_factory) -> dict[str, Any]:
     """An interrupted DVGO run (``checkpoint.pt``) and the same run resumed to the end."""
     from hw4lib.data.scene import generate_scene
     from hw4lib.nerf import train as T
@@ -122,7 +111,7 @@ def nerf(_isolated, tmp_path_factory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ssl(_isolated, tmp_path_factory) -> dict[str, Any]:
+def ssl(tmp_path_factory) -> dict[str, Any]:
     """A one-epoch BYOL run and setting C fine-tuned from it, both through the CLI."""
     from hw4lib.data.corpus import generate_corpora
 

@@ -19,7 +19,10 @@ from hw4lib.cli import main
 from hw4lib.config import CorpusGen, get_profile
 from hw4lib.data.corpus import generate_corpora
 from hw4lib.ssl import finetune as FT
+from hw4lib.ssl.finetune_run import finetune_run
 from hw4lib.ssl.models import backbone_state, make_backbone
+from hw4lib.ssl.predict import predict
+from hw4lib.ssl.request import FinetuneRequest
 
 CFG = replace(
     get_profile("smoke").ssl, image_size=16, cache_images=True, workers=0, finetune_batch=8
@@ -38,7 +41,8 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cli") / "runs" / "finetune_A"
-    FT.run_finetune("A", data, d, CFG, profile="smoke", epochs=1, progress=False)
+    req = FinetuneRequest("A", data=data, out=d, profile="smoke", device="cpu", epochs=1)
+    finetune_run(req, cfg=CFG, progress=False)
     return d
 
 
@@ -85,7 +89,7 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     assert all(r[2] in classes for r in got[1:])
     # without a label column at all, and agreeing with the model's own argmax
     inp2 = _write(tmp_path / "in2.csv", [["id", "filename"]] + [r[:2] for r in body])
-    r = FT.predict(run, inp2, data / "office" / "val", tmp_path / "out2.csv")
+    r = predict(run, inp2, data / "office" / "val", tmp_path / "out2.csv")
     assert _read(tmp_path / "out2.csv") == got and "accuracy" not in r
     # the labels are the model's own answers: best.pt's network, argmax over its logits
     # computed here, named by its class list (and not all one class, or this proves little)
@@ -94,7 +98,7 @@ def test_predict_keeps_row_order_and_writes_class_names(data, run, tmp_path):
     )
     assert len({r[2] for r in got[1:]}) > 1
     # with true labels, predict reports the accuracy, which is the run's best val accuracy
-    r = FT.predict(run, data / "office" / "val.csv", data / "office" / "val", tmp_path / "o3.csv")
+    r = predict(run, data / "office" / "val.csv", data / "office" / "val", tmp_path / "o3.csv")
     assert r["rows"] == 65
     best = json.loads((run / "run.json").read_text())["best_val_acc"]
     assert r["accuracy"] == pytest.approx(best)
@@ -314,12 +318,12 @@ def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     for setting, method in (("C", "byol"), ("E", "byol"), ("B", "supervised"), ("D", "supervised")):
         assert events.index(f"done pretrain {method}") < events.index(f"start finetune {setting}")
     # a second study finds every run finished with the same settings: read here, no workers
-    from hw4lib.ssl import jobs as J
+    from hw4lib.ssl import study
 
     calls = []
-    real = J.run_tasks
+    real = study.run_tasks
     monkeypatch.setattr(
-        J, "run_tasks", lambda ts, w, **kw: calls.append(w.count) or real(ts, w, **kw)
+        study, "run_tasks", lambda ts, w, **kw: calls.append(w.count) or real(ts, w, **kw)
     )
     assert (
         main(
@@ -397,15 +401,17 @@ def test_pretrain_from_the_command_line_with_init_and_a_step_budget(data, tmp_pa
 def _checkpoint_every_row(monkeypatch) -> None:
     """The smoke profile, with ``last.pt`` written at every history row instead of once a
     minute, so that a run that diverges has a last good checkpoint to keep."""
-    from hw4lib.ssl import jobs
+    from hw4lib.ssl import finetune_run as FR
+    from hw4lib.ssl import pretrain_run as PR
 
-    real = jobs.get_profile
+    real = PR.get_profile
 
     def profile(name=None):
         p = real(name)
         return replace(p, ssl=replace(p.ssl, checkpoint_every_s=0.0))
 
-    monkeypatch.setattr(jobs, "get_profile", profile)
+    for entry in (PR, FR):  # each run folder's entry reads the profile
+        monkeypatch.setattr(entry, "get_profile", profile)
 
 
 def _one_line_exit_2(rc: int, err: str, run: Path, where: str) -> None:

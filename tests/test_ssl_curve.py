@@ -16,7 +16,9 @@ from hw4lib.data.csvimages import read_csv
 from hw4lib.data.variants import cut_mini, resplit_office
 from hw4lib.errors import UserError
 from hw4lib.ssl.curve import summarize
-from hw4lib.ssl.pretrain import run_pretrain, snapshot_path
+from hw4lib.ssl.pretrain import snapshot_path
+from hw4lib.ssl.pretrain_run import pretrain_run
+from hw4lib.ssl.request import PretrainRequest
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +77,13 @@ def test_snapshot_is_the_backbone_of_the_shorter_run(data, tmp_path):
         workers=0,
         checkpoint_every_s=1e9,
     )
-    kw = dict(profile="smoke", progress=False)
-    long = run_pretrain("byol", data, tmp_path / "long", cfg, steps=4, snapshots=(2,), **kw)
-    short = run_pretrain("byol", data, tmp_path / "short", cfg, steps=2, **kw)
+
+    def byol(out: str, **kw) -> dict:
+        req = PretrainRequest("byol", data=data, out=tmp_path / out, device="cpu", **kw)
+        return pretrain_run(req, cfg=cfg, progress=False)
+
+    long = byol("long", steps=4, snapshots=(2,))
+    short = byol("short", steps=2)
     assert long["settings"]["snapshots"] == [2] and "snapshots" not in short["settings"]
     snap = torch.load(snapshot_path(tmp_path / "long", 2), weights_only=True)["backbone"]
     end2 = torch.load(tmp_path / "short" / "backbone.pt", weights_only=True)["backbone"]
@@ -85,11 +91,11 @@ def test_snapshot_is_the_backbone_of_the_shorter_run(data, tmp_path):
     assert all(torch.equal(snap[k], end2[k]) for k in snap)
     assert any(not torch.equal(snap[k], end4[k]) for k in snap if snap[k].is_floating_point())
     with pytest.raises(UserError, match="between 1 and 3"):
-        run_pretrain("byol", data, tmp_path / "bad", cfg, steps=4, snapshots=(4,), **kw)
+        byol("bad", steps=4, snapshots=(4,))
     # the folder is the run's own (reused as it is); started afresh, old snapshots go
-    again = run_pretrain("byol", data, tmp_path / "long", cfg, steps=4, snapshots=(2,), **kw)
+    again = byol("long", steps=4, snapshots=(2,))
     assert again["seconds"] == long["seconds"]  # read back, not trained again
-    run_pretrain("byol", data, tmp_path / "long", cfg, steps=4, snapshots=(3,), force=True, **kw)
+    byol("long", steps=4, snapshots=(3,), force=True)
     assert sorted(p.name for p in (tmp_path / "long").glob("backbone_step*")) == [
         "backbone_step3.pt"
     ]

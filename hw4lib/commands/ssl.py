@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import fields
+
 from . import add_device, add_profile
 
 
 def register(sub) -> None:
+    """``hw4 ssl`` and its subcommands, each added by a function of its own."""
     p = sub.add_parser("ssl", help="self-supervised pre-training (BYOL) and the A-E study")
     s = p.add_subparsers(dest="ssl", required=True)
+    for add in (_add_pretrain, _add_finetune, _add_study, _add_table, _add_predict):
+        add(s)
 
+
+def _add_pretrain(s) -> None:
     pt = s.add_parser(
         "pretrain",
         help="pre-train a ResNet backbone on DIR/mini (BYOL or "
@@ -43,6 +51,8 @@ def register(sub) -> None:
     add_device(pt)
     pt.set_defaults(func=_pretrain)
 
+
+def _add_finetune(s) -> None:
     ft = s.add_parser("finetune", help="fine-tune setting A-E on DIR/office")
     ft.add_argument("--setting", required=True, choices=tuple("ABCDE"))
     ft.add_argument("--data", required=True, help="folder with office/{train,val}.csv and images")
@@ -60,6 +70,8 @@ def register(sub) -> None:
     add_device(ft)
     ft.set_defaults(func=_finetune)
 
+
+def _add_study(s) -> None:
     st = s.add_parser("study", help="both pre-trainings + A-E for each seed, then the table")
     st.add_argument("--data", required=True)
     st.add_argument("--runs", default=None, help="runs folder (default runs/<profile>/ssl)")
@@ -76,10 +88,14 @@ def register(sub) -> None:
     add_device(st)
     st.set_defaults(func=_study)
 
+
+def _add_table(s) -> None:
     tb = s.add_parser("table", help="print the A-E table from finished fine-tuning runs")
     tb.add_argument("--runs", required=True, help="folder holding fine-tuning run folders")
     tb.set_defaults(func=_table)
 
+
+def _add_predict(s) -> None:
     pr = s.add_parser("predict", help="classify a csv of images (the hw4_2.sh contract)")
     pr.add_argument("--run", required=True, help="fine-tuning run folder (or its best.pt)")
     pr.add_argument("--csv", required=True, help="input csv: id,filename[,label]")
@@ -90,24 +106,21 @@ def register(sub) -> None:
     pr.set_defaults(func=_predict)
 
 
-def _pretrain(a) -> int:
-    from ..ssl import jobs
+def _request(cls: type, a: argparse.Namespace):
+    """The request the command line makes: each field of ``cls`` from the option of its name
+    (the others keep their defaults)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in vars(a).items() if k in names})
 
-    s = jobs.pretrain(
-        a.method,
-        a.data,
-        a.out,
-        profile=a.profile,
-        device=a.device,
-        force=a.force,
-        epochs=a.epochs,
-        resume=a.resume,
-        seed=a.seed,
-        steps=a.steps,
-        init=a.init,
-    )
+
+def _pretrain(a) -> int:
+    from ..ssl.distributed import is_main_process
+    from ..ssl.pretrain_run import pretrain_run
+    from ..ssl.request import PretrainRequest
+
+    s = pretrain_run(_request(PretrainRequest, a))
     knn = s.get("knn_final")
-    if not jobs.is_main_process():  # under torchrun: rank 0 reports
+    if not is_main_process():  # under torchrun: rank 0 reports
         return 0
     print(
         f"{a.method} pre-training: {s['steps']} steps ({s['epochs']:g} epochs), final loss "
@@ -118,20 +131,10 @@ def _pretrain(a) -> int:
 
 
 def _finetune(a) -> int:
-    from ..ssl import jobs
+    from ..ssl.finetune_run import finetune_run
+    from ..ssl.request import FinetuneRequest
 
-    s = jobs.finetune(
-        a.setting,
-        a.data,
-        a.out,
-        backbone_run=a.backbone,
-        profile=a.profile,
-        device=a.device,
-        force=a.force,
-        epochs=a.epochs,
-        resume=a.resume,
-        seed=a.seed,
-    )
+    s = finetune_run(_request(FinetuneRequest, a))
     print(
         f"setting {a.setting}: best val accuracy {s['best_val_acc']:.3f} (epoch "
         f"{s['best_epoch']}), final {s['final_val_acc']:.3f}; model: {a.out}/best.pt"
@@ -141,7 +144,7 @@ def _finetune(a) -> int:
 
 def _study(a) -> int:
     from ..errors import UserError
-    from ..ssl import jobs
+    from ..ssl.study import run_study
 
     seeds = None
     if a.seeds:
@@ -151,7 +154,7 @@ def _study(a) -> int:
             raise UserError(
                 f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2"
             ) from None
-    df = jobs.run_study(
+    df = run_study(
         a.data,
         a.runs,
         profile=a.profile,
@@ -175,11 +178,11 @@ def _table(a) -> int:
     from pathlib import Path
 
     from ..errors import UserError
-    from ..ssl import jobs
+    from ..ssl.study import table
 
     if not Path(a.runs).is_dir():
         raise UserError(f"{a.runs}: runs folder not found")
-    df = jobs.table(a.runs)
+    df = table(a.runs)
     if df.empty:
         raise UserError(
             f"{a.runs}: no finished fine-tuning runs (run.json) found; run "
@@ -191,7 +194,7 @@ def _table(a) -> int:
 
 def _predict(a) -> int:
     from ..config import resolve_device
-    from ..ssl.finetune import predict
+    from ..ssl.predict import predict
 
     r = predict(a.run, a.csv, a.images, a.out, device=resolve_device(a.device), workers=a.workers)
     msg = f"wrote {r['rows']} predictions to {r['out']}"

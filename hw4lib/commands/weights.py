@@ -26,7 +26,7 @@ def register(sub) -> None:
 def _lpips(args) -> int:
     from ..errors import UserError
     from ..metrics.lpips_vgg import check_lpips_behaviour, load_lpips
-    from ..weights import obtain_lpips_weights
+    from ..weights.lpips import obtain_lpips_weights
 
     path = obtain_lpips_weights(force=args.force, source=args.source)
     metric = load_lpips("cpu")

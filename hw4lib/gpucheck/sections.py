@@ -273,7 +273,7 @@ def _byol_step(s: dict, cfg: Any, dev: str, bf16: bool) -> Callable[[torch.Tenso
     """One BYOL step of the model pre-training builds: fp32, or bf16 autocast on channels-last
     tensors; waits for the GPU so that it can be timed."""
     from ..ssl.augment import to_float
-    from ..ssl.pretrain import _build
+    from ..ssl.pretrain_run import _build
 
     torch.manual_seed(0)
     model, _ = _build("byol", s, 0, torch.device(dev))
@@ -301,7 +301,7 @@ def check_byol(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
     pre-training hours at each."""
     from ..config import get_profile
     from ..ssl.bench import _time_steps
-    from ..ssl.pretrain import pretrain_settings
+    from ..ssl.pretrain_run import pretrain_settings
 
     full = get_profile("full").ssl
     cfg = dataclasses.replace(

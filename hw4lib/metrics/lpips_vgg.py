@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import torch
 
-from .. import weights as _weights
 from ..config import resolve_device
+from ..weights import lpips as _weights
 from .image import to_float_image
 
 # torchvision index of each conv -> lpips's slice holding it (vgg16 slices 0-3, 4-8, ...)

@@ -22,7 +22,7 @@ REPORT = "val acc (report)"
 
 def ae_table(rows: pd.DataFrame, data: str) -> pd.DataFrame:
     """The A-E accuracy table, ours beside the report's (``rows`` from
-    ``hw4lib.ssl.jobs.table``): the mean over seeds, their standard deviation only when some
+    ``hw4lib.ssl.study.table``): the mean over seeds, their standard deviation only when some
     setting has two or more. ``data`` names what ours were measured on (kept in
     ``.attrs["data"]``, which :func:`hw4lib.report.tables.save_table` writes)."""
     out = pd.DataFrame(

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..config import get_profile
 from ..errors import UserError
-from . import jobs
+from .finetune_run import finetune_run
 from .pretrain import snapshot_path
+from .pretrain_run import pretrain_run
+from .request import FinetuneRequest, PretrainRequest
 
 CURVE_SETTINGS = ("A", "C", "E")
 
@@ -28,25 +30,40 @@ def _curve_seed(
     kw: dict,
     tag: str,
     pretrain: tuple[Path, Path],
+    progress: bool,
 ) -> list[dict]:
     """One seed's rows: BYOL to the largest budget (on ``pretrain``'s data, in its runs folder),
-    A once, C and E from every budget's backbone."""
+    A once, C and E from every budget's backbone; ``kw``: what every request shares."""
     top = budgets[-1]
     pretrain_data, pretrain_runs = pretrain
     byol_dir = pretrain_runs / f"seed{seed}" / "pretrain_byol"
-    s = jobs.pretrain(
-        "byol",
-        pretrain_data,
-        byol_dir,
-        steps=top,
-        snapshots=tuple(budgets[:-1]),
-        seed=seed,
-        result=f"ssl/curve/{tag}/pretrain_byol_s{seed}",
-        **kw,
+    s = pretrain_run(
+        PretrainRequest(
+            "byol",
+            data=pretrain_data,
+            out=byol_dir,
+            steps=top,
+            snapshots=tuple(budgets[:-1]),
+            seed=seed,
+            result=f"ssl/curve/{tag}/pretrain_byol_s{seed}",
+            **kw,
+        ),
+        progress=progress,
     )
-    a = jobs.finetune(
-        "A", data_root, d / "finetune_A", seed=seed, result=f"ssl/curve/{tag}/A_s{seed}", **kw
-    )
+
+    def run_setting(setting: str, out: Path, result: str, backbone: Path | None = None) -> dict:
+        req = FinetuneRequest(
+            setting,
+            data=data_root,
+            out=out,
+            backbone=backbone,
+            seed=seed,
+            result=f"ssl/curve/{tag}/{result}_s{seed}",
+            **kw,
+        )
+        return finetune_run(req, progress=progress)
+
+    a = run_setting("A", d / "finetune_A", "A")
     rows = []
     for b in budgets:
         backbone = byol_dir / "backbone.pt" if b == top else snapshot_path(byol_dir, b)
@@ -58,15 +75,7 @@ def _curve_seed(
             "A": a["best_val_acc"],
         }
         for x in ("C", "E"):
-            r = jobs.finetune(
-                x,
-                data_root,
-                d / f"finetune_{x}_{b}",
-                backbone_run=backbone,
-                seed=seed,
-                result=f"ssl/curve/{tag}/{x}_{b}_s{seed}",
-                **kw,
-            )
+            r = run_setting(x, d / f"finetune_{x}_{b}", f"{x}_{b}", backbone)
             row[x] = r["best_val_acc"]
         rows.append(row)
     return rows
@@ -92,13 +101,15 @@ def budget_curve(
     if not budgets or min(budgets) < 1:
         raise UserError(f"--budgets {budgets}: give positive step counts, e.g. 80,250,500")
     prof = get_profile(profile)
-    kw = dict(profile=prof.name, device=device, progress=progress, replace_stale=True)
+    kw = dict(profile=prof.name, device=device, replace_stale=True)
     tag = Path(data_root).resolve().name
     pretrain = (Path(pretrain_data or data_root), Path(pretrain_runs or runs_root))
     rows = []
     for seed in seeds:
         d = Path(runs_root) / f"seed{seed}"
-        rows += _curve_seed(Path(data_root), d, sorted(set(budgets)), seed, kw, tag, pretrain)
+        rows += _curve_seed(
+            Path(data_root), d, sorted(set(budgets)), seed, kw, tag, pretrain, progress
+        )
     return rows
 
 
