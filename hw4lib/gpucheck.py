@@ -156,13 +156,12 @@ def _rate(seconds: list[float], warmup: int) -> float:
 def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[str, Any]:
     """Coarse and fine iterations a second of the full profile on a generated scene."""
     from .config import get_profile
-    from .data.blender import BACKGROUNDS
     from .data.scene import generate_scene
     from .nerf import grid as G
     from .nerf.bench import _blob_model
     from .nerf.raydata import ray_data
     from .nerf.rays import scene_box
-    from .nerf.train import Job, _start, coarse_stage, fine_stage
+    from .nerf.train import TrainSetup, _start, coarse_stage, fine_stage
 
     full = get_profile("full").nerf
     n = sizes.warmup + sizes.steps
@@ -194,14 +193,14 @@ def check_nerf(dev: str, sizes: Sizes, forced_torch: bool, ctx: dict) -> dict[st
         data = ray_data(scene, cfg, cfg.background, 1, dev)
         run = work / "run"
         run.mkdir()
-        job = Job(run, data, cfg, BACKGROUNDS[cfg.background], dev, progress=False)
+        job = TrainSetup(run, data, cfg, cfg.background, dev, progress=False)
         state, _ = _start(None, dev)
         lo, hi = scene_box(data.cams, cfg.near, cfg.far)
         base = G.voxel_size(lo, hi, coarse.num_voxels)
         # the coarse grid starts as `hw4 bench nerf`'s solid ball, so that the fine stage has a
         # box and free space to skip as after a trained coarse stage (a few steps learn none)
         ball = _blob_model(lo, hi, coarse.num_voxels, base, coarse, 0).to(dev)
-        coarse_stage(job, state, ball, None)
+        coarse_stage(job, state, ball)
         model = fine_stage(job, state, None, fine)
         _sync(dev)
     secs, pts = state["history"]["seconds"], state["history"]["points"]
