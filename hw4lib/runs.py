@@ -150,7 +150,7 @@ REUSE, RESUME, FRESH = "reuse", "resume", "fresh"
 class RunPlan:
     """What a command does with its run folder: ``action`` is :data:`REUSE` (``done`` holds the
     finished run's record), :data:`RESUME` (from ``kind.checkpoint``) or :data:`FRESH` (train
-    from the start, once :func:`start_fresh` has cleared the folder)."""
+    from the start, once :func:`begin_run` has cleared the folder)."""
 
     action: str
     done: dict | None = None

@@ -108,6 +108,20 @@ def test_finished_run_is_reused(run, scene):
         train_run(TrainRequest(scene, out, "smoke", stepsize=2.0, device="cpu"), progress=False)
 
 
+def test_a_run_that_cannot_read_its_data_leaves_the_folder_as_it_was(run, tmp_path):
+    """The old run is cleared only once the new run's data has loaded (hw4lib.runs' lifecycle):
+    even --force over a finished run keeps every file when the scene cannot be read."""
+    import shutil
+
+    from hw4lib.nerf.run import TrainRequest, train_run
+
+    out = shutil.copytree(run[0], tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UserError, match="transforms_train.json"):
+        train_run(TrainRequest(tmp_path / "no_scene", out, "smoke", device="cpu", force=True))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_a_runs_ray_bounds_are_the_ones_it_trained_with(run):
     """Rendering, evaluation and the live view take near/far from the run's fine.pt; a
     fine.pt without them has the config's defaults, not numbers of their own."""
