@@ -6,18 +6,27 @@ files into ``--out``. :func:`check_run_dir` refuses, before anything is written 
 folder holding any other file (a user's notes, someone else's ``settings.json``) or another
 command's run; a folder the same command wrote stays reusable and resumable. Runs made before
 this check existed are recognised by their file names and the keys of their ``settings.json``.
-:func:`plan_run` then decides, from the folder's ``settings.json``, checkpoint and record of a
-finished run, what the command does with it; :func:`start_fresh` clears a run it replaces.
+
+Every run goes through the same lifecycle, whatever it trains:
+
+1. :func:`plan_run` decides, from the folder's ``settings.json``, checkpoint and record of a
+   finished run, what the command does with it (reuse, resume, start afresh), changing nothing;
+2. the command reads its data (a run that cannot leaves its folder as it was);
+3. :func:`begin_run` acts on the plan: the checkpoint to resume from, or the folder cleared of
+   the earlier run (:func:`start_fresh`) and the new settings recorded;
+4. the training loop writes its checkpoint when a :class:`CheckpointClock` says it is due;
+5. :func:`finish_run` writes the finished run's record, once, whole and last.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import UserError
 from .results import atomic_write_text
@@ -35,6 +44,9 @@ class RunKind:
     product: str  # what a finished run is for
     restart: str  # how the user starts a run over, for the messages
     numbered: str = ""  # a regex for further names it writes (backbone snapshots); "" = none
+    # a finished run keeps its checkpoint (--resume then trains nothing more); False: the
+    # checkpoint goes once the record is written (it only says how far an unfinished run got)
+    keeps_checkpoint: bool = True
 
     def writes(self, name: str) -> bool:
         """Whether ``name`` is a file this command writes in its run folder."""
@@ -55,6 +67,7 @@ NERF_TRAIN = RunKind(
     "done.json",
     "fine.pt",
     "delete the folder to train it afresh",
+    keeps_checkpoint=False,
 )
 SSL_PRETRAIN = RunKind(
     "hw4 ssl pretrain",
@@ -137,7 +150,7 @@ REUSE, RESUME, FRESH = "reuse", "resume", "fresh"
 class RunPlan:
     """What a command does with its run folder: ``action`` is :data:`REUSE` (``done`` holds the
     finished run's record), :data:`RESUME` (from ``kind.checkpoint``) or :data:`FRESH` (train
-    from the start, once :func:`start_fresh` has cleared the folder)."""
+    from the start, once :func:`begin_run` has cleared the folder)."""
 
     action: str
     done: dict | None = None
@@ -205,47 +218,60 @@ def plan_run(
     check_run_dir(run, kind)
     if force:
         return RunPlan(FRESH)
-    want, sfile = normal(settings), run / SETTINGS_FILE
-    old = _json(sfile)  # None when missing (check_run_dir refused an unreadable one)
+    want = normal(settings)
+    old = _json(run / SETTINGS_FILE)  # None when missing (check_run_dir refused an unreadable one)
     same = old == want
     has_ckpt = (run / kind.checkpoint).is_file()
     done = _json(run / kind.done) if same and (run / kind.product).is_file() else None
     if isinstance(done, dict) and not (resume and has_ckpt):
         return RunPlan(REUSE, done)
-    left = sorted(f for f in kind.files - {SETTINGS_FILE} if (run / f).is_file())
+    left = any((run / f).is_file() for f in kind.files - {SETTINGS_FILE})
     if cache and not resume:
         if left and not same:
             return RunPlan(FRESH)
         resume = has_ckpt
     if resume:
-        if not has_ckpt:
-            raise UserError(
-                f"{run}: no {kind.checkpoint} to resume from; drop --resume to start a new run"
-            )
-        if old is None:
-            raise UserError(
-                f"{sfile}: missing, so the run cannot be checked; start afresh "
-                "in a new --out folder"
-            )
-        if not same:
-            d = "; ".join(settings_diff(old, want)[:3])
-            raise UserError(
-                f"{sfile}: cannot resume with different settings ({d}); rerun "
-                "with the original settings or use a new --out folder"
-            )
+        _check_resumable(run, kind, old, want, has_ckpt)
         return RunPlan(RESUME)
-    if left and same and has_ckpt:
+    if left:
+        _check_replaceable(run, kind, old, want, has_ckpt)
+    return RunPlan(FRESH)
+
+
+def _check_resumable(run: Path, kind: RunKind, old: Any, want: Any, has_ckpt: bool) -> None:
+    """Refuse (one line) a resume without a checkpoint, or of a run with other settings."""
+    sfile = run / SETTINGS_FILE
+    if not has_ckpt:
+        raise UserError(
+            f"{run}: no {kind.checkpoint} to resume from; drop --resume to start a new run"
+        )
+    if old is None:
+        raise UserError(
+            f"{sfile}: missing, so the run cannot be checked; start afresh in a new --out folder"
+        )
+    if old != want:
+        d = "; ".join(settings_diff(old, want)[:3])
+        raise UserError(
+            f"{sfile}: cannot resume with different settings ({d}); rerun "
+            "with the original settings or use a new --out folder"
+        )
+
+
+def _check_replaceable(run: Path, kind: RunKind, old: Any, want: Any, has_ckpt: bool) -> None:
+    """Refuse (one line) to start afresh over what a run left: an interrupted run with these
+    settings (it can be resumed) or any run with other settings. Leftovers of an unfinished
+    run with these settings and no checkpoint may go."""
+    if old == want and has_ckpt:
         raise UserError(
             f"{run}: already holds an unfinished run with these settings; add "
             "--resume to continue it, or choose another --out"
         )
-    if left and not same:
+    if old != want:
         d = "; ".join(settings_diff(old, want)[:3]) if old is not None else f"no {SETTINGS_FILE}"
         raise UserError(
             f"{run}: already holds a run with other settings ({d}); choose "
             f"another --out, or {kind.restart}"
         )
-    return RunPlan(FRESH)
 
 
 def start_fresh(run_dir: str | Path, kind: RunKind, settings: dict | None = None) -> None:
@@ -261,3 +287,57 @@ def start_fresh(run_dir: str | Path, kind: RunKind, settings: dict | None = None
         atomic_write_text(
             run / SETTINGS_FILE, json.dumps(normal(settings), indent=2, sort_keys=True)
         )
+
+
+_Checkpoint = TypeVar("_Checkpoint")
+
+
+def begin_run(
+    run_dir: str | Path,
+    kind: RunKind,
+    plan: RunPlan,
+    settings: dict,
+    load: Callable[[Path], _Checkpoint],
+) -> _Checkpoint | None:
+    """Act on a :func:`plan_run` verdict other than reuse, once the run's data has been read
+    (so that a run which cannot read it leaves its folder as it was): the checkpoint to resume
+    from, read by ``load(path)`` (each command checks its own), or None when the run starts
+    afresh, the folder cleared of the earlier run and ``settings`` recorded."""
+    if plan.action == RESUME:
+        return load(Path(run_dir) / kind.checkpoint)
+    start_fresh(run_dir, kind, settings)
+    return None
+
+
+def finish_run(run_dir: str | Path, kind: RunKind, record: dict) -> dict:
+    """Write ``record`` (everything the finished run reports) as ``kind.done``: once, whole
+    (atomically) and last, so that a run without it is unfinished; then drop the checkpoint of
+    a kind that does not keep it (:attr:`RunKind.keeps_checkpoint`). Returns ``record``."""
+    run = Path(run_dir)
+    atomic_write_text(run / kind.done, json.dumps(record, indent=2, default=str))
+    if not kind.keeps_checkpoint:
+        (run / kind.checkpoint).unlink(missing_ok=True)
+    return record
+
+
+class CheckpointClock:
+    """When a training loop writes its checkpoint: every ``every_iters`` iterations (0: not by
+    count) or once ``every_s`` seconds have passed since the last write (0: whenever asked),
+    whichever comes first, and at the run's end. The cadence is I/O, not method, so no run's
+    settings hold it (another cadence must not make a finished run stale)."""
+
+    def __init__(self, every_s: float, every_iters: int = 0):
+        self.every_s, self.every_iters = every_s, every_iters
+        self.restart()
+
+    def restart(self) -> float:
+        """Count from now, as after a write (a loop's start counts as one); returns now."""
+        self.last = time.perf_counter()
+        return self.last
+
+    def due(self, it: int | None = None, final: bool = False) -> bool:
+        """Whether the checkpoint is to be written now: ``final`` (the run's end), ``it``
+        (iterations done) a multiple of ``every_iters``, or ``every_s`` seconds since the last
+        write."""
+        by_count = self.every_iters > 0 and it is not None and it % self.every_iters == 0
+        return final or by_count or time.perf_counter() - self.last >= self.every_s

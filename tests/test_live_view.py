@@ -126,11 +126,13 @@ def scene(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dvgo(scene, tmp_path_factory):
-    from hw4lib.nerf.jobs import train_run
+    from hw4lib.nerf.run import TrainRequest, train_run
 
     rows: list[dict] = []
     out = tmp_path_factory.mktemp("view") / "run"
-    res = train_run(scene, out, "smoke", device="cpu", progress=False, on_row=rows.append)
+    res = train_run(
+        TrainRequest(scene, out, "smoke", device="cpu"), progress=False, on_row=rows.append
+    )
     return out, res, rows
 
 

@@ -30,11 +30,12 @@ def scene(tmp_path_factory) -> Path:
     return generate_scene(out, "hotdog", size=16, n_train=6, n_val=1, supersample=1, progress=False)
 
 
-def _job(scene: Path, run: Path) -> T.Job:
+def _job(scene: Path, run: Path) -> T.TrainSetup:
     from hw4lib.nerf.raydata import ray_data
 
     cfg = get_profile("smoke").nerf
-    return T.Job(run, ray_data(scene, cfg, "white", 1, "cpu"), cfg, 1.0, "cpu", progress=False)
+    data = ray_data(scene, cfg, "white", 1, "cpu")
+    return T.TrainSetup(run, data, cfg, "white", "cpu", progress=False)
 
 
 class _Captured(Exception):
@@ -56,7 +57,7 @@ def test_the_coarse_stage_scales_each_voxels_step_by_its_view_count(scene, tmp_p
     monkeypatch.setattr(T, "train_stage", capture)
     state = {"stage": "coarse", "iter": 0, "history": T._new_history(), "timings": {}}
     with pytest.raises(_Captured):
-        T.coarse_stage(job, state, None, None)
+        T.coarse_stage(job, state, None)
     m, lr = seen["model"], seen["lr"]
     n = len(job.data.cams.poses)
     counts = view_counts(job.data.cams, m.lo, m.hi, m.shape, job.cfg.near, job.cfg.far)

@@ -12,9 +12,23 @@ from hw4lib.nerf import grid as G
 from hw4lib.nerf import kernels as K
 from hw4lib.nerf import render as R
 from hw4lib.nerf.activation2d import fit_image
-from hw4lib.nerf.dvgo import VoxelModel, free_space_mask, tight_box, view_encoding, voxel_centres
-from hw4lib.nerf.jobs import parse_voxels
-from hw4lib.nerf.rays import frustum_corners, pixel_dirs, ray_box, rays_of_pose, scene_box
+from hw4lib.nerf.dvgo import (
+    FreeSpaceMask,
+    VoxelModel,
+    free_space_mask,
+    tight_box,
+    view_encoding,
+    voxel_centres,
+)
+from hw4lib.nerf.rays import (
+    Bounds,
+    frustum_corners,
+    pixel_dirs,
+    ray_box,
+    rays_of_pose,
+    scene_box,
+)
+from hw4lib.nerf.run import parse_voxels
 
 
 def weights_by_cumprod(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,9 +168,11 @@ def test_grid_shape_holds_about_num_voxels_of_cubes():
 def test_ray_box_slab():
     o = torch.tensor([[-5.0, 0.2, 0.3]])
     d = torch.tensor([[1.0, 0.0, 0.0]])
-    t0, t1 = ray_box(o, d, -torch.ones(3), torch.ones(3), 0.0, 100.0)
+    t0, t1 = ray_box(o, d, Bounds(-torch.ones(3), torch.ones(3), 0.0, 100.0))
     assert t0.item() == pytest.approx(4.0) and t1.item() == pytest.approx(6.0)
-    t0, t1 = ray_box(o, torch.tensor([[0.0, 1.0, 0.0]]), -torch.ones(3), torch.ones(3), 0, 100)
+    t0, t1 = ray_box(
+        o, torch.tensor([[0.0, 1.0, 0.0]]), Bounds(-torch.ones(3), torch.ones(3), 0, 100)
+    )
     assert t1.item() <= t0.item()  # misses
 
 
@@ -231,7 +247,7 @@ def test_mask_refresh_frees_what_the_fine_grid_emptied_and_never_grows():
     voxel step, max-pooled 3^3) >= thres. A ball of density inside a mask that only knows the
     half-space x > -0.5: after the refresh the ball and its one-voxel rim stay unknown, empty
     space turns free, and x < -0.5 stays free even where the grid is dense."""
-    from hw4lib.nerf.dvgo import FreeSpaceMask, refresh_free_space
+    from hw4lib.nerf.dvgo import refresh_free_space
 
     lo, hi = -torch.ones(3), torch.ones(3)
     occ = voxel_centres(lo, hi, (9, 9, 9))[..., 0] > -0.5
@@ -263,7 +279,7 @@ def test_render_skips_free_space_and_matches_reference_composite():
     # reference: every sample through grid_sample and the plain cumprod compositing
     from hw4lib.nerf.rays import sample_along
 
-    pts, t, valid = sample_along(o, d, m.lo, m.hi, 2.0, 6.0, m.step)
+    pts, t, valid = sample_along(o, d, Bounds(m.lo, m.hi, 2.0, 6.0), m.step)
     raw = G.trilinear_grid_sample(m.density, pts.reshape(-1, 3), m.lo, m.hi).view(t.shape)
     a = R.alpha_post(raw, m.shift, m.interval) * valid
     w, T = weights_by_cumprod(a)
@@ -310,17 +326,16 @@ def test_march_equals_dense_sampling_with_the_mask():
     lo, hi = -torch.ones(3), torch.ones(3)
     occ = torch.rand(9, 7, 8, generator=g) < 0.3
     mlo, mhi = torch.tensor([-1.1, -0.9, -1.0]), torch.tensor([0.8, 1.2, 0.9])
-    pts, t, valid = sample_along(o, d, lo, hi, 2.0, 6.0, 0.05)
+    b, mask = Bounds(lo, hi, 2.0, 6.0), FreeSpaceMask(occ, mlo, mhi)
+    pts, t, valid = sample_along(o, d, b, 0.05)
     keep = valid & nearest_occupied(occ, mlo, mhi, pts.reshape(-1, 3)).view(valid.shape)
     want_ray = keep.nonzero()[:, 0]
     for f in (march, march_torch):
-        p, tt, ray, count = f(o, d, lo, hi, 2.0, 6.0, 0.05, occ, mlo, mhi)
+        p, tt, ray, count = f(o, d, b, 0.05, mask)
         assert torch.equal(ray, want_ray)
         assert torch.equal(count, keep.sum(1))
         assert torch.allclose(p, pts[keep]) and torch.allclose(tt, t[keep])
     # without a mask every valid sample is kept
-    p, tt, ray, count = march(o, d, lo, hi, 2.0, 6.0, 0.05)
+    p, tt, ray, count = march(o, d, b, 0.05)
     assert torch.equal(count, valid.sum(1)) and torch.allclose(tt, t[valid])
-    assert torch.equal(
-        march(o, d, lo, hi, 2.0, 6.0, 0.05, occ, mlo, mhi, count_only=True)[3], keep.sum(1)
-    )
+    assert torch.equal(march(o, d, b, 0.05, mask, count_only=True)[3], keep.sum(1))

@@ -4,6 +4,7 @@ resumes, stops cleanly on NaN, and rejects bad input with one line and exit code
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -64,6 +65,16 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(-10 * np.log10(np.mean((a.astype(np.float64) - b) ** 2)))
 
 
+def _setup(scene: Path, run: Path, cfg):
+    """The training loop's setup for a config of the test's own, on the CPU, without the run
+    folder's lifecycle (``hw4lib.nerf.run.train_run``'s)."""
+    from hw4lib.nerf import train as T
+    from hw4lib.nerf.raydata import ray_data
+
+    data = ray_data(scene, cfg, cfg.background, 1, "cpu")
+    return T.TrainSetup(run, data, cfg, cfg.background, "cpu", progress=False)
+
+
 def _val_truth(scene, n: int | None = None) -> tuple[list[str], np.ndarray]:
     """Names and ground-truth images (N, H, W, 3) in [0, 1] of the val split, on white."""
     from hw4lib.data.blender import load_split
@@ -88,13 +99,27 @@ def test_tiny_scene_is_learned(run):
 
 
 def test_finished_run_is_reused(run, scene):
-    from hw4lib.nerf.jobs import train_run
+    from hw4lib.nerf.run import TrainRequest, train_run
 
     out, res = run
-    again = train_run(scene, out, "smoke", device="cpu", progress=False)
+    again = train_run(TrainRequest(scene, out, "smoke", device="cpu"), progress=False)
     assert again["reused"] and again["history"]["psnr"] == res["history"]["psnr"]
     with pytest.raises(UserError, match="other settings"):
-        train_run(scene, out, "smoke", stepsize=2.0, device="cpu", progress=False)
+        train_run(TrainRequest(scene, out, "smoke", stepsize=2.0, device="cpu"), progress=False)
+
+
+def test_a_run_that_cannot_read_its_data_leaves_the_folder_as_it_was(run, tmp_path):
+    """The old run is cleared only once the new run's data has loaded (hw4lib.runs' lifecycle):
+    even --force over a finished run keeps every file when the scene cannot be read."""
+    import shutil
+
+    from hw4lib.nerf.run import TrainRequest, train_run
+
+    out = shutil.copytree(run[0], tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UserError, match="transforms_train.json"):
+        train_run(TrainRequest(tmp_path / "no_scene", out, "smoke", device="cpu", force=True))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_a_runs_ray_bounds_are_the_ones_it_trained_with(run):
@@ -343,8 +368,6 @@ def test_render_bad_inputs_exit_2(run, scene, tmp_path, capsys):
 def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
     """With ``mask_refresh`` the fine model ends with DVGO's refreshed mask over its own grid,
     never more unknown than the coarse one; without it, the coarse stage's mask stays."""
-    import dataclasses
-
     from hw4lib.config import get_profile
     from hw4lib.nerf import train as T
     from hw4lib.nerf.dvgo import voxel_centres
@@ -357,7 +380,7 @@ def test_mask_refresh_runs_at_each_progressive_scaling(scene, tmp_path):
         c = dataclasses.replace(
             cfg, fine=dataclasses.replace(cfg.fine, iters=25, pg_scale=(10,), mask_refresh=on)
         )
-        T.train(scene, tmp_path / str(on), c, device="cpu", progress=False)
+        T.train(_setup(scene, tmp_path / str(on), c))
         masks[on] = load_model(tmp_path / str(on) / "fine.pt")
     coarse = load_model(tmp_path / "False" / "coarse.pt")
     off, on = masks[False], masks[True]
@@ -373,6 +396,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
     from hw4lib.config import get_profile
     from hw4lib.nerf import render as R
     from hw4lib.nerf import train as T
+    from hw4lib.nerf.saved import load_resume_checkpoint
 
     monkeypatch.setattr(T, "CKPT_EVERY", 5)
     calls = {"n": 0}
@@ -385,7 +409,6 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
 
     monkeypatch.setattr(T.R, "photometric_loss", flaky)
     run = tmp_path / "run"
-    import dataclasses
 
     cfg = get_profile("smoke").nerf
     cfg = dataclasses.replace(
@@ -393,8 +416,9 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
         coarse=dataclasses.replace(cfg.coarse, iters=12),
         fine=dataclasses.replace(cfg.fine, iters=6, pg_scale=(3,)),
     )
+    setup = _setup(scene, run, cfg)
     with pytest.raises(UserError, match="NaN"):
-        T.train(scene, run, cfg, device="cpu", progress=False)
+        T.train(setup)
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ck["state"]["iter"] == 5 and ck["state"]["stage"] == "coarse"
     assert not (run / "fine.pt").exists()
@@ -407,11 +431,13 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(scene, tmp_path, monkeypat
         "photometric_loss",
         lambda p, t: (calls.__setitem__("n", calls["n"] + 1), real(p, t))[1],
     )
-    res = T.train(scene, run, cfg, device="cpu", resume=True, progress=False)
+    res = T.train(setup, load_resume_checkpoint(run / "checkpoint.pt"))
     assert calls["n"] == cfg.coarse.iters + cfg.fine.iters - 5
     assert len(res["history"]["loss"]) == cfg.coarse.iters + cfg.fine.iters
     assert res["history"]["loss"][:5] == kept
-    assert (run / "fine.pt").is_file() and not (run / "checkpoint.pt").exists()
+    assert (run / "fine.pt").is_file()
+    # the loop ends marking training over; the run's lifecycle finishes it (done.json)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["state"]["stage"] == T.TRAINED
 
 
 @pytest.mark.slow
@@ -420,7 +446,7 @@ def test_resumed_run_repeats_the_uninterrupted_one(run, scene, tmp_path, monkeyp
     resumed: it trains only what was left, and ends bit for bit where the fixture's
     uninterrupted run of the same settings ended."""
     from hw4lib.nerf import train as T
-    from hw4lib.nerf.jobs import train_run
+    from hw4lib.nerf.run import TrainRequest, train_run
 
     whole_dir, whole = run
     cut = tmp_path / "cut"
@@ -449,12 +475,13 @@ def test_resumed_run_repeats_the_uninterrupted_one(run, scene, tmp_path, monkeyp
         whole["coarse_iters"],
         len(whole["history"]["loss"]) - whole["coarse_iters"],
     )
+    req = TrainRequest(scene, cut, "smoke", device="cpu")
     with pytest.raises(KeyboardInterrupt):
-        train_run(scene, cut, "smoke", device="cpu", progress=False)
+        train_run(req, progress=False)
     assert steps["n"] == 60 and not (cut / "coarse.pt").exists()
     steps["n"] = 0
     with pytest.raises(KeyboardInterrupt):
-        train_run(scene, cut, "smoke", device="cpu", resume=True, progress=False)
+        train_run(dataclasses.replace(req, resume=True), progress=False)
     assert steps["n"] == coarse_iters - 60 + 30
     steps["n"] = 0
     assert (
@@ -491,11 +518,12 @@ def test_a_run_stopped_in_its_val_render_resumes_with_the_render_alone(
 ):
     """done.json is written once, val PSNR and all: a run killed after training, in the val
     render, is unfinished (not reused), and resumed it renders val without a training step."""
-    from hw4lib.nerf import jobs as J
+    from hw4lib import runs
+    from hw4lib.nerf import run as J
     from hw4lib.nerf import train as T
 
     _, whole = run
-    real_val, real_loss, real_write = J.val_psnr, T.R.photometric_loss, T.atomic_write_text
+    real_val, real_loss, real_write = J.val_psnr, T.R.photometric_loss, runs.atomic_write_text
     steps, renders, done_writes = [], [], []
 
     def loss(pred, target):
@@ -511,19 +539,20 @@ def test_a_run_stopped_in_its_val_render_resumes_with_the_render_alone(
         real_write(path, text)
 
     monkeypatch.setattr(T.R, "photometric_loss", loss)
-    monkeypatch.setattr(T, "atomic_write_text", write)
+    monkeypatch.setattr(runs, "atomic_write_text", write)
     monkeypatch.setattr(J, "val_psnr", killed_val)
     cut = tmp_path / "cut"
+    req = J.TrainRequest(scene, cut, "smoke", device="cpu")
     with pytest.raises(KeyboardInterrupt):
-        J.train_run(scene, cut, "smoke", device="cpu", progress=False)
+        J.train_run(req, progress=False)
     assert len(steps) == len(whole["history"]["loss"]) and renders == [1]
     assert (cut / "fine.pt").is_file() and not (cut / "done.json").exists() and done_writes == []
     fine = torch.load(cut / "fine.pt", weights_only=True)["state"]
     monkeypatch.setattr(J, "val_psnr", lambda *a, **k: (renders.append(1), real_val(*a, **k))[1])
     steps.clear()
     with pytest.raises(UserError, match="unfinished run.*--resume"):  # not reused as finished
-        J.train_run(scene, cut, "smoke", device="cpu", progress=False)
-    res = J.train_run(scene, cut, "smoke", device="cpu", resume=True, progress=False)
+        J.train_run(req, progress=False)
+    res = J.train_run(dataclasses.replace(req, resume=True), progress=False)
     assert steps == [] and renders == [1, 1] and done_writes == [1]
     done = json.loads((cut / "done.json").read_text())
     assert done["val_psnr"] == res["val_psnr"] == whole["val_psnr"] and not done["reused"]
@@ -532,7 +561,7 @@ def test_a_run_stopped_in_its_val_render_resumes_with_the_render_alone(
     after = torch.load(cut / "fine.pt", weights_only=True)["state"]
     assert all(torch.equal(after[k], fine[k]) for k in fine)
     assert not (cut / "checkpoint.pt").exists()
-    again = J.train_run(scene, cut, "smoke", device="cpu", progress=False)
+    again = J.train_run(req, progress=False)
     assert again["reused"] and again["val_psnr"] == whole["val_psnr"] and done_writes == [1]
 
 

@@ -100,9 +100,9 @@ def _settings(command: str, data: dict[str, Path]) -> dict:
     """The settings.json a real run of ``command`` would write (the smoke profile)."""
     prof = get_profile("smoke")
     if command == "nerf train":
-        from hw4lib.nerf.jobs import run_settings
+        from hw4lib.nerf.run import TrainRequest, run_settings
 
-        return run_settings(data["nerf"], "smoke", None, None, None, 1.0)
+        return run_settings(TrainRequest(data["nerf"], "unused", "smoke"))
     if command == "ssl pretrain":
         from hw4lib.ssl.pretrain_run import pretrain_settings
 

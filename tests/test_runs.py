@@ -169,6 +169,45 @@ def test_start_fresh_clears_the_earlier_run_and_records_the_settings(kind, tmp_p
     assert _plan(run, kind, lr=0.2, resume=True).action == RESUME
 
 
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_begin_resumes_from_the_checkpoint_or_clears_and_records(kind, tmp_path):
+    """begin_run acts on the plan: a resume reads the checkpoint (by the command's own reader)
+    and changes nothing; a fresh start clears the earlier run and records the new settings."""
+    run = _run(tmp_path, kind, checkpoint=True)
+    before, read = _files(run), []
+    state = runs.begin_run(
+        run, kind, runs.RunPlan(RESUME), _settings(kind), lambda p: read.append(p) or "state"
+    )
+    assert state == "state" and read == [run / kind.checkpoint] and _files(run) == before
+    assert runs.begin_run(run, kind, runs.RunPlan(FRESH), _settings(kind, 0.2), read.append) is None
+    assert sorted(_files(run)) == ["settings.json"] and len(read) == 1
+    assert _plan(run, kind, lr=0.2).action == FRESH  # the new run's settings, nothing else
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_finish_writes_the_record_whole_and_drops_a_checkpoint_not_kept(kind, tmp_path):
+    run = _run(tmp_path, kind, checkpoint=True)
+    (run / kind.product).write_bytes(b"weights")
+    record = {"val": 1.5, "data": Path("/data")}
+    assert runs.finish_run(run, kind, record) is record
+    assert json.loads((run / kind.done).read_text()) == {"val": 1.5, "data": "/data"}
+    assert (run / kind.checkpoint).exists() == kind.keeps_checkpoint
+    assert _plan(run, kind).action == REUSE  # finished: reused as it is
+
+
+def test_checkpoint_clock_writes_every_n_iterations_or_seconds_and_at_the_end(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(runs.time, "perf_counter", lambda: now[0])
+    clock = runs.CheckpointClock(every_s=60.0, every_iters=5)
+    assert [it for it in range(1, 12) if clock.due(it)] == [5, 10]
+    assert clock.due(7, final=True) and not clock.due(7)
+    now[0] += 60.0  # a minute since the last write: due whatever the count
+    assert clock.due(7) and clock.due()
+    assert clock.restart() == 160.0 and not clock.due(7)
+    every_time = runs.CheckpointClock(every_s=0.0)  # SSLConfig.checkpoint_every_s = 0
+    assert every_time.due() and every_time.due(3)
+
+
 def test_settings_diff_names_nested_keys_and_shortens_values():
     old = {"a": 1, "nerf": {"fine": {"stepsize": 0.5}, "seed": 0}, "long": "x" * 80}
     new = {"a": 1, "nerf": {"fine": {"stepsize": 2.0}, "seed": 0}, "long": "y" * 80, "b": None}

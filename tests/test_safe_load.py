@@ -70,7 +70,7 @@ def nerf(tmp_path_factory) -> dict[str, Any]:
     """An interrupted DVGO run (``checkpoint.pt``) and the same run resumed to the end."""
     from hw4lib.data.scene import generate_scene
     from hw4lib.nerf import train as T
-    from hw4lib.nerf.jobs import train_run
+    from hw4lib.nerf.run import TrainRequest, train_run
 
     root = tmp_path_factory.mktemp("nerf")
     scene = generate_scene(
@@ -89,7 +89,7 @@ def nerf(tmp_path_factory) -> dict[str, Any]:
 
         mp.setattr(T.R, "photometric_loss", flaky)
         with pytest.raises(UserError, match="NaN"):
-            train_run(scene, run, "smoke", device="cpu", progress=False)
+            train_run(TrainRequest(scene, run, "smoke", device="cpu"), progress=False)
     interrupted = root / "interrupted"
     shutil.copytree(run, interrupted)
     rc = main(

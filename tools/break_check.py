@@ -85,9 +85,9 @@ BREAKS = (
     Break(
         "nerf_resume_restarts",
         "DVGO --resume throws the checkpoint away and starts over",
-        "hw4lib/nerf/train.py",
-        "    ck = load_resume_checkpoint(ck_path) if ck_path.is_file() else None\n",
-        "    ck = None\n",
+        "hw4lib/nerf/run.py",
+        "    ck = begin_run(run, NERF_TRAIN, plan, settings, load_resume_checkpoint)\n",
+        "    ck = begin_run(run, NERF_TRAIN, plan, settings, lambda path: None)\n",
         ("tests/test_nerf_train.py", "-k", "nan_loss or resumed_run"),
     ),
     Break(
@@ -102,8 +102,8 @@ BREAKS = (
         "ssl_resume_restarts",
         "an SSL --resume throws last.pt away and starts over",
         "hw4lib/ssl/checkpoint.py",
-        "        return load(Path(run_dir) / kind.checkpoint, keys)\n",
-        "        return None\n",
+        "    return begin_run(run_dir, kind, plan, settings, lambda path: load(path, keys))\n",
+        "    return begin_run(run_dir, kind, plan, settings, lambda path: None)\n",
         ("tests/test_ssl_train.py", "-k", "resume"),
     ),
     Break(
@@ -215,11 +215,9 @@ BREAKS = (
         "nerf_done_before_val",
         "done.json is written before the val render (a kill there leaves a 'finished' run "
         "without val_psnr, reused as it is)",
-        "hw4lib/nerf/train.py",
-        "    result = {**result, **(report() if report is not None else {})}\n"
-        '    atomic_write_text(run / "done.json", json.dumps(result))\n',
-        '    atomic_write_text(run / "done.json", json.dumps(result))\n'
-        "    result = {**result, **(report() if report is not None else {})}\n",
+        "hw4lib/nerf/run.py",
+        "    v = val_psnr(req, progress=progress)\n",
+        "    finish_run(run, NERF_TRAIN, result)\n    v = val_psnr(req, progress=progress)\n",
         ("tests/test_nerf_train.py", "-k", "val_render"),
     ),
     Break(
@@ -234,8 +232,8 @@ BREAKS = (
         "view_count_lr_off",
         "DVGO's coarse stage trains without its view-count learning rate",
         "hw4lib/nerf/train.py",
-        'train_stage(job, model, cfg.coarse, "coarse", state, pervoxel_lr=lr_scale)',
-        'train_stage(job, model, cfg.coarse, "coarse", state, pervoxel_lr=None)',
+        'train_stage(setup, model, cfg.coarse, "coarse", state, pervoxel_lr=lr_scale)',
+        'train_stage(setup, model, cfg.coarse, "coarse", state, pervoxel_lr=None)',
         ("tests/test_mechanisms.py", "-k", "view_count"),
     ),
     Break(

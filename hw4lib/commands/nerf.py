@@ -46,9 +46,9 @@ def register(sub) -> None:
 
 
 def _train(a) -> int:
-    from ..nerf.jobs import train_run
+    from ..nerf.run import TrainRequest, train_run
 
-    res = train_run(
+    req = TrainRequest(
         a.data,
         a.out,
         a.profile,
@@ -59,6 +59,7 @@ def _train(a) -> int:
         downscale=a.downscale,
         resume=a.resume,
     )
+    res = train_run(req)
     t = res.get("timings", {})
     state = "reused finished run" if res.get("reused") else "trained"
     print(
@@ -69,9 +70,9 @@ def _train(a) -> int:
 
 
 def _render(a) -> int:
-    from ..nerf.jobs import render_run
+    from ..nerf.images import render_transforms
 
-    paths = render_run(
+    paths = render_transforms(
         a.run, a.transforms, a.out, size=a.size, depth=a.depth, video=a.video, device=a.device
     )
     print(f"wrote {len(paths)} files to {a.out}")

@@ -165,26 +165,25 @@ def _train(
 ) -> tuple[Any, dict[str, Any], Any, Any]:
     """Both stages of ``cfg`` on ``scene`` as training runs them: ``(job, state, the coarse
     grid, the fine model)``; the history in ``state`` times every step."""
-    from ..data.blender import BACKGROUNDS
     from ..nerf import grid as G
     from ..nerf.bench import _blob_model
     from ..nerf.raydata import ray_data
     from ..nerf.rays import scene_box
-    from ..nerf.train import Job, _start, coarse_stage, fine_stage
+    from ..nerf.train import TrainSetup, _start, coarse_stage, fine_stage
 
     coarse, fine = cfg.coarse, cfg.fine
     torch.manual_seed(0)
     with torch_path(forced_torch):
         data = ray_data(scene, cfg, cfg.background, 1, dev)
         run.mkdir()
-        job = Job(run, data, cfg, BACKGROUNDS[cfg.background], dev, progress=False)
+        job = TrainSetup(run, data, cfg, cfg.background, dev, progress=False)
         state, _ = _start(None, dev)
         lo, hi = scene_box(data.cams, cfg.near, cfg.far)
         base = G.voxel_size(lo, hi, coarse.num_voxels)
         # the coarse grid starts as `hw4 bench nerf`'s solid ball, so that the fine stage has a
         # box and free space to skip as after a trained coarse stage (a few steps learn none)
         ball = _blob_model(lo, hi, coarse.num_voxels, base, coarse, 0).to(dev)
-        coarse_stage(job, state, ball, None)
+        coarse_stage(job, state, ball)
         model = fine_stage(job, state, None, fine)
         _sync(dev)
     return job, state, ball, model

@@ -21,11 +21,11 @@ from typing import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ..config import get_profile, resolve_device
+from ..config import DVGOStage, get_profile, resolve_device
 from . import grid as G
 from . import render as R
 from .dvgo import VoxelModel, free_space_mask, view_encoding
-from .rays import orbit_poses, pixel_dirs, rays_of_pose, sample_along
+from .rays import Bounds, orbit_poses, pixel_dirs, rays_of_pose, sample_along
 from .train import make_optimizer
 
 
@@ -121,7 +121,7 @@ def _blob_model(lo, hi, nv, base, st, feat_dim, mask=None) -> VoxelModel:
 
 def _reference_step(m: VoxelModel, ro, rd, tgt, bg, near, far) -> torch.Tensor:
     """The same training step with ``F.grid_sample`` at every sample, nothing skipped."""
-    pts, t, valid = sample_along(ro, rd, m.lo, m.hi, near, far, m.step)
+    pts, t, valid = sample_along(ro, rd, Bounds(m.lo, m.hi, near, far), m.step)
     nR, S = t.shape
     flat_pts = pts.reshape(-1, 3)
     raw = G.trilinear_grid_sample(m.density, flat_pts, m.lo, m.hi)[:, 0].view(nR, S)
@@ -135,6 +135,21 @@ def _reference_step(m: VoxelModel, ro, rd, tgt, bg, near, far) -> torch.Tensor:
     w, T_last = R.weights(sd)
     c = R.composite(w, rgb.view(nR, S, 3), T_last, bg)
     return R.photometric_loss(c, tgt) + 0.01 * R.entropy_loss(T_last)
+
+
+def _bench_rays(n_rays: int, dev: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n_rays`` random rays of 16 orbit views at 100 px, and random target colours."""
+    g = torch.Generator().manual_seed(0)
+    poses = orbit_poses(16)
+    H = W = 100
+    f = 0.5 * W / torch.tan(torch.tensor(0.6911 / 2)).item()
+    dirs = pixel_dirs(H, W, f, f, W / 2, H / 2).reshape(-1, 3)
+    k = torch.randint(0, 16, (n_rays,), generator=g)
+    p = torch.randint(0, H * W, (n_rays,), generator=g)
+    ro = torch.stack([rays_of_pose(poses[a], dirs[b : b + 1])[0][0] for a, b in zip(k, p)]).to(dev)
+    rd = torch.stack([rays_of_pose(poses[a], dirs[b : b + 1])[1][0] for a, b in zip(k, p)]).to(dev)
+    tgt = torch.rand(n_rays, 3, generator=g).to(dev)
+    return ro, rd, tgt
 
 
 def bench_nerf(args) -> int:
@@ -155,63 +170,65 @@ def bench_nerf(args) -> int:
         cfg.fine.feat_dim,
         mask,
     ).to(dev)
-    g = torch.Generator().manual_seed(0)
-    poses = orbit_poses(16)
-    H = W = 100
-    f = 0.5 * W / torch.tan(torch.tensor(0.6911 / 2)).item()
-    dirs = pixel_dirs(H, W, f, f, W / 2, H / 2).reshape(-1, 3)
-    k = torch.randint(0, 16, (n_rays,), generator=g)
-    p = torch.randint(0, H * W, (n_rays,), generator=g)
-    ro = torch.stack([rays_of_pose(poses[a], dirs[b : b + 1])[0][0] for a, b in zip(k, p)]).to(dev)
-    rd = torch.stack([rays_of_pose(poses[a], dirs[b : b + 1])[1][0] for a, b in zip(k, p)]).to(dev)
-    tgt = torch.rand(n_rays, 3, generator=g).to(dev)
+    rays = _bench_rays(n_rays, dev)
     print(
         f"DVGO training step (forward, backward, Adam step), {n_rays} rays, "
         f"profile grids: coarse {coarse.shape}, fine {fine.shape}, device {dev}, "
         f"{torch.get_num_threads()} threads"
     )
     for name, m, st in (("coarse", coarse, cfg.coarse), ("fine", fine, cfg.fine)):
-        npts = {}
-        # the optimiser step is part of a training step (lr 0: the grids stay as they are)
-        st = dataclasses.replace(st, lr_grid=0.0, lr_mlp=0.0)
-        opt_ours = make_optimizer(m, st)
-        opt_ref = torch.optim.Adam(m.parameters(), lr=0.0, betas=(0.9, 0.99))
-
-        def ours():
-            m.zero_grad(set_to_none=True)
-            out = m.render(ro, rd, 1.0, cfg.near, cfg.far, target=tgt)
-            npts["n"] = out["n_points"]
-            loss = (
-                R.photometric_loss(out["rgb"], tgt)
-                + 0.01 * R.entropy_loss(out["T_last"])
-                + 0.1 * out["rgbper"]
-            )
-            loss.backward()
-            opt_ours.step()
-
-        def ref():
-            m.zero_grad(set_to_none=True)
-            _reference_step(m, ro, rd, tgt, 1.0, cfg.near, cfg.far).backward()
-            opt_ref.step()
-
-        _, t_all, valid = sample_along(ro, rd, m.lo, m.hi, cfg.near, cfg.far, m.step)
-        n_all = int(valid.sum())
-        t = _rounds({"ours": ours, "ref": ref}, repeats, dev)
-        t_o, t_r = statistics.median(t["ours"]), statistics.median(t["ref"])
-        print(
-            f"{name:6s} ours        {t_o * 1e3:8.1f} ms  {n_rays / t_o:9.0f} rays/s  "
-            f"{npts['n'] / t_o / 1e6:6.2f} M points/s ({npts['n']} points after skipping)"
-        )
-        print(
-            f"{name:6s} grid_sample {t_r * 1e3:8.1f} ms  {n_rays / t_r:9.0f} rays/s  "
-            f"{n_all / t_r / 1e6:6.2f} M points/s ({n_all} points)"
-        )
-        line, med = _ratio_line(f"{name:6s} ", t["ref"], t["ours"])
-        print(line)
-        if name == "fine":
-            print_breakdown(step_breakdown(ours, repeats))
-        print(f"{name:6s} speed-up {med:.1f}x")
+        _bench_step(name, m, st, Bounds(m.lo, m.hi, cfg.near, cfg.far), rays, repeats)
     return 0
+
+
+def _bench_step(
+    name: str, m: VoxelModel, st: DVGOStage, b: Bounds, rays: tuple[torch.Tensor, ...], repeats: int
+) -> None:
+    """Time one stage's training step, ours against :func:`_reference_step`, and print the
+    rates, the per-round speed-ups and (the fine stage) where the step's time goes."""
+    ro, rd, tgt = rays
+    dev = ro.device.type
+    npts = {}
+    # the optimiser step is part of a training step (lr 0: the grids stay as they are)
+    st = dataclasses.replace(st, lr_grid=0.0, lr_mlp=0.0)
+    opt_ours = make_optimizer(m, st)
+    opt_ref = torch.optim.Adam(m.parameters(), lr=0.0, betas=(0.9, 0.99))
+
+    def ours():
+        m.zero_grad(set_to_none=True)
+        out = m.render(ro, rd, 1.0, b.near, b.far, target=tgt)
+        npts["n"] = out["n_points"]
+        loss = (
+            R.photometric_loss(out["rgb"], tgt)
+            + 0.01 * R.entropy_loss(out["T_last"])
+            + 0.1 * out["rgbper"]
+        )
+        loss.backward()
+        opt_ours.step()
+
+    def ref():
+        m.zero_grad(set_to_none=True)
+        _reference_step(m, ro, rd, tgt, 1.0, b.near, b.far).backward()
+        opt_ref.step()
+
+    _, t_all, valid = sample_along(ro, rd, b, m.step)
+    n_all = int(valid.sum())
+    t = _rounds({"ours": ours, "ref": ref}, repeats, dev)
+    t_o, t_r = statistics.median(t["ours"]), statistics.median(t["ref"])
+    n_rays = ro.shape[0]
+    print(
+        f"{name:6s} ours        {t_o * 1e3:8.1f} ms  {n_rays / t_o:9.0f} rays/s  "
+        f"{npts['n'] / t_o / 1e6:6.2f} M points/s ({npts['n']} points after skipping)"
+    )
+    print(
+        f"{name:6s} grid_sample {t_r * 1e3:8.1f} ms  {n_rays / t_r:9.0f} rays/s  "
+        f"{n_all / t_r / 1e6:6.2f} M points/s ({n_all} points)"
+    )
+    line, med = _ratio_line(f"{name:6s} ", t["ref"], t["ours"])
+    print(line)
+    if name == "fine":
+        print_breakdown(step_breakdown(ours, repeats))
+    print(f"{name:6s} speed-up {med:.1f}x")
 
 
 #: the labelled parts of VoxelModel.render, in the order they run

@@ -17,7 +17,7 @@ from torch.profiler import record_function as _phase
 
 from . import grid as G
 from . import render as R
-from .rays import march, nearest_occupied
+from .rays import Bounds, march, nearest_occupied
 
 
 def view_encoding(viewdirs: torch.Tensor, n_freq: int) -> torch.Tensor:
@@ -150,17 +150,9 @@ class VoxelModel(nn.Module):
         Samples every ``step`` inside the box, drops known free space, composites (eqs 2a-c)
         and evaluates colour only where the weight exceeds ``fast_color_thres``.
         """
-        mk = self.mask
         with _phase("dvgo.march"):
             fpts, ft, ray_all, _ = march(
-                rays_o,
-                rays_d,
-                self.lo,
-                self.hi,
-                near,
-                far,
-                self.step,
-                *((mk.occupied, mk.lo, mk.hi) if mk is not None else ()),
+                rays_o, rays_d, Bounds(self.lo, self.hi, near, far), self.step, self.mask
             )
         nR = rays_o.shape[0]
         with _phase("dvgo.density"):

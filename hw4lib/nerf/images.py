@@ -1,6 +1,6 @@
-"""A trained run's images: its fine model loaded, views rendered from it, the frames of a
-transforms file written as PNGs, depth maps, an orbit video. (The volume-rendering equations
-themselves are :mod:`.render`'s.)
+"""A trained run's images: its fine model loaded, views rendered from it (a split's views
+with their ground truths, the frames of a transforms file written as PNGs, depth maps, an
+orbit). (The volume-rendering equations themselves are :mod:`.render`'s.)
 
 The output folder carries a marker (``.hw4-nerf-render.json``) naming the run that wrote it,
 so a folder holding another run's (or anyone else's) images is never overwritten.
@@ -9,6 +9,7 @@ so a folder holding another run's (or anyone else's) images is never overwritten
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..atomic import write_atomic
-from ..config import NerfConfig
-from ..data.blender import BACKGROUNDS, Cameras, read_transforms
+from ..config import NerfConfig, resolve_device
+from ..data.blender import BACKGROUNDS, Cameras, load_split, read_transforms
 from ..errors import UserError
 from ..results import atomic_write_text, load_checkpoint
 from .dvgo import VoxelModel
@@ -27,6 +28,8 @@ from .saved import MODEL_KEYS, build_voxel_model
 
 MARKER = ".hw4-nerf-render.json"
 IMAGE_EXT = (".png", ".jpg", ".jpeg")
+TRAIN_SIZE = "train"  # render_split's max_size: the image size the run trained at
+ORBIT_FRAMES, ORBIT_FPS = 40, 15  # an orbit video's
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[VoxelModel, dict]:
@@ -87,6 +90,64 @@ def render_image(
     return torch.cat(rgb).view(H, W, 3).cpu(), torch.cat(depth).view(H, W).cpu()
 
 
+def render_poses(
+    model: VoxelModel,
+    meta: dict,
+    cams: Cameras,
+    poses: torch.Tensor,
+    desc: str = "render",
+    progress: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`render_image` from each of ``poses`` (N, 4, 4) in turn, as the run trained (its
+    background and ray bounds, :func:`load_run`'s ``meta``): ``(rgb, depth)`` one at a time."""
+    bg = BACKGROUNDS[meta.get("background", "white")]
+    near, far = near_far(meta)
+    for c2w in tqdm(poses, desc=desc, disable=not progress):
+        yield render_image(model, cams, c2w, bg, near, far)
+
+
+def _train_side(meta: dict) -> int | None:
+    """The largest image side the run trained at (None: the images' own)."""
+    return meta.get("train_size", [None])[0]
+
+
+@torch.no_grad()
+def render_split(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "val",
+    views: int | Sequence[str] | None = None,
+    max_size: int | str | None = None,
+    downscale: float = 1,
+    device: str = "cpu",
+    progress: bool = False,
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor], list[str]]:
+    """Views of a split rendered by a run, with their ground truths (on the run's background)
+    and names: ``([(rgb, depth), ...], ground truths, names)``. ``views``: the first n (None:
+    all) or these names; ``max_size``: the images' largest side (None: as on disk,
+    :data:`TRAIN_SIZE`: as the run trained)."""
+    model, meta = load_run(run_dir, resolve_device(device))
+    size = _train_side(meta) if max_size == TRAIN_SIZE else max_size
+    s = load_split(data_dir, split, downscale=downscale, max_size=size)
+    cams, names = s.cameras, s.cameras.names
+    if views is None or isinstance(views, int):
+        idx = list(range(len(cams) if views is None else min(views, len(cams))))
+    else:
+        idx = [names.index(v) for v in views]
+    gts = s.rgb(meta.get("background", "white"))
+    shots = render_poses(model, meta, cams, cams.poses[idx], f"render {split}", progress)
+    return list(shots), [gts[i] for i in idx], [names[i] for i in idx]
+
+
+def orbit_frames(
+    run_dir: str | Path, data_dir: str | Path, n: int = 8, device: str = "auto"
+) -> list[torch.Tensor]:
+    """RGB frames (H, W, 3) of an orbit around the scene at the training size."""
+    model, meta = load_run(run_dir, resolve_device(device))
+    cams = load_split(data_dir, "train", max_size=_train_side(meta)).cameras
+    return [rgb for rgb, _ in render_poses(model, meta, cams, orbit_cameras(cams, n))]
+
+
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     return (img.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
@@ -130,9 +191,8 @@ def render_transforms(
     size: int | None = None,
     depth: bool = False,
     video: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
-    chunk: int = 8192,
 ) -> list[Path]:
     """Render every frame of ``transforms`` into ``out_dir/<basename of file_path>.png``.
 
@@ -141,7 +201,7 @@ def render_transforms(
     ``<name>_depth.png`` under ``out_dir/depth``; ``video`` adds an orbit video.
     """
     run, out = Path(run_dir), Path(out_dir)
-    model, meta = load_run(run, device)
+    model, meta = load_run(run, resolve_device(device))
     orig = meta.get("orig_size", [800, 800])
     cams = read_transforms(transforms, size=size or orig[0])
     if size:
@@ -152,19 +212,16 @@ def render_transforms(
         out / MARKER,
         json.dumps({"run": str(run.resolve()), "transforms": str(Path(transforms).resolve())}),
     )
-    bg = BACKGROUNDS[meta.get("background", "white")]
-    near, far = near_far(meta)
     written = []
-    for i in tqdm(range(len(cams)), desc="render", disable=not progress):
-        rgb, dep = render_image(model, cams, cams.poses[i], bg, near, far, chunk)
-        p = out / f"{cams.names[i]}.png"
-        _save_png(to_uint8(rgb), p)
-        written.append(p)
+    shots = render_poses(model, meta, cams, cams.poses, "render", progress)
+    for name, (rgb, dep) in zip(cams.names, shots):
+        written.append(out / f"{name}.png")
+        _save_png(to_uint8(rgb), written[-1])
         if depth:
             (out / "depth").mkdir(exist_ok=True)
-            _save_png(depth_to_uint8(dep, near, far), out / "depth" / f"{cams.names[i]}_depth.png")
+            _save_png(depth_to_uint8(dep, *near_far(meta)), out / "depth" / f"{name}_depth.png")
     if video:
-        written.append(render_orbit(model, cams, out / "orbit", bg, near, far, progress=progress))
+        written.append(render_orbit(model, meta, cams, out / "orbit", progress))
     return written
 
 
@@ -177,21 +234,12 @@ def orbit_cameras(cams: Cameras, n: int = 40) -> torch.Tensor:
 
 
 def render_orbit(
-    model: VoxelModel,
-    cams: Cameras,
-    stem: Path,
-    background: float,
-    near: float,
-    far: float,
-    n: int = 40,
-    fps: int = 15,
-    progress: bool = True,
+    model: VoxelModel, meta: dict, cams: Cameras, stem: Path, progress: bool = True
 ) -> Path:
-    """An orbit video ``stem.mp4`` (``stem.gif`` when no mp4 writer is available)."""
-    frames = []
-    for c2w in tqdm(orbit_cameras(cams, n), desc="orbit", disable=not progress):
-        rgb, _ = render_image(model, cams, c2w, background, near, far)
-        frames.append(to_uint8(rgb))
+    """An orbit video ``stem.mp4`` (``stem.gif`` when no mp4 writer is available) of
+    :data:`ORBIT_FRAMES` frames at :data:`ORBIT_FPS`."""
+    poses, fps = orbit_cameras(cams, ORBIT_FRAMES), ORBIT_FPS
+    frames = [to_uint8(rgb) for rgb, _ in render_poses(model, meta, cams, poses, "orbit", progress)]
     try:
         import imageio.v2 as imageio
 

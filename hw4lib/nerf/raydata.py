@@ -1,5 +1,6 @@
 """DVGO's training rays: every training pixel as a ray, how many views see each voxel (the
-view-count learning rate) and which rays pass space the coarse stage did not find free."""
+view-count learning rate) and which rays pass space the coarse stage did not find free; and
+the training views' scene box and frustums, for a figure."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 
 import torch
 
-from ..config import NerfConfig
+from ..config import NerfConfig, get_profile
 from ..data.blender import load_split, read_transforms
 from .dvgo import FreeSpaceMask, voxel_centres
-from .rays import camera_rays, march
+from .rays import Bounds, camera_rays, frustum_corners, march, scene_box
 
 
 @dataclasses.dataclass
@@ -78,30 +79,40 @@ def view_counts(
 
 
 def rays_through_unknown(
-    data: RayData,
-    mask: FreeSpaceMask,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    near: float,
-    far: float,
-    step: float,
-    chunk: int = 65536,
+    data: RayData, mask: FreeSpaceMask, b: Bounds, step: float, chunk: int = 65536
 ) -> torch.Tensor:
     """Indices of the training rays that pass some not-known-free space (the others are dropped)."""
     keep = []
     for s in range(0, data.rays_o.shape[0], chunk):
-        *_, count = march(
-            data.rays_o[s : s + chunk],
-            data.rays_d[s : s + chunk],
-            lo,
-            hi,
-            near,
-            far,
-            step,
-            mask.occupied,
-            mask.lo,
-            mask.hi,
-            count_only=True,
-        )
+        o, d = data.rays_o[s : s + chunk], data.rays_d[s : s + chunk]
+        *_, count = march(o, d, b, step, mask, count_only=True)
         keep.append((count > 0).nonzero()[:, 0] + s)
     return torch.cat(keep)
+
+
+def box_and_frustums(
+    data_dir: str | Path,
+    profile: str | None = None,
+    near: float | None = None,
+    far: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """Scene box corners (8, 3) and camera frustum corners (N, 8, 3) of the training views."""
+    cfg = get_profile(profile).nerf
+    near, far = near or cfg.near, far or cfg.far
+    cams = read_transforms(Path(data_dir) / "transforms_train.json")
+    lo, hi = scene_box(cams, near, far)
+    corners = torch.stack(
+        [
+            torch.where(torch.tensor([a, b, c]).bool(), hi, lo)
+            for a in (0, 1)
+            for b in (0, 1)
+            for c in (0, 1)
+        ]
+    )
+    return {
+        "box": corners,
+        "lo": lo,
+        "hi": hi,
+        "frustums": frustum_corners(cams, near, far),
+        "centres": cams.poses[:, :3, 3],
+    }

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from ..data.blender import Cameras
 from .kernels import extension
+
+if TYPE_CHECKING:  # dvgo builds on this module
+    from .dvgo import FreeSpaceMask
+
+
+class Bounds(NamedTuple):
+    """Where rays are sampled: inside the box ``[lo, hi]``, at distances ``[near, far]`` from
+    their origins."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+    near: float
+    far: float
 
 
 def pixel_dirs(
@@ -70,40 +84,29 @@ def scene_box(cams: Cameras, near: float, far: float) -> tuple[torch.Tensor, tor
 
 
 def ray_box(
-    rays_o: torch.Tensor,
-    rays_d: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    near: float,
-    far: float,
+    rays_o: torch.Tensor, rays_d: torch.Tensor, b: Bounds
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry and exit distances of each ray in the box, clipped to [near, far] (slab method).
 
     A ray that misses the box gets ``t_exit <= t_enter``.
     """
     inv = 1.0 / torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)
-    t0 = (lo - rays_o) * inv
-    t1 = (hi - rays_o) * inv
-    t_enter = torch.minimum(t0, t1).amax(-1).clamp_min(near)
-    t_exit = torch.maximum(t0, t1).amin(-1).clamp_max(far)
+    t0 = (b.lo - rays_o) * inv
+    t1 = (b.hi - rays_o) * inv
+    t_enter = torch.minimum(t0, t1).amax(-1).clamp_min(b.near)
+    t_exit = torch.maximum(t0, t1).amin(-1).clamp_max(b.far)
     return t_enter, t_exit
 
 
 def sample_along(
-    rays_o: torch.Tensor,
-    rays_d: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    near: float,
-    far: float,
-    step: float,
+    rays_o: torch.Tensor, rays_d: torch.Tensor, b: Bounds, step: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Points every ``step`` (world units) inside the box: ``pts (R, S, 3), t (R, S),
+    """Points every ``step`` (world units) inside the bounds: ``pts (R, S, 3), t (R, S),
     valid (R, S)``.
 
     Samples start at each ray's box entry; S is the longest ray's count in this batch.
     """
-    t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
+    t_enter, t_exit = ray_box(rays_o, rays_d, b)
     length = (t_exit - t_enter).clamp_min(0)
     S = max(1, int(math.ceil(float(length.max()) / step)))
     k = torch.arange(S, device=rays_o.device, dtype=rays_o.dtype) + 0.5  # midpoints of steps
@@ -129,35 +132,30 @@ def nearest_occupied(
 def march(
     rays_o: torch.Tensor,
     rays_d: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    near: float,
-    far: float,
+    b: Bounds,
     step: float,
-    occupied: torch.Tensor | None = None,
-    mask_lo: torch.Tensor | None = None,
-    mask_hi: torch.Tensor | None = None,
+    mask: FreeSpaceMask | None = None,
     count_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The samples of :func:`sample_along` that are not known free space, packed.
 
-    ``occupied`` (X, Y, Z) bool over ``[mask_lo, mask_hi]`` marks where something may be (None:
-    keep every sample). Returns ``pts (M, 3), t (M,), ray (M,), count (R,)``: the kept samples
-    ray by ray, in order along each ray, with their ray index, and each ray's number of them.
-    On the CPU a compiled kernel marches each ray once without the dense ``(R, S)`` samples;
-    elsewhere (or without a compiler) the same samples come from :func:`sample_along`.
+    ``mask`` marks where something may be (None: keep every sample). Returns ``pts (M, 3),
+    t (M,), ray (M,), count (R,)``: the kept samples ray by ray, in order along each ray, with
+    their ray index, and each ray's number of them. On the CPU a compiled kernel marches each
+    ray once without the dense ``(R, S)`` samples; elsewhere (or without a compiler) the same
+    samples come from :func:`sample_along`.
     """
     ext = extension() if rays_o.device.type == "cpu" and rays_o.dtype == torch.float32 else None
     if ext is not None:
-        t_enter, t_exit = ray_box(rays_o, rays_d, lo, hi, near, far)
+        t_enter, t_exit = ray_box(rays_o, rays_d, b)
         occ = (
-            occupied.to(torch.uint8).contiguous()
-            if occupied is not None
+            mask.occupied.to(torch.uint8).contiguous()
+            if mask is not None
             else torch.empty(0, 0, 0, dtype=torch.uint8)
         )
         z = torch.zeros(3)
-        mlo = mask_lo.float().cpu() if occupied is not None else z
-        mhi = mask_hi.float().cpu() if occupied is not None else z
+        mlo = mask.lo.float().cpu() if mask is not None else z
+        mhi = mask.hi.float().cpu() if mask is not None else z
         pts, t, ray, count = ext.march(
             rays_o.contiguous(),
             rays_d.contiguous(),
@@ -170,28 +168,23 @@ def march(
             count_only,
         )
         return pts, t, ray, count
-    return march_torch(rays_o, rays_d, lo, hi, near, far, step, occupied, mask_lo, mask_hi)
+    return march_torch(rays_o, rays_d, b, step, mask)
 
 
 def march_torch(
     rays_o: torch.Tensor,
     rays_d: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    near: float,
-    far: float,
+    b: Bounds,
     step: float,
-    occupied: torch.Tensor | None = None,
-    mask_lo: torch.Tensor | None = None,
-    mask_hi: torch.Tensor | None = None,
+    mask: FreeSpaceMask | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`march` in tensor ops (any device): dense samples, then the valid and unknown ones."""
-    pts, t, valid = sample_along(rays_o, rays_d, lo, hi, near, far, step)
+    pts, t, valid = sample_along(rays_o, rays_d, b, step)
     R, S = t.shape
     flat = valid.view(-1).nonzero()[:, 0]
     fpts = pts.view(-1, 3)[flat]
-    if occupied is not None:
-        keep = nearest_occupied(occupied, mask_lo, mask_hi, fpts)
+    if mask is not None:
+        keep = mask.unknown(fpts)
         flat, fpts = flat[keep], fpts[keep]
     ray = torch.div(flat, S, rounding_mode="floor")
     return fpts, t.view(-1)[flat], ray, torch.bincount(ray, minlength=R)

@@ -111,7 +111,7 @@ def scene_box(
 ):
     """3D view of the training cameras' frusta, the coarse box and (optionally) the fine box.
 
-    ``geom`` is :func:`hw4lib.nerf.jobs.box_and_frustums` output.
+    ``geom`` is :func:`hw4lib.nerf.raydata.box_and_frustums` output.
     """
     fig = plt.figure(figsize=(6, 5.5))
     ax = fig.add_subplot(projection="3d")
@@ -306,13 +306,13 @@ def _ray_2d(lo: float, hi: float, step: float):
     placed by the project's own sampler (hw4lib.nerf.rays.sample_along)."""
     import torch
 
-    from ..nerf.rays import sample_along
+    from ..nerf.rays import Bounds, sample_along
 
     o = torch.tensor([[lo - 0.3, lo + 0.15 * (hi - lo), 0.0]])
     d = torch.tensor([[1.0, 0.55, 0.0]])
     d = d / d.norm()
     box = (torch.tensor([lo, lo, -1.0]), torch.tensor([hi, hi, 1.0]))
-    pts, _, valid = sample_along(o, d, *box, 0.0, 10.0, step)
+    pts, _, valid = sample_along(o, d, Bounds(*box, 0.0, 10.0), step)
     return o[0].numpy(), d[0].numpy(), pts[0][valid[0]].numpy()
 
 

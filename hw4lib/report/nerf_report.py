@@ -65,7 +65,7 @@ def findings(df: pd.DataFrame) -> list[str]:
 
 
 def per_view_table(per_image: list[dict], data: str) -> pd.DataFrame:
-    """PSNR / SSIM / LPIPS of each val view (``per_image`` as ``jobs.sweep`` stores it), the
+    """PSNR / SSIM / LPIPS of each val view (``per_image`` as ``nerf.sweep`` stores it), the
     worst PSNR first, so the views a model fails on are at the top."""
     out = pd.DataFrame(
         {
@@ -90,19 +90,6 @@ def per_view(profile: str, stepsize: float, voxels: int, data: str) -> pd.DataFr
     return per_view_table(doc["data"]["per_image"], data)
 
 
-def setting_run(
-    stepsize: float, voxels: int, runs_root: str | Path, base_run: str | Path, profile: str
-) -> Path:
-    """The run folder of one sweep setting: notebook 02's run for the profile's own setting,
-    ``runs_root/s<S>_v<N>`` for the others (``jobs.sweep``'s layout)."""
-    from ..config import get_profile
-
-    fine = get_profile(profile).nerf.fine
-    if (float(stepsize), int(voxels)) == (fine.stepsize, fine.num_voxels):
-        return Path(base_run)
-    return Path(runs_root) / f"s{float(stepsize)}_v{int(voxels)}"
-
-
 def sweep_renders(
     df: pd.DataFrame,
     scene: str | Path,
@@ -111,20 +98,21 @@ def sweep_renders(
     profile: str,
     device: str = "cpu",
 ) -> tuple[list[dict[str, Any]], Any, str]:
-    """The first val view rendered by each sweep setting (``df`` from ``jobs.sweep``):
+    """The first val view rendered by each sweep setting (``df`` from ``nerf.sweep.sweep``):
     ``([{"label", "image", "psnr", "seconds"}...], ground truth, view name)``, for
     :func:`hw4lib.report.figures.sweep_strip`; ``seconds`` is the fine stage's (the settings
     share one coarse stage, which only the base run paid for)."""
     from ..config import resolve_device
-    from ..nerf import jobs
+    from ..nerf.images import render_split
+    from ..nerf.sweep import setting_run
 
     device = resolve_device(device)
     out, gt, name = [], None, ""
     for r in df.itertuples(index=False):
         S, N = float(r.stepsize), int(r.fine_voxels)
         run = setting_run(S, N, runs_root, base_run, profile)
-        preds, gts, names = jobs.render_split(run, scene, "val", 1, None, device=device)
-        img, gt, name = preds[0].numpy(), gts[0].numpy(), names[0]
+        views, gts, names = render_split(run, scene, "val", 1, None, device=device)
+        img, gt, name = views[0][0].numpy(), gts[0].numpy(), names[0]
         mse = float(((img - gt) ** 2).mean())
         out.append(
             {
@@ -141,27 +129,14 @@ def worst_views(
     per_view: pd.DataFrame, run_dir: str | Path, scene: str | Path, k: int = 3, device: str = "cpu"
 ) -> tuple[list, list, list, list[str]]:
     """The ``k`` views at the top of ``per_view`` (:func:`per_view_table`: worst PSNR first)
-    rendered by ``run_dir``: ``(ground truths, renders, depths, names)`` for
-    :func:`hw4lib.report.figures.val_renders`."""
-    from ..config import resolve_device
-    from ..data.blender import BACKGROUNDS, load_split
-    from ..nerf.images import load_run, near_far, render_image
+    rendered by ``run_dir`` at its training size: ``(ground truths, renders, depths, names)``
+    for :func:`hw4lib.report.figures.val_renders`."""
+    from ..nerf.images import TRAIN_SIZE, render_split
 
-    model, meta = load_run(run_dir, resolve_device(device))
-    split = load_split(scene, "val", max_size=meta.get("train_size", [None])[0])
-    bg = meta.get("background", "white")
-    gts_all, index = split.rgb(bg), {n: i for i, n in enumerate(split.cameras.names)}
-    gts, preds, depths, names = [], [], [], []
-    for name in list(per_view["view"])[:k]:
-        i = index[name]
-        rgb, depth = render_image(
-            model, split.cameras, split.cameras.poses[i], BACKGROUNDS[bg], *near_far(meta)
-        )
-        gts.append(gts_all[i].numpy())
-        preds.append(rgb.numpy())
-        depths.append(depth.numpy())
-        names.append(name)
-    return gts, preds, depths, names
+    names = list(per_view["view"])[:k]
+    views, gts, names = render_split(run_dir, scene, "val", names, TRAIN_SIZE, device=device)
+    preds, depths = [rgb.numpy() for rgb, _ in views], [d.numpy() for _, d in views]
+    return [g.numpy() for g in gts], preds, depths, names
 
 
 def fine_seconds(run_dir: str | Path) -> float:

@@ -1,5 +1,5 @@
-"""SSL run folders: atomic checkpoint files, read safely; reuse / resume / start afresh is
-:func:`hw4lib.runs.plan_run`'s (one policy for every command).
+"""SSL run folders: atomic checkpoint files, read safely; reuse / resume / start afresh and
+the finished run's record are :mod:`hw4lib.runs`' (one lifecycle for every command).
 
 A run folder holds ``settings.json`` (what the run was asked to do), ``last.pt`` (everything
 needed to continue after a kill: model, optimiser, scheduler, epoch, history, RNG) and the
@@ -13,11 +13,10 @@ resume after a kill repeats at most that much work.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..results import atomic_save, atomic_write_text, load_checkpoint  # noqa: F401 re-export
-from ..runs import RESUME, RunKind, RunPlan, start_fresh
+from ..results import atomic_save, load_checkpoint  # noqa: F401 re-export
+from ..runs import SSL_FINETUNE, SSL_PRETRAIN, RunKind, RunPlan, begin_run, finish_run
 
 #: what every ``last.pt`` holds (fine-tuning's also has ``best``)
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "rng", "order")
@@ -46,14 +45,13 @@ def load(path: str | Path, keys: tuple[str, ...] = ()) -> dict:
 def begin(
     run_dir: Path, kind: RunKind, plan: RunPlan, settings: dict, keys: tuple[str, ...] = LAST_KEYS
 ) -> dict | None:
-    """Act on a :func:`hw4lib.runs.plan_run` verdict other than reuse, once the data has been
-    read: the checkpoint to resume from, or None when the run starts afresh (the folder
-    cleared of the earlier run, ``settings`` recorded)."""
-    if plan.action == RESUME:
-        return load(Path(run_dir) / kind.checkpoint, keys)
-    start_fresh(run_dir, kind, settings)
-    return None
+    """:func:`hw4lib.runs.begin_run` with the checkpoint read by :func:`load` (``keys``): the
+    state to resume from, or None when the run starts afresh."""
+    return begin_run(run_dir, kind, plan, settings, lambda path: load(path, keys))
 
 
 def write_run(run_dir: Path, data: dict) -> None:
-    atomic_write_text(Path(run_dir) / "run.json", json.dumps(data, indent=2, default=str))
+    """The finished run's ``run.json`` (:func:`hw4lib.runs.finish_run`); ``data["kind"]`` (a
+    summary's) says which command's run it ends."""
+    kind = SSL_FINETUNE if data.get("kind") == "finetune" else SSL_PRETRAIN
+    finish_run(run_dir, kind, data)
