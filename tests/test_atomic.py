@@ -67,11 +67,11 @@ def test_the_run_paths_write_group_readable_files(tmp_path, umask_022):
     """A DVGO model file and an SSL run.json, through the functions the runs call."""
     from hw4lib.nerf.dvgo import VoxelModel
     from hw4lib.nerf.saved import save_model
-    from hw4lib.ssl.checkpoint import write_run
+    from hw4lib.runs import SSL_PRETRAIN, finish_run
 
     m = VoxelModel(-torch.ones(3), torch.ones(3), 8**3, 0.3, 1e-2, 0.5, 1e-4)
     save_model(m, tmp_path / "nerf" / "fine.pt")
-    write_run(tmp_path / "ssl", {"epoch": 1})
+    finish_run(tmp_path / "ssl", SSL_PRETRAIN, {"epoch": 1})
     assert _mode(tmp_path / "nerf" / "fine.pt") == 0o644
     assert _mode(tmp_path / "ssl" / "run.json") == 0o644
 

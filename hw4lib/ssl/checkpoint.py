@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import atomic_save, load_checkpoint  # noqa: F401 re-export
-from ..runs import SSL_FINETUNE, SSL_PRETRAIN, RunKind, RunPlan, begin_run, finish_run
+from ..runs import RunKind, RunPlan, begin_run
 
 #: what every ``last.pt`` holds (fine-tuning's also has ``best``)
 LAST_KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "rng", "order")
@@ -48,10 +48,3 @@ def begin(
     """:func:`hw4lib.runs.begin_run` with the checkpoint read by :func:`load` (``keys``): the
     state to resume from, or None when the run starts afresh."""
     return begin_run(run_dir, kind, plan, settings, lambda path: load(path, keys))
-
-
-def write_run(run_dir: Path, data: dict) -> None:
-    """The finished run's ``run.json`` (:func:`hw4lib.runs.finish_run`); ``data["kind"]`` (a
-    summary's) says which command's run it ends."""
-    kind = SSL_FINETUNE if data.get("kind") == "finetune" else SSL_PRETRAIN
-    finish_run(run_dir, kind, data)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from ..config import SSLConfig
+from ..runs import SSL_FINETUNE, finish_run
 from . import checkpoint as ckpt
 from . import loop
 from .ae import DESCRIPTIONS, set_train_mode
@@ -266,7 +267,7 @@ def _finish(
         "device": setup.device,
         "settings": setup.settings,
     }
-    ckpt.write_run(setup.run_dir, summary)
+    finish_run(setup.run_dir, SSL_FINETUNE, summary)
     return summary
 
 

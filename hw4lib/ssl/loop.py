@@ -7,14 +7,13 @@ seconds. Each loop keeps only what is its own: its data, its step, its records.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import UserError, check_finite
-from ..runs import RESUME, RunKind, RunPlan
+from ..runs import RESUME, CheckpointClock, RunKind, RunPlan
 from . import checkpoint as ckpt
 from .distributed import Dist
 
@@ -59,7 +58,7 @@ class RunLoop:
         state: dict | None,
         every_s: float,
     ):
-        self.run_dir, self.model, self.every_s = Path(run_dir), model, every_s
+        self.run_dir, self.model = Path(run_dir), model
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(self.params, lr=settings["lr"], momentum=settings["momentum"])
         self.sched = torch.optim.lr_scheduler.StepLR(
@@ -69,12 +68,11 @@ class RunLoop:
             model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
-        self.last_save = time.perf_counter()
+        self.clock = CheckpointClock(every_s)
 
     def start_clock(self) -> float:
         """Now, as the time the loop starts (the checkpoint throttle counts from it)."""
-        self.last_save = time.perf_counter()
-        return self.last_save
+        return self.clock.restart()
 
     def step(self, loss: torch.Tensor) -> None:
         """One optimizer step on ``loss``."""
@@ -90,7 +88,7 @@ class RunLoop:
         """Whether ``last.pt`` is to be written now: ``final`` (the run's end), or
         ``checkpoint_every_s`` seconds since the last write (each write is a few times the
         model's size)."""
-        return final or time.perf_counter() - self.last_save >= self.every_s
+        return self.clock.due(final=final)
 
     def save(self, record: dict, write: bool = True) -> None:
         """``last.pt``: the model, optimiser and schedule with the loop's ``record`` (where it
@@ -106,7 +104,7 @@ class RunLoop:
                 },
                 self.run_dir / "last.pt",
             )
-        self.last_save = time.perf_counter()
+        self.clock.restart()
 
     def check_finite(self, loss: float, what: str, where: str) -> float:
         """``loss``, or the project's one-line :class:`UserError` naming the run, ``where`` and

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .. import env
 from ..config import SSLConfig
 from ..errors import UserError
-from ..runs import SSL_PRETRAIN, RunPlan
+from ..runs import SSL_PRETRAIN, RunPlan, finish_run
 from . import checkpoint as ckpt
 from . import distributed, loop
 from .augment import LIGHT, BatchAugment, to_float
@@ -304,7 +304,7 @@ def _finish(
         summary["rank_weights_sha1"] = d.gather(distributed.state_sha1(model))
     if d.main:
         _save_backbone(setup, model, run_dir / "backbone.pt")
-        ckpt.write_run(run_dir, summary)
+        finish_run(run_dir, SSL_PRETRAIN, summary)
     d.barrier()
     return summary
 
