@@ -80,3 +80,18 @@ def test_bad_input_is_one_line_and_writes_nothing(measured, capsys):
     assert tool.main(_args(tmp_path, **{"--run": str(tmp_path / "nowhere")})) == 2
     assert "done.json: cannot read" in capsys.readouterr().err
     assert not (tmp_path / "recorded").exists()
+
+
+def test_moved_images_are_found_with_pred_and_gt_and_a_missing_one_writes_nothing(measured, capsys):
+    tmp_path, _ = measured
+    (tmp_path / "pred").rename(tmp_path / "renders")
+    assert tool.main(_args(tmp_path)) == 2
+    assert "pred: no such folder" in capsys.readouterr().err
+    (tmp_path / "renders" / "r_1.png").rename(tmp_path / "r_1.png")  # the worst view is gone
+    assert tool.main(_args(tmp_path, **{"--pred": str(tmp_path / "renders")})) == 2
+    assert "r_1.png" in capsys.readouterr().err
+    assert not (tmp_path / "recorded").exists() or not any((tmp_path / "recorded").iterdir())
+    (tmp_path / "r_1.png").rename(tmp_path / "renders" / "r_1.png")
+    args = _args(tmp_path, **{"--pred": str(tmp_path / "renders"), "--commit": "abc123"})
+    assert tool.main(args) == 0
+    assert recorded.load("nerf_scene", tmp_path / "recorded")[1]["commit"] == "abc123"

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-seconds", type=float, required=True, help="`hw4 nerf render` time")
     p.add_argument("--data", required=True, help="the data, named for a reader")
     p.add_argument("--command", required=True, help="what was run, for the provenance")
+    p.add_argument("--commit", default=None, help="the code that trained it (default: this one)")
+    p.add_argument("--pred", type=Path, default=None, help="renders (default: the eval's folder)")
+    p.add_argument("--gt", type=Path, default=None, help="ground truth (default: the eval's)")
     p.add_argument("--root", type=Path, default=RECORDED, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     try:
@@ -49,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         ev = _json(a.eval, "`hw4 nerf eval --json` output", "rerun `hw4 nerf eval --json`")
         if not {"images", "mean", "n", "pred_dir", "gt_dir", "background"} <= set(ev):
             raise UserError(f"{a.eval}: not `hw4 nerf eval --json` output; rerun it")
-        for path in record_nerf(a.name, ev, done, a.render_seconds, a.data, a.command, root=a.root):
-            print(path)
+        ev = {**ev, **{k: str(v) for k, v in (("pred_dir", a.pred), ("gt_dir", a.gt)) if v}}
+        for key, opt in (("pred_dir", "--pred"), ("gt_dir", "--gt")):
+            if not Path(ev[key]).is_dir():
+                raise UserError(f"{ev[key]}: no such folder (from {a.eval}); pass {opt} FOLDER")
+        paths = record_nerf(
+            a.name, ev, done, a.render_seconds, a.data, a.command, root=a.root, commit=a.commit
+        )
+        print("\n".join(map(str, paths)))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -167,7 +167,10 @@ def evaluate_folders(
         pred_imgs.append(p)
         gt_imgs.append(g)
     result = evaluate_images(pred_imgs, gt_imgs, names=names, background=background, device=device)
-    result.update(pred_dir=str(pred_dir), gt_dir=str(gt_dir), background=background)
+    # absolute: the JSON is read later from anywhere (tools/record_nerf.py)
+    result.update(
+        pred_dir=str(pred_dir.resolve()), gt_dir=str(gt_dir.resolve()), background=background
+    )
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
     return result

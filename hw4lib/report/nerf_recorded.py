@@ -59,26 +59,28 @@ def record_nerf(
     command: str,
     root: Path = RECORDED,
     k: int = 3,
+    commit: str | None = None,
 ) -> list[Path]:
-    """Write the recorded result ``nerf_<name>`` (module docstring); returns the files."""
+    """Write the recorded result ``nerf_<name>`` (module docstring); returns the files. Every
+    image is read and the figure drawn before anything is written (a bad input writes nothing).
+    ``commit``: the code that trained the run (default: this checkout's)."""
     from .figures import val_renders
     from .tables import save_figure
 
     minutes = (done.get("seconds", 0.0) + render_s) / 60
     prov = {**provenance(data, command, minutes), "render_s": round(render_s, 1)}
+    if commit:
+        prov["commit"] = commit
     views = per_view_table(evaluation["images"], data)
-    stem = Path(root) / f"nerf_{name}"
-    out = []
-    for path, table in (
-        (stem, summary_table(evaluation, done, render_s)),
-        (Path(f"{stem}_views"), views),
-    ):
-        atomic_write_text(path.with_suffix(".csv"), table.to_csv(index=False))
-        atomic_write_text(path.with_suffix(".json"), json.dumps(prov, indent=1) + "\n")
-        out += [path.with_suffix(".csv"), path.with_suffix(".json")]
     gts, preds, names = worst_from_files(
         views, Path(evaluation["pred_dir"]), Path(evaluation["gt_dir"]), evaluation["background"], k
     )
     fig = val_renders(gts, preds, None, names, f"{data}; the {k} worst val views by PSNR")
-    out += save_figure(fig, f"{stem.name}_views", Path(root))
+    stem = Path(root) / f"nerf_{name}"
+    out = save_figure(fig, f"{stem.name}_views", Path(root))
+    tables = ((stem, summary_table(evaluation, done, render_s)), (Path(f"{stem}_views"), views))
+    for path, table in tables:
+        atomic_write_text(path.with_suffix(".csv"), table.to_csv(index=False))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(prov, indent=1) + "\n")
+        out += [path.with_suffix(".csv"), path.with_suffix(".json")]
     return out
