@@ -1,9 +1,13 @@
 """Shared fixtures: keep every test's outputs out of the repository; LPIPS weights missing
-is a skip on a user's machine and a failure where ``HW4_REQUIRE_LPIPS=1`` (CI)."""
+is a skip on a user's machine and a failure where ``HW4_REQUIRE_LPIPS=1`` (CI); the CLI run in
+a subprocess. The test folders mirror ``hw4lib`` and have no ``__init__.py`` (``tests/ssl``
+would shadow the standard library's ``ssl``), so every test file's name is unique."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -55,3 +59,16 @@ def lpips_unavailable() -> Callable[[str], None]:
         pytest.skip(f"LPIPS(vgg) weights cannot be obtained here: {reason}")
 
     return unavailable
+
+
+@pytest.fixture(scope="session")
+def hw4_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python -m hw4lib ARGS`` in a subprocess (this interpreter; the environment as the
+    test has set it at the call), capturing its output as text."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "hw4lib", *args], capture_output=True, text=True
+        )
+
+    return run

@@ -21,7 +21,7 @@ _READ = re.compile(
 def _sources() -> list[Path]:
     files = [
         *ROOT.glob("hw4lib/**/*.py"),
-        *ROOT.glob("tests/*.py"),
+        *ROOT.glob("tests/**/*.py"),
         *ROOT.glob("*.sh"),
         ROOT / ".ci" / "run",
         ROOT / "Makefile",

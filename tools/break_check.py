@@ -46,7 +46,7 @@ BREAKS = (
         "hw4lib/nerf/images.py",
         "    o, d = rays_of_pose(c2w.to(dev), dirs)\n",
         "    o, d = rays_of_pose(c2w.to(dev), dirs)\n    d = -d\n",
-        ("tests/test_nerf_train.py", "-k", "render_writes or eval_command"),
+        ("tests/nerf/test_nerf_train.py", "-k", "render_writes or eval_command"),
     ),
     Break(
         "predict_class0",
@@ -54,7 +54,7 @@ BREAKS = (
         "hw4lib/ssl/predict.py",
         ".argmax(1).cpu())",
         ".argmax(1).cpu() * 0)",
-        ("tests/test_ssl_cli.py", "-k", "predict_keeps"),
+        ("tests/commands/test_ssl_cli.py", "-k", "predict_keeps"),
     ),
     Break(
         "augment_plain",
@@ -62,7 +62,7 @@ BREAKS = (
         "hw4lib/ssl/augment.py",
         "        x = x.clamp(0, 1)\n        x = random_resized_crop(",
         "        return normalize(x.clamp(0, 1))\n        x = random_resized_crop(",
-        ("tests/test_ssl_parts.py", "-k", "batch_augment"),
+        ("tests/ssl/test_ssl_parts.py", "-k", "batch_augment"),
     ),
     Break(
         "jitter_identity",
@@ -72,7 +72,7 @@ BREAKS = (
         'jitter_p."""\n',
         '    """Per-sample brightness, contrast, saturation and hue jitter, applied with prob. '
         'jitter_p."""\n    return x\n',
-        ("tests/test_ssl_parts.py", "-k", "hue"),
+        ("tests/ssl/test_ssl_parts.py", "-k", "hue"),
     ),
     Break(
         "crop_ignores_scale",
@@ -80,7 +80,7 @@ BREAKS = (
         "hw4lib/ssl/augment.py",
         "    area = _uniform(n, *scale, dev)\n",
         "    area = _uniform(n, 0.08, 1.0, dev)\n",
-        ("tests/test_ssl_parts.py", "-k", "crop"),
+        ("tests/ssl/test_ssl_parts.py", "-k", "crop"),
     ),
     Break(
         "nerf_resume_restarts",
@@ -88,7 +88,7 @@ BREAKS = (
         "hw4lib/nerf/run.py",
         "    ck = begin_run(run, NERF_TRAIN, plan, settings, load_resume_checkpoint)\n",
         "    ck = begin_run(run, NERF_TRAIN, plan, settings, lambda path: None)\n",
-        ("tests/test_nerf_train.py", "-k", "nan_loss or resumed_run"),
+        ("tests/nerf/test_nerf_train.py", "-k", "nan_loss or resumed_run"),
     ),
     Break(
         "nerf_resume_reseeds",
@@ -96,7 +96,7 @@ BREAKS = (
         "hw4lib/nerf/train.py",
         '        gen.set_state(state["gen"])\n',
         '        gen.manual_seed(cfg.seed * 1000 + state["iter"])\n',
-        ("tests/test_nerf_train.py", "-k", "resumed_run"),
+        ("tests/nerf/test_nerf_train.py", "-k", "resumed_run"),
     ),
     Break(
         "ssl_resume_restarts",
@@ -104,7 +104,7 @@ BREAKS = (
         "hw4lib/ssl/checkpoint.py",
         "    return begin_run(run_dir, kind, plan, settings, lambda path: load(path, keys))\n",
         "    return begin_run(run_dir, kind, plan, settings, lambda path: None)\n",
-        ("tests/test_ssl_train.py", "-k", "resume"),
+        ("tests/ssl/test_ssl_train.py", "-k", "resume"),
     ),
     Break(
         "supervised_lr0",
@@ -112,7 +112,7 @@ BREAKS = (
         "hw4lib/ssl/pretrain_run.py",
         '"lr": cfg.pretrain_lr if method == "byol" else cfg.supervised_lr,',
         '"lr": cfg.pretrain_lr if method == "byol" else 0.0,',
-        ("tests/test_ssl_train.py", "-k", "supervised_pretraining"),
+        ("tests/ssl/test_ssl_train.py", "-k", "supervised_pretraining"),
     ),
     Break(
         "bench_inverted",
@@ -120,7 +120,7 @@ BREAKS = (
         "hw4lib/nerf/bench.py",
         "ratios = [r / o for r, o in zip(t_ref, t_ours)]",
         "ratios = [o / r for r, o in zip(t_ref, t_ours)]",
-        ("tests/test_nerf_train.py", "-k", "benchmarks"),
+        ("tests/nerf/test_nerf_train.py", "-k", "benchmarks"),
     ),
     Break(
         "bench_mean_not_median",
@@ -128,7 +128,7 @@ BREAKS = (
         "hw4lib/nerf/bench.py",
         "med = statistics.median(ratios)",
         "med = statistics.mean(ratios)",
-        ("tests/test_nerf_train.py", "-k", "benchmarks"),
+        ("tests/nerf/test_nerf_train.py", "-k", "benchmarks"),
     ),
     Break(
         "device_always_cpu",
@@ -136,7 +136,7 @@ BREAKS = (
         "hw4lib/config.py",
         '        return "cuda" if torch.cuda.is_available() else "cpu"\n',
         '        return "cpu"\n',
-        ("tests/test_foundation.py", "-k", "device_resolution"),
+        ("tests/test_config.py", "-k", "device_resolution"),
     ),
     Break(
         "run_folder_unguarded",
@@ -144,7 +144,7 @@ BREAKS = (
         "hw4lib/runs.py",
         "    run = Path(run_dir)\n    if not run.exists():\n",
         "    run = Path(run_dir)\n    if True:\n",
-        ("tests/test_run_folders.py",),
+        ("tests/test_runs.py", "-k", "strangers_settings or another_commands or torn_writes"),
     ),
     Break(
         "reuse_other_settings",
@@ -168,7 +168,7 @@ BREAKS = (
         "hw4_1.sh",
         '--out "$2"',
         '--out "$2/renders"',
-        ("tests/test_nerf_train.py", "-k", "hw4_1"),
+        ("tests/nerf/test_nerf_train.py", "-k", "hw4_1"),
     ),
     Break(
         "hw4_2_wrong_run",
@@ -176,7 +176,7 @@ BREAKS = (
         "hw4_2.sh",
         'run="${HW4_SSL_RUN:-$here/runs/full/ssl/finetune_C}"',
         'run="$here/runs/full/ssl/finetune_C"',
-        ("tests/test_ssl_cli.py", "-k", "hw4_2"),
+        ("tests/commands/test_ssl_cli.py", "-k", "hw4_2"),
     ),
     Break(
         "atomic_private",
@@ -193,7 +193,7 @@ BREAKS = (
         '        return check_finite(loss, self.run_dir, what, where, self.run_dir / "last.pt")\n',
         '        if loss != loss:\n            raise RuntimeError(f"{what} diverged")\n'
         "        return loss\n",
-        ("tests/test_ssl_cli.py", "-k", "nan_in"),
+        ("tests/commands/test_ssl_cli.py", "-k", "nan_in"),
     ),
     Break(
         "finetune_nan_unchecked",
@@ -201,7 +201,7 @@ BREAKS = (
         "hw4lib/ssl/finetune.py",
         '    run.check_finite(train_loss, f"setting {setup.setting}", f"epoch {e}")\n',
         "",
-        ("tests/test_ssl_cli.py", "-k", "nan_in_finetuning"),
+        ("tests/commands/test_ssl_cli.py", "-k", "nan_in_finetuning"),
     ),
     Break(
         "pretrain_nan_unchecked",
@@ -209,7 +209,7 @@ BREAKS = (
         "hw4lib/ssl/pretrain.py",
         "mean_loss = run.check_finite(",
         "mean_loss = (lambda loss, *_: loss)(",
-        ("tests/test_ssl_cli.py", "-k", "nan_in_pretraining"),
+        ("tests/commands/test_ssl_cli.py", "-k", "nan_in_pretraining"),
     ),
     Break(
         "nerf_done_before_val",
@@ -218,7 +218,7 @@ BREAKS = (
         "hw4lib/nerf/run.py",
         "    v = val_psnr(req, progress=progress)\n",
         "    finish_run(run, NERF_TRAIN, result)\n    v = val_psnr(req, progress=progress)\n",
-        ("tests/test_nerf_train.py", "-k", "val_render"),
+        ("tests/nerf/test_nerf_train.py", "-k", "val_render"),
     ),
     Break(
         "nerf_trained_unmarked",
@@ -226,7 +226,7 @@ BREAKS = (
         "hw4lib/nerf/train.py",
         '    atomic_save(\n        {"state": {"stage": TRAINED,',
         '    (lambda *_: None)(\n        {"state": {"stage": TRAINED,',
-        ("tests/test_nerf_train.py", "-k", "val_render"),
+        ("tests/nerf/test_nerf_train.py", "-k", "val_render"),
     ),
     Break(
         "view_count_lr_off",
@@ -234,7 +234,7 @@ BREAKS = (
         "hw4lib/nerf/train.py",
         'train_stage(setup, model, cfg.coarse, "coarse", state, pervoxel_lr=lr_scale)',
         'train_stage(setup, model, cfg.coarse, "coarse", state, pervoxel_lr=None)',
-        ("tests/test_mechanisms.py", "-k", "view_count"),
+        ("tests/nerf/test_nerf_mechanisms.py", "-k", "view_count"),
     ),
     Break(
         "view_count_lr_ignored",
@@ -242,7 +242,7 @@ BREAKS = (
         "hw4lib/nerf/train.py",
         "p.copy_(b + (p - b) * pervoxel_lr[..., None])",
         "p.copy_(p)",
-        ("tests/test_mechanisms.py", "-k", "view_count"),
+        ("tests/nerf/test_nerf_mechanisms.py", "-k", "view_count"),
     ),
     Break(
         "entropy_rewarded",
@@ -250,7 +250,7 @@ BREAKS = (
         "hw4lib/nerf/train.py",
         "loss = mse + st.weight_entropy * entropy",
         "loss = mse - st.weight_entropy * entropy",
-        ("tests/test_mechanisms.py", "-k", "entropy"),
+        ("tests/nerf/test_nerf_mechanisms.py", "-k", "entropy"),
     ),
     Break(
         "entropy_negated",
@@ -258,7 +258,7 @@ BREAKS = (
         "hw4lib/nerf/render.py",
         "    return -(p * torch.log(p) + (1 - p) * torch.log(1 - p)).mean()\n",
         "    return (p * torch.log(p) + (1 - p) * torch.log(1 - p)).mean()\n",
-        ("tests/test_mechanisms.py", "-k", "entropy"),
+        ("tests/nerf/test_nerf_mechanisms.py", "-k", "entropy"),
     ),
     Break(
         "rgbper_weights_attached",
@@ -266,7 +266,7 @@ BREAKS = (
         "hw4lib/nerf/render.py",
         "    return (w.detach() * err).sum() / n_rays\n",
         "    return (w * err).sum() / n_rays\n",
-        ("tests/test_mechanisms.py", "-k", "per_point"),
+        ("tests/nerf/test_nerf_mechanisms.py", "-k", "per_point"),
     ),
     Break(
         "byol_target_frozen",
@@ -274,7 +274,7 @@ BREAKS = (
         "hw4lib/ssl/pretrain.py",
         "                    model.update_moving_average()\n",
         "                    pass\n",
-        ("tests/test_mechanisms.py", "-k", "target_network"),
+        ("tests/ssl/test_ssl_mechanisms.py", "-k", "target_network"),
     ),
     Break(
         "frozen_bn_pretrain_stats",
@@ -282,7 +282,7 @@ BREAKS = (
         "hw4lib/ssl/finetune.py",
         'if settings.get("bn_restats") and len(train) > 1:',
         'if False and settings.get("bn_restats") and len(train) > 1:',
-        ("tests/test_ssl_train.py", "-k", "batchnorm_statistics"),
+        ("tests/ssl/test_ssl_train.py", "-k", "batchnorm_statistics"),
     ),
     Break(
         "byol_views_symmetric",
@@ -290,7 +290,7 @@ BREAKS = (
         "hw4lib/ssl/augment.py",
         "        for blur, sol in zip(cfg.byol_blur_p, cfg.byol_solarize_p)\n",
         "        for blur, sol in zip(cfg.byol_blur_p[:1] * 2, cfg.byol_solarize_p[:1] * 2)\n",
-        ("tests/test_ssl_parts.py", "-k", "asymmetric"),
+        ("tests/ssl/test_ssl_parts.py", "-k", "asymmetric"),
     ),
     Break(
         "snapshot_late",
@@ -298,7 +298,7 @@ BREAKS = (
         "hw4lib/ssl/pretrain.py",
         '                if step in setup.settings.get("snapshots", ()) and d.main:\n',
         '                if step - 1 in setup.settings.get("snapshots", ()) and d.main:\n',
-        ("tests/test_ssl_curve.py", "-k", "snapshot"),
+        ("tests/ssl/test_ssl_curve.py", "-k", "snapshot"),
     ),
     Break(
         "notebooks_not_slow",
@@ -306,7 +306,7 @@ BREAKS = (
         "tests/conftest.py",
         'if item.path.suffix == ".ipynb":',
         'if item.path.suffix == ".ipynb_":',
-        ("tests/test_foundation.py", "-k", "fast_set"),
+        ("tests/test_packaging.py", "-k", "fast_set"),
     ),
     Break(
         "env_bypassed",

@@ -14,7 +14,7 @@ import pytest
 
 from hw4lib.gpucheck import run, sections
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"
 
 

@@ -4,7 +4,7 @@ no widget state, no machine path (``hw4 report --publish`` writes them; this che
 ``test_committed_notebook_is_the_published_report`` fails until ``make publish`` has written the
 notebooks back; run it alone after publishing:
 
-    HW4_PROFILE=smoke .venv/bin/python -m pytest tests/test_published_notebooks.py
+    HW4_PROFILE=smoke .venv/bin/python -m pytest tests/report/test_published_notebooks.py
 """
 
 from __future__ import annotations
