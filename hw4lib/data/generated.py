@@ -133,7 +133,7 @@ def prepare_generated(
     from ..parallel import Task, plan_workers, run_tasks
 
     tasks = [Task(p, _make_part, {"profile": profile, "part": p}) for p in parts]
-    tasks += [Task(f"extra {i}", f) for i, f in enumerate(extra)]
+    tasks += [Task(getattr(f, "__name__", f"extra {i}"), f) for i, f in enumerate(extra)]
     w = plan_workers("generators", len(tasks), count=workers)
     made = run_tasks(tasks, w, label="hw4 data prepare")
     return {p: Path(made[p]) for p in parts}
