@@ -44,6 +44,21 @@ def _isolated_outputs(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Problem 2 corpora in the course layout, one 16 px image a class (64 mini, 65 office
+    classes), made afresh for each test module (a test may change them); a module that needs
+    more images defines its own ``data``."""
+    from hw4lib.config import CorpusGen
+    from hw4lib.data.corpus import generate_corpora
+
+    return generate_corpora(
+        tmp_path_factory.mktemp("corpora") / "data",
+        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def lpips_unavailable() -> Callable[[str], None]:
     """Call with why the LPIPS(vgg) weights cannot be had: skips the test, or fails it when

@@ -163,5 +163,5 @@ def recorded_findings(root: Path | None = None) -> list[str]:
         if name.startswith("ssl_ae"):
             table, prov = recorded.load(name, root or recorded.RECORDED)
             lines.append(f"{name} (recorded, not run now: {prov['data']}):")
-            lines += [f"  {line}" for line in findings(table)]
+            lines += [f"  {line}" for line in findings(table) + prov.get("curve_findings", [])]
     return lines

@@ -16,8 +16,7 @@ import torch
 
 from hw4lib import PROJECT_ROOT
 from hw4lib.cli import main
-from hw4lib.config import CorpusGen, get_profile
-from hw4lib.data.corpus import generate_corpora
+from hw4lib.config import get_profile
 from hw4lib.ssl import finetune as FT
 from hw4lib.ssl.finetune_run import finetune_run
 from hw4lib.ssl.models import backbone_state, make_backbone
@@ -27,15 +26,6 @@ from hw4lib.ssl.request import FinetuneRequest
 CFG = replace(
     get_profile("smoke").ssl, image_size=16, cache_images=True, workers=0, finetune_batch=8
 )
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return generate_corpora(
-        tmp_path_factory.mktemp("cli") / "data",
-        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
-        progress=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -19,22 +19,10 @@ import torch
 
 from hw4lib import PROJECT_ROOT
 from hw4lib.cli import main
-from hw4lib.config import CorpusGen
-from hw4lib.data.corpus import generate_corpora
 from hw4lib.ssl import checkpoint as ckpt
 from hw4lib.ssl.datasets import make_loader
 from hw4lib.ssl.models import load_backbone_file
 from hw4lib.ssl.pretrain import PAUSE_ENV
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    # 64 images: 4 smoke batches (16, 8 a process) an epoch; smoke trains 6 steps
-    return generate_corpora(
-        tmp_path_factory.mktemp("ddp") / "data",
-        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
-        progress=False,
-    )
 
 
 def _port() -> int:

@@ -5,26 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
-import pytest
 import torch
 
-from hw4lib.config import CorpusGen
 
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory) -> Path:
-    from hw4lib.data.corpus import generate_corpora
-
-    return generate_corpora(
-        tmp_path_factory.mktemp("mech") / "data",
-        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
-        progress=False,
-    )
-
-
-def test_byols_target_network_follows_the_online_one(corpora, tmp_path, monkeypatch):
+def test_byols_target_network_follows_the_online_one(data, tmp_path, monkeypatch):
     """After one pre-training step the target network's weights are ema * old target + (1 -
     ema) * the online network's new weights (byol-pytorch's formula, to the bit)."""
     from hw4lib.ssl import loop
@@ -39,7 +24,7 @@ def test_byols_target_network_follows_the_online_one(corpora, tmp_path, monkeypa
 
     monkeypatch.setattr(loop.RunLoop, "step", step)
     out = tmp_path / "byol"
-    req = PretrainRequest("byol", data=corpora, out=out, profile="smoke", device="cpu", steps=1)
+    req = PretrainRequest("byol", data=data, out=out, profile="smoke", device="cpu", steps=1)
     pretrain_run(req, progress=False)
     ema = json.loads((out / "settings.json").read_text())["byol_ema"]
     assert 0 < ema < 1 and not math.isclose(ema, 1.0)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hw4lib.config import CorpusGen, SSLConfig, get_profile
-from hw4lib.data.corpus import generate_corpora
+from hw4lib.config import SSLConfig, get_profile
 from hw4lib.errors import UserError
 from hw4lib.ssl import ae
 from hw4lib.ssl import checkpoint as ckpt
@@ -50,15 +49,6 @@ def _finetune(setting: str, data: Path, out: Path, cfg: SSLConfig, **kw) -> dict
     """:func:`finetune_run` (smoke profile, CPU, no progress bar), ``cfg`` for its settings."""
     req = FinetuneRequest(setting, data=data, out=out, profile="smoke", device="cpu", **kw)
     return finetune_run(req, cfg=cfg, progress=False)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return generate_corpora(
-        tmp_path_factory.mktemp("ssl") / "data",
-        CorpusGen(mini_per_class=1, office_train_per_class=1, office_val_per_class=1, mini_size=16),
-        progress=False,
-    )
 
 
 @pytest.fixture(scope="module")

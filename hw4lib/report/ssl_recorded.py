@@ -1,0 +1,44 @@
+"""The A-E study measured on real photos, as a recorded result: ``tools/record_ssl_study.py``
+turns a finished ``hw4 ssl study`` runs folder into ``figures/recorded/ssl_ae_<name>`` (the A-E
+table over seeds, beside the report's) and ``ssl_ae_<name>.png`` (each setting's train and val
+loss, seed 0), with the report's loss-curve claims checked in its provenance. Nothing here
+trains: it reads the runs' ``run.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from .recorded import RECORDED, provenance
+from .ssl_report import ae_table, curve_findings, seed_runs
+
+
+def study_seconds(runs_root: Path) -> float:
+    """Seconds every finished run under ``runs_root`` trained (pre-trainings included)."""
+    total = 0.0
+    for f in Path(runs_root).rglob("run.json"):
+        total += float(json.loads(f.read_text()).get("seconds") or 0.0)
+    return total
+
+
+def record_study(
+    name: str, runs_root: Path, rows, data: str, command: str, root: Path = RECORDED
+) -> list[Path]:
+    """Write the recorded result ``ssl_ae_<name>`` from the study's ``rows``
+    (``hw4lib.ssl.study.table``) and its seed-0 runs; the figure is drawn before anything is
+    written."""
+    from .figures import finetune_losses
+    from .tables import save_figure
+
+    runs = seed_runs(runs_root)
+    fig = finetune_losses(runs, f"{data}; seed 0")
+    prov = {
+        **provenance(data, command, study_seconds(runs_root) / 60),
+        "curve_findings": curve_findings(runs),
+    }
+    stem = Path(root) / f"ssl_ae_{name}"
+    out = save_figure(fig, stem.name, Path(root))
+    atomic_write_text(stem.with_suffix(".csv"), ae_table(rows, data).to_csv(index=False))
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(prov, indent=1) + "\n")
+    return out + [stem.with_suffix(".csv"), stem.with_suffix(".json")]
