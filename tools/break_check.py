@@ -328,7 +328,7 @@ BREAKS = (
         "recorded_without_figure",
         "a recorded DVGO run leaves out its worst views and error maps",
         "hw4lib/report/nerf_recorded.py",
-        '    out = save_figure(fig, f"{stem.name}_views", Path(root))\n',
+        '    out = save_figure(fig, f"{stem}_views", Path(root))\n',
         "    out = []\n",
         ("tests/tools/test_record_nerf_tool.py",),
     ),

@@ -6,17 +6,15 @@ Nothing here trains or renders: it reads what the user's commands wrote."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
-from ..atomic import atomic_write_text
 from ..metrics.evaluate import image_on_background, read_image
 from ..reference import PASS_MARKS
 from .nerf_report import per_view_table
-from .recorded import RECORDED, provenance
+from .recorded import RECORDED, provenance, save
 
 
 def summary_table(
@@ -76,11 +74,7 @@ def record_nerf(
         views, Path(evaluation["pred_dir"]), Path(evaluation["gt_dir"]), evaluation["background"], k
     )
     fig = val_renders(gts, preds, None, names, f"{data}; the {k} worst val views by PSNR")
-    stem = Path(root) / f"nerf_{name}"
-    out = save_figure(fig, f"{stem.name}_views", Path(root))
-    tables = ((stem, summary_table(evaluation, done, render_s)), (Path(f"{stem}_views"), views))
-    for path, table in tables:
-        atomic_write_text(path.with_suffix(".csv"), table.to_csv(index=False))
-        atomic_write_text(path.with_suffix(".json"), json.dumps(prov, indent=1) + "\n")
-        out += [path.with_suffix(".csv"), path.with_suffix(".json")]
-    return out
+    stem = f"nerf_{name}"
+    out = save_figure(fig, f"{stem}_views", Path(root))
+    out += save(stem, summary_table(evaluation, done, render_s), prov, root)
+    return out + save(f"{stem}_views", views, prov, root)

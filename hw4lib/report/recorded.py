@@ -70,6 +70,17 @@ def load(name: str, root: Path = RECORDED) -> tuple[pd.DataFrame, dict[str, Any]
     return pd.read_csv(csv), prov
 
 
+def save(name: str, table: pd.DataFrame, prov: dict[str, Any], root: Path = RECORDED) -> list[Path]:
+    """Write the recorded result ``name``: ``NAME.csv`` (``table``) and ``NAME.json`` (``prov``,
+    :data:`PROVENANCE` keys and any more), atomically; returns both paths."""
+    from ..atomic import atomic_write_text
+
+    csv, meta = Path(root) / f"{name}.csv", Path(root) / f"{name}.json"
+    atomic_write_text(csv, table.to_csv(index=False))
+    atomic_write_text(meta, json.dumps(prov, indent=1) + "\n")
+    return [csv, meta]
+
+
 def caption(name: str, prov: dict[str, Any]) -> str:
     """One line saying what the recorded table is and that it was not run now."""
     return (

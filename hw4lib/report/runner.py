@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import PROJECT_ROOT, env
 from ..config import resolve_device
@@ -223,8 +224,9 @@ def _run_chain(
     return done, failures
 
 
-def _run_chains(chains: list[list[Path]], w: Workers, args: tuple) -> tuple[list[Path], list]:
-    """The chains side by side (:mod:`hw4lib.parallel`); their notebooks and failures."""
+def _run_chains(chains: list[list[Path]], w: Workers, **kw: Any) -> tuple[list[Path], list]:
+    """The chains side by side (:mod:`hw4lib.parallel`), each :func:`_run_chain` with ``kw``;
+    their notebooks and failures."""
     names = "; ".join(" -> ".join(nb.stem[:2] for nb in c) for c in chains)
     print(
         f"[hw4 report] {len(chains)} chains side by side ({w.threads} thread(s) each): {names}",
@@ -232,14 +234,11 @@ def _run_chains(chains: list[list[Path]], w: Workers, args: tuple) -> tuple[list
         flush=True,
     )
     tasks = [
-        Task(f"chain {i}", _run_chain, dict(zip(_CHAIN_ARGS, (c, *args, False))))
+        Task(f"chain {i}", _run_chain, {"chain": c, **kw, "progress": False})
         for i, c in enumerate(chains)
     ]
     out = run_tasks(tasks, w, label="hw4 report")
     return [nb for d, _ in out.values() for nb in d], [f for _, fl in out.values() for f in fl]
-
-
-_CHAIN_ARGS = ("chain", "out_dir", "params", "kernel", "keep_going", "t0", "progress")
 
 
 def plan(
@@ -293,9 +292,11 @@ def run_report(
     if only is None and notebooks_dir() == PROJECT_ROOT / "notebooks":  # what ours need
         _prepare_inputs(profile, data_dir)
     chains, rest, w = plan(nbs, jobs, resolve_device(device))
-    done, failures = (
-        _run_chains(chains, w, (out_dir, params, kernel, keep_going, t0)) if chains else ([], [])
-    )
+    done, failures = [], []
+    if chains:
+        done, failures = _run_chains(
+            chains, w, out_dir=out_dir, params=params, kernel=kernel, keep_going=keep_going, t0=t0
+        )
     if not failures or keep_going:
         d, fl = _run_chain(rest, out_dir, params, kernel, keep_going, t0, progress)
         done += d

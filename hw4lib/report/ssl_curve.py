@@ -12,8 +12,7 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..atomic import atomic_write_text
-from .recorded import RECORDED, names, provenance
+from .recorded import RECORDED, names, provenance, save
 
 #: what each setting is, in the legend
 LABELS = {"A": "A: from scratch", "C": "C: BYOL, full fine-tuning", "E": "E: BYOL, frozen + linear"}
@@ -24,11 +23,8 @@ def record_curve(
 ) -> Path:
     """``root/ssl_curve_<variant>.csv`` (its :func:`curve_table`) and ``.json`` (provenance,
     rows and summary): a measured curve, for the notebooks to show as recorded."""
-    stem = Path(root) / f"ssl_curve_{doc['variant']}"
-    atomic_write_text(stem.with_suffix(".csv"), curve_table([doc]).to_csv(index=False))
     meta = {**doc, **provenance(data, command, minutes)}
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
-    return stem.with_suffix(".json")
+    return save(f"ssl_curve_{doc['variant']}", curve_table([doc]), meta, root)[1]
 
 
 def recorded_curves(root: Path = RECORDED) -> list[dict]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_text
-from .recorded import RECORDED, provenance
+from .recorded import RECORDED, provenance, save
 from .ssl_report import ae_table, curve_findings, seed_runs
 
 
@@ -37,8 +36,5 @@ def record_study(
         **provenance(data, command, study_seconds(runs_root) / 60),
         "curve_findings": curve_findings(runs),
     }
-    stem = Path(root) / f"ssl_ae_{name}"
-    out = save_figure(fig, stem.name, Path(root))
-    atomic_write_text(stem.with_suffix(".csv"), ae_table(rows, data).to_csv(index=False))
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(prov, indent=1) + "\n")
-    return out + [stem.with_suffix(".csv"), stem.with_suffix(".json")]
+    out = save_figure(fig, f"ssl_ae_{name}", Path(root))
+    return out + save(f"ssl_ae_{name}", ae_table(rows, data), prov, root)
