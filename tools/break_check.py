@@ -41,6 +41,38 @@ class Break:
 
 BREAKS = (
     Break(
+        "masked_adam_moves_zeros",
+        "the masked Adam kernel updates entries whose gradient is zero (momentum moves them)",
+        "hw4lib/nerf/adam.cpp",
+        "        if (g == 0.f) continue;\n",
+        "",
+        ("tests/nerf/test_nerf_optim.py", "-k", "zero_gradient"),
+    ),
+    Break(
+        "sparse_rows_drop_last",
+        "the sparse lookup's gradient loses the last voxel it touched",
+        "hw4lib/nerf/trilinear.cpp",
+        "  for (int64_t q = 0; q < K; ++q) S[I[q]] = -1;\n",
+        "  for (int64_t q = 0; q < K; ++q) S[I[q]] = -1;\n  K = K > 0 ? K - 1 : 0;\n",
+        ("tests/nerf/test_nerf_optim.py", "-k", "sparse_lookup"),
+    ),
+    Break(
+        "error_map_uniform",
+        "error-guided draws ignore the error (every tile weighs the same)",
+        "hw4lib/nerf/sampling.py",
+        "self.err_at_refresh.double() * self.count",
+        "self.count.double()",
+        ("tests/nerf/test_nerf_optim.py", "-k", "proportion"),
+    ),
+    Break(
+        "error_map_not_saved",
+        "a checkpoint forgets the error map (a resumed run draws other rays)",
+        "hw4lib/nerf/train.py",
+        '            state["errors"] = errors.state_dict() if errors is not None else None\n',
+        '            state["errors"] = None\n',
+        ("tests/nerf/test_nerf_optim.py", "-k", "resumes"),
+    ),
+    Break(
         "render_backwards",
         "hw4 nerf render shoots every ray backwards (background only)",
         "hw4lib/nerf/images.py",

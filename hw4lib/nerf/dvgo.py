@@ -88,6 +88,7 @@ class VoxelModel(nn.Module):
             nn.init.constant_(last.bias, 0)
             self.rgbnet = nn.Sequential(*layers, last)
         self.mask = mask
+        self.sparse_grad = False  # training's choice (nerf.train.make_optimizer), not saved
 
     # -- geometry ------------------------------------------------------------------------
     @property
@@ -124,13 +125,13 @@ class VoxelModel(nn.Module):
     def raw_density(self, pts: torch.Tensor) -> torch.Tensor:
         """Eqs 7a / 10a: ``interp(x, V^(density))`` at points (M, 3) -> (M,), before the
         activation (post-activation, eq 6c)."""
-        return G.trilinear(self.density, pts, self.lo, self.hi)[:, 0]
+        return G.trilinear(self.density, pts, self.lo, self.hi, sparse=self.sparse_grad)[:, 0]
 
     def point_rgb(self, pts: torch.Tensor, viewenc: torch.Tensor | None) -> torch.Tensor:
         """Colour of points (M, 3). Coarse, eq 7b: ``sigmoid(interp(x, V^(rgb)))``. Fine, eq 10b:
         ``sigmoid(MLP(interp(x, V^(feat)), d))`` (the position enters through the features)."""
         with _phase("dvgo.features"):
-            feat = G.trilinear(self.color, pts, self.lo, self.hi)
+            feat = G.trilinear(self.color, pts, self.lo, self.hi, sparse=self.sparse_grad)
         if self.rgbnet is None:
             return torch.sigmoid(feat)
         with _phase("dvgo.rgbnet"):

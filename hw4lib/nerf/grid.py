@@ -89,6 +89,47 @@ class _ExtLookup(torch.autograd.Function):
         return gg, None, None, None, None, None
 
 
+_SLOTS: dict[int, torch.Tensor] = {}  # backward_rows' scratch map per grid size, kept all -1
+
+
+class _ExtRowsLookup(torch.autograd.Function):
+    """The lookup whose gradient is sparse: only the voxels the points touch (:func:`trilinear`
+    with ``sparse=True``)."""
+
+    @staticmethod
+    def forward(ctx, grid, pts, lo, hi):
+        ctx.save_for_backward(pts, lo, hi)
+        ctx.shape = list(grid.shape)
+        e = pts.new_empty(0, dtype=torch.long)
+        return extension().forward(grid, pts, lo, hi, e)
+
+    @staticmethod
+    def backward(ctx, go):
+        pts, lo, hi = ctx.saved_tensors
+        shape = ctx.shape
+        n_vox = shape[0] * shape[1] * shape[2]
+        if n_vox not in _SLOTS:
+            _SLOTS[n_vox] = torch.full((n_vox,), -1, dtype=torch.int32)
+        idx, rows = extension().backward_rows(go.contiguous(), pts, lo, hi, shape, _SLOTS[n_vox])
+        return sparse_rows(idx, rows, shape), None, None, None
+
+
+def sparse_rows(idx: torch.Tensor, rows: torch.Tensor, shape) -> torch.Tensor:
+    """The gradient ``rows`` (K, C) of the flat voxels ``idx`` (K,), increasing, as a sparse COO
+    tensor of the grid's ``shape`` (X, Y, Z, C); :func:`flat_rows` inverts it."""
+    yz = shape[1] * shape[2]
+    ijk = torch.stack([idx // yz, (idx // shape[2]) % shape[1], idx % shape[2]])
+    return torch.sparse_coo_tensor(
+        ijk, rows, tuple(shape), is_coalesced=True, check_invariants=False
+    )
+
+
+def flat_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(idx, rows)``: the flat voxel indices and gradient rows of a sparse grid gradient."""
+    ijk, shape = grad._indices(), grad.shape
+    return (ijk[0] * shape[1] + ijk[1]) * shape[2] + ijk[2], grad._values()
+
+
 class _TorchLookup(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grid, pts, lo, hi):
@@ -119,6 +160,7 @@ def trilinear(
     lo: torch.Tensor,
     hi: torch.Tensor,
     order: tuple[torch.Tensor, torch.Tensor] | None | bool = None,
+    sparse: bool = False,
 ) -> torch.Tensor:
     """Trilinear interpolation of ``grid`` (X, Y, Z, C) at world points ``pts`` (N, 3) -> (N, C).
 
@@ -126,13 +168,16 @@ def trilinear(
     samples along rays, which are already coherent); ``True`` sorts them by voxel first (right
     for scattered points on a grid larger than the cache); or a precomputed
     :func:`sort_points` result, shared between grids of one shape. Points outside the box are
-    clamped onto it. Differentiable with respect to ``grid`` only.
+    clamped onto it. Differentiable with respect to ``grid`` only; ``sparse``: the gradient is a
+    sparse tensor over the voxels the points touch (C++ path, points as given; elsewhere dense).
     """
     pts = pts.to(grid.dtype).contiguous()
     lo = lo.to(grid.dtype).contiguous()
     hi = hi.to(grid.dtype).contiguous()
     if uses_extension(grid):
         grid = grid.contiguous()
+        if sparse:
+            return _ExtRowsLookup.apply(grid, pts, lo, hi)
         if order is True:
             order = sort_points(pts, lo, hi, tuple(grid.shape[:3]))
         if order is None or order is False:

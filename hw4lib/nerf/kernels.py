@@ -1,4 +1,5 @@
-"""DVGO's CPU kernels (``trilinear.cpp``: the grid lookup; ``march.cpp``: the ray marcher), built
+"""DVGO's CPU kernels (``trilinear.cpp``: the grid lookup; ``march.cpp``: the ray marcher;
+``adam.cpp``: the masked Adam step on a grid's touched rows), built
 once on first use with torch's extension loader into one library, ``torch.ops.hw4_dvgo``.
 
 Without a compiler, with ``$HW4_NO_EXT=1`` or on a GPU the callers (:mod:`.grid`, :mod:`.rays`)
@@ -16,7 +17,7 @@ import torch
 
 from .. import env
 
-SOURCES = ("trilinear.cpp", "march.cpp")
+SOURCES = ("trilinear.cpp", "march.cpp", "adam.cpp")
 _EXT = None
 _EXT_TRIED = False
 _LOCK = threading.Lock()

@@ -26,14 +26,17 @@ from ..runs import CheckpointClock
 from . import grid as G
 from . import render as R
 from .dvgo import FreeSpaceMask, VoxelModel, free_space_mask, refresh_free_space, tight_box
+from .optim import MaskedAdam
 from .raydata import RayData, rays_through_unknown, view_counts
 from .rays import Bounds, scene_box
+from .sampling import ErrorMap, draw_rays
 from .saved import build_voxel_model, load_model, model_args, save_model
 
 # how often checkpoint.pt is written (hw4lib.runs.CheckpointClock): I/O, not method, so not in
 # NerfConfig, whose every field is part of a run's settings
-CKPT_EVERY = 500  # iterations between checkpoints
-CKPT_SECONDS = 120.0  # ... or seconds, whichever comes first
+# by time alone: a 160^3 checkpoint is 640 MB (2 s to write); a one-minute run is cheap to redo
+CKPT_EVERY = 0  # iterations between checkpoints (0: by time only)
+CKPT_SECONDS = 120.0  # seconds between checkpoints
 
 
 #: checkpoint.pt's stage once fine.pt is written: a resume only makes the report and done.json
@@ -68,11 +71,18 @@ class TrainSetup:
 
 # -- one stage ---------------------------------------------------------------------------
 def make_optimizer(m: VoxelModel, st: DVGOStage) -> torch.optim.Optimizer:
+    """The stage's Adam over the grids and the colour MLP; with ``st.masked_adam``, DVGO v2's
+    :class:`~hw4lib.nerf.optim.MaskedAdam` and sparse grid gradients where the kernel runs."""
     groups = [{"params": [m.density, m.color], "lr": st.lr_grid, "base_lr": st.lr_grid}]
     if m.rgbnet is not None:
         groups.append(
             {"params": list(m.rgbnet.parameters()), "lr": st.lr_mlp, "base_lr": st.lr_mlp}
         )
+    m.sparse_grad = st.masked_adam and G.uses_extension(m.density)
+    if st.masked_adam:
+        for g in groups[1:]:  # the MLP's zero gradients are real ones (a dead ReLU)
+            g["skip_zero_grad"] = False
+        return MaskedAdam(groups, betas=(0.9, 0.99))
     try:
         return torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
     except (RuntimeError, TypeError):  # fused unsupported here
@@ -118,8 +128,8 @@ def train_stage(
     pervoxel_lr: torch.Tensor | None = None,
 ) -> None:
     """Train ``m`` for ``st.iters`` iterations from ``state['iter']`` on the rays ``ray_ids``
-    (None: all), appending to ``state['history']``; a checkpoint every :data:`CKPT_EVERY`
-    iterations or :data:`CKPT_SECONDS`, whichever comes first."""
+    (None: all), appending to ``state['history']``; a checkpoint every :data:`CKPT_SECONDS`
+    (or :data:`CKPT_EVERY` iterations, when set)."""
     cfg = setup.cfg
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + (1 if name == "fine" else 0))
     if state.get("gen") is not None:  # a resume draws the rays the uninterrupted run would
@@ -128,6 +138,11 @@ def train_stage(
     if state.get("optim") is not None:
         opt.load_state_dict(state["optim"])
     n_all = setup.data.rays_o.shape[0] if ray_ids is None else ray_ids.numel()
+    errors = None
+    if st.error_rays > 0 and ray_ids is not None:
+        errors = ErrorMap(ray_ids, setup.data.size)
+        if state.get("errors") is not None:
+            errors.load_state_dict(state["errors"])
     t_start = time.perf_counter() - (state["history"]["seconds"] or [0.0])[-1]
     clock = CheckpointClock(CKPT_SECONDS, CKPT_EVERY)
     bar = tqdm(
@@ -146,12 +161,14 @@ def train_stage(
             opt = make_optimizer(m, st)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * 0.1 ** (it / st.lr_decay_steps)
-        sel = torch.randint(0, n_all, (min(st.n_rays, n_all),), generator=gen)
-        sel = (sel if ray_ids is None else ray_ids[sel]).to(m.lo.device)
+        pos = draw_rays(n_all, st.n_rays, gen, errors, st.error_rays)
+        sel = (pos if ray_ids is None else ray_ids[pos]).to(m.lo.device)
         t0 = time.perf_counter()
         loss, mse, out = optimise_step(
             m, opt, st, setup, sel, pervoxel_lr, f"{name} iteration {it}"
         )
+        if errors is not None:
+            errors.update(pos, (out["rgb"].detach() - setup.data.target[sel]).square().mean(-1))
         rays_s = sel.numel() / max(time.perf_counter() - t0, 1e-9)
         row = _record(setup, state, name, loss, mse, out, t_start)
         bar.set_postfix(
@@ -163,10 +180,11 @@ def train_stage(
         if clock.due(state["iter"]):
             # every generator's state too, so that a resume repeats the uninterrupted run
             state.update(optim=opt.state_dict(), gen=gen.get_state(), rng=torch.get_rng_state())
+            state["errors"] = errors.state_dict() if errors is not None else None
             setup.save(m, state)
             clock.restart()
     bar.close()
-    state.update(optim=None, gen=None)
+    state.update(optim=None, gen=None, errors=None)
 
 
 def _record(

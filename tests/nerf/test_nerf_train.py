@@ -606,10 +606,10 @@ def test_eval_command_reports_metrics_and_rejects_mismatch(run, scene, tmp_path,
 
 def test_benchmarks_print_their_ratios(capsys, monkeypatch):
     """`hw4 bench grid` ends with `speed-up <x>x`, x = the median over interleaved rounds of
-    grid_sample's time / ours; `bench nerf` prints one for each stage and the fine step's
-    breakdown. First with real timings (smoke sizes), then with a clock whose three rounds give
-    ratios 4, 3 and 8: the median (4.0) must be reported, not the mean (5.0) nor the ratio of
-    the medians."""
+    grid_sample's time / ours; `bench nerf` prints one for each stage, the fine step's
+    breakdown, and masked Adam's speed-up over dense Adam. First with real timings (smoke
+    sizes), then with a clock whose three rounds give ratios 4, 3 and 8: the median (4.0) must
+    be reported, not the mean (5.0) nor the ratio of the medians."""
     import argparse
     import re
 
@@ -625,7 +625,8 @@ def test_benchmarks_print_their_ratios(capsys, monkeypatch):
     assert float(lines[-1].split()[1][:-1]) == pytest.approx(sorted(rounds)[1], abs=0.051)
     assert B.bench_nerf(nerf_args) == 0
     out = capsys.readouterr().out
-    assert [ln.split()[0] for ln in out.splitlines() if " speed-up " in ln] == ["coarse", "fine"]
+    speedups = [ln.split()[0] for ln in out.splitlines() if " speed-up " in ln]
+    assert speedups == ["coarse", "fine", "fine"]  # the last: masked Adam against dense Adam
     # the breakdown names each labelled phase of VoxelModel.render with a time > 0
     for phase in (
         "march",
@@ -644,6 +645,8 @@ def test_benchmarks_print_their_ratios(capsys, monkeypatch):
         "ours": [0.010, 0.020, 0.005],
         "grid_sample": [0.040, 0.060, 0.040],
         "ref": [0.040, 0.060, 0.040],
+        "masked": [0.010, 0.010, 0.015],
+        "dense": [0.030, 0.030, 0.030],
     }
     monkeypatch.setattr(
         B,
@@ -659,5 +662,5 @@ def test_benchmarks_print_their_ratios(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert [
         ln.split()[-1] for ln in out.splitlines() if "speed-up" in ln and "round" not in ln
-    ] == ["4.0x", "4.0x"]
+    ] == ["4.0x", "4.0x", "3.0x"]
     assert "25600 rays/s" in out and "6400 rays/s" in out  # 256 rays in 10 and 40 ms medians
