@@ -187,25 +187,43 @@ def _bench_masked(
 ) -> None:
     """The fine step with the profile's masked Adam (sparse grid gradients) against the same
     step with torch's dense Adam, in interleaved rounds."""
-    ro, rd, tgt = rays
     steps = {}
     for key, masked in (("masked", True), ("dense", False)):
         s = dataclasses.replace(st, lr_grid=0.0, lr_mlp=0.0, masked_adam=masked)
-        opt = make_optimizer(m, s)
-        sparse = m.sparse_grad
-
-        def step(opt=opt, sparse=sparse):
-            m.sparse_grad = sparse
-            m.zero_grad(set_to_none=True)
-            out = m.render(ro, rd, 1.0, b.near, b.far, target=tgt)
-            (R.photometric_loss(out["rgb"], tgt) + 0.1 * out["rgbper"]).backward()
-            opt.step()
-
-        steps[key] = step
-    t = _rounds(steps, repeats, ro.device.type)
+        steps[key] = _training_step(m, make_optimizer(m, s), b, rays)
+    t = _rounds(steps, repeats, rays[0].device.type)
     line, med = _ratio_line("fine   masked Adam vs dense Adam: ", t["dense"], t["masked"])
     print(line)
     print(f"fine   masked Adam speed-up {med:.1f}x")
+
+
+def _training_step(
+    m: VoxelModel,
+    opt: torch.optim.Optimizer,
+    b: Bounds,
+    rays: tuple[torch.Tensor, ...],
+    seen: dict | None = None,
+) -> Callable[[], None]:
+    """One training step of ``m`` on ``rays`` with ``opt`` (from :func:`make_optimizer`, whose
+    sparse or dense grid gradients it keeps); ``seen['n']``: the samples it rendered."""
+    ro, rd, tgt = rays
+    sparse = m.sparse_grad
+
+    def step() -> None:
+        m.sparse_grad = sparse
+        m.zero_grad(set_to_none=True)
+        out = m.render(ro, rd, 1.0, b.near, b.far, target=tgt)
+        if seen is not None:
+            seen["n"] = out["n_points"]
+        loss = (
+            R.photometric_loss(out["rgb"], tgt)
+            + 0.01 * R.entropy_loss(out["T_last"])
+            + 0.1 * out["rgbper"]
+        )
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def _bench_step(
@@ -221,17 +239,7 @@ def _bench_step(
     opt_ours = make_optimizer(m, st)
     opt_ref = torch.optim.Adam(m.parameters(), lr=0.0, betas=(0.9, 0.99))
 
-    def ours():
-        m.zero_grad(set_to_none=True)
-        out = m.render(ro, rd, 1.0, b.near, b.far, target=tgt)
-        npts["n"] = out["n_points"]
-        loss = (
-            R.photometric_loss(out["rgb"], tgt)
-            + 0.01 * R.entropy_loss(out["T_last"])
-            + 0.1 * out["rgbper"]
-        )
-        loss.backward()
-        opt_ours.step()
+    ours = _training_step(m, opt_ours, b, rays, npts)
 
     def ref():
         m.zero_grad(set_to_none=True)

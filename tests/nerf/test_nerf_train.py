@@ -75,6 +75,21 @@ def _setup(scene: Path, run: Path, cfg):
     return T.TrainSetup(run, data, cfg, cfg.background, "cpu", progress=False)
 
 
+def _render_args(run: Path, transforms: Path, out: Path, *extra: str) -> list[str]:
+    """`hw4 nerf render --run RUN --transforms JSON --out DIR [extra]` as `main`'s arguments."""
+    return [
+        "nerf",
+        "render",
+        "--run",
+        str(run),
+        "--transforms",
+        str(transforms),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def _val_truth(scene, n: int | None = None) -> tuple[list[str], np.ndarray]:
     """Names and ground-truth images (N, H, W, 3) in [0, 1] of the val split, on white."""
     from hw4lib.data.blender import load_split
@@ -138,22 +153,7 @@ def test_a_runs_ray_bounds_are_the_ones_it_trained_with(run):
 def test_render_writes_one_png_per_frame_named_after_file_path(run, scene, tmp_path, capsys):
     out, _ = run
     dst = tmp_path / "renders"
-    assert (
-        main(
-            [
-                "nerf",
-                "render",
-                "--run",
-                str(out),
-                "--transforms",
-                str(scene / "transforms_val.json"),
-                "--out",
-                str(dst),
-                "--depth",
-            ]
-        )
-        == 0
-    )
+    assert main(_render_args(out, scene / "transforms_val.json", dst, "--depth")) == 0
     names = sorted(p.name for p in dst.glob("*.png"))
     assert names == ["r_0.png", "r_1.png", "r_2.png"]
     im = Image.open(dst / "r_0.png")
@@ -170,23 +170,7 @@ def test_render_writes_one_png_per_frame_named_after_file_path(run, scene, tmp_p
     blank = [_psnr(np.ones_like(t), t) for t in gt]
     assert min(p - b for p, b in zip(psnrs, blank)) > 3, (psnrs, blank)
     # rendering again into the same folder from the same run is fine; --size changes the size
-    assert (
-        main(
-            [
-                "nerf",
-                "render",
-                "--run",
-                str(out),
-                "--transforms",
-                str(scene / "transforms_val.json"),
-                "--out",
-                str(dst),
-                "--size",
-                "20",
-            ]
-        )
-        == 0
-    )
+    assert main(_render_args(out, scene / "transforms_val.json", dst, "--size", "20")) == 0
     assert Image.open(dst / "r_1.png").size == (20, 20)
 
 
@@ -202,21 +186,7 @@ def test_hw4_1_script_renders_what_the_command_line_renders(run, scene, tmp_path
     out, _ = run
     cli = tmp_path / "cli"
     with contextlib.redirect_stderr(io.StringIO()):
-        assert (
-            main(
-                [
-                    "nerf",
-                    "render",
-                    "--run",
-                    str(out),
-                    "--transforms",
-                    str(scene / "transforms_val.json"),
-                    "--out",
-                    str(cli),
-                ]
-            )
-            == 0
-        )
+        assert main(_render_args(out, scene / "transforms_val.json", cli)) == 0
     # the project's .venv when there is one, else this interpreter (a checkout without one)
     env = dict(
         os.environ,
@@ -257,18 +227,7 @@ def test_render_refuses_a_folder_of_foreign_images(run, scene, tmp_path, capsys)
     dst.mkdir()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(dst / "r_0.png")
     before = (dst / "r_0.png").read_bytes()
-    rc = main(
-        [
-            "nerf",
-            "render",
-            "--run",
-            str(out),
-            "--transforms",
-            str(scene / "transforms_val.json"),
-            "--out",
-            str(dst),
-        ]
-    )
+    rc = main(_render_args(out, scene / "transforms_val.json", dst))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "already holds" in err[0]
     assert (dst / "r_0.png").read_bytes() == before
@@ -279,41 +238,12 @@ def test_render_bad_inputs_exit_2(run, scene, tmp_path, capsys):
     empty = tmp_path / "empty_run"
     empty.mkdir()
     cases = [
-        [
-            "nerf",
-            "render",
-            "--run",
-            str(empty),
-            "--transforms",
-            str(scene / "transforms_val.json"),
-            "--out",
-            str(tmp_path / "a"),
-        ],
-        [
-            "nerf",
-            "render",
-            "--run",
-            str(out),
-            "--transforms",
-            str(tmp_path / "missing.json"),
-            "--out",
-            str(tmp_path / "b"),
-        ],
+        _render_args(empty, scene / "transforms_val.json", tmp_path / "a"),
+        _render_args(out, tmp_path / "missing.json", tmp_path / "b"),
     ]
     bad = tmp_path / "bad.json"
     bad.write_text('{"frames": 3}')
-    cases.append(
-        [
-            "nerf",
-            "render",
-            "--run",
-            str(out),
-            "--transforms",
-            str(bad),
-            "--out",
-            str(tmp_path / "c"),
-        ]
-    )
+    cases.append(_render_args(out, bad, tmp_path / "c"))
     if not torch.cuda.is_available():
         cases.append(
             [
@@ -568,21 +498,7 @@ def test_a_run_stopped_in_its_val_render_resumes_with_the_render_alone(
 def test_eval_command_reports_metrics_and_rejects_mismatch(run, scene, tmp_path, capsys):
     out, _ = run
     dst = tmp_path / "pred"
-    assert (
-        main(
-            [
-                "nerf",
-                "render",
-                "--run",
-                str(out),
-                "--transforms",
-                str(scene / "transforms_val.json"),
-                "--out",
-                str(dst),
-            ]
-        )
-        == 0
-    )
+    assert main(_render_args(out, scene / "transforms_val.json", dst)) == 0
     js = tmp_path / "m.json"
     assert (
         main(["nerf", "eval", "--pred", str(dst), "--gt", str(scene / "val"), "--json", str(js)])
