@@ -3,13 +3,17 @@ root, then run the budget curve (A, C, E against BYOL's steps, over seeds) on ea
 
     python tools/ssl_variants.py --base ../shared/data/p2_dev --out results/ssl_variants \\
         [--variants p2_dev,mini60,resplit1,generated] [--budgets 150,450,1000] [--seeds 0,1,2] \\
-        [--record figures/recorded]
+        [--record figures/recorded] [--merge figures/recorded]
 
 Variants: the base as is; ``mini60``: its pre-training corpus cut to 60 images a class (the
 size of a set that reversed the ordering); ``resplit<k>``: its downstream images split again
-with seed k (its BYOL runs are the base's: the same ``mini``, so they are reused); ``generated``:
-the profile's generated corpora. Each variant's rows go to
+with seed k (its BYOL runs are the base's: the same ``mini``, so they are reused); ``photos<k>``:
+the downstream drawn from k of ``mini``'s own classes (photos of the domain BYOL saw; the base's
+BYOL runs); ``generated``: the profile's generated corpora. Each variant's rows go to
 ``<out>/<variant>.json`` as they finish; a rerun reuses finished runs and goes on.
+``--merge DIR`` adds an earlier curve's points at budgets this run lacks (``DIR/<variant>.json``
+or ``DIR/ssl_curve_<variant>.json``, e.g. the recorded one): a longer run extends the curve,
+and the points both runs have must agree.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from pathlib import Path
 
 from hw4lib.config import get_profile
 from hw4lib.data.generated import course_root
-from hw4lib.data.variants import cut_mini, resplit_office
+from hw4lib.data.variants import cut_mini, photos_office, resplit_office
 from hw4lib.errors import UserError
 from hw4lib.report.datadesc import ssl_curve_data
 from hw4lib.report.ssl_curve import record_curve
-from hw4lib.ssl.curve import budget_curve, summarize
+from hw4lib.ssl.curve import budget_curve, merge_rows, summarize
 
 
 def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
@@ -35,13 +39,16 @@ def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
         return base
     if name == "generated":
         return course_root(None, profile, ("mini", "office"))
-    m = re.fullmatch(r"(mini|resplit)(\d+)", name)
+    m = re.fullmatch(r"(mini|resplit|photos)(\d+)", name)
     if m is None:
         raise UserError(
-            f"--variants {name!r}: unknown variant; use {base.name}, miniN, resplitK or generated"
+            f"--variants {name!r}: unknown variant; use {base.name}, miniN, resplitK, photosK "
+            "or generated"
         )
     kind, n = m.group(1), int(m.group(2))
     dest = out / "data" / f"{base.name}-{name}"
+    if kind == "photos":
+        return photos_office(base, dest, n, seed=0)
     return cut_mini(base, dest, n, seed=0) if kind == "mini" else resplit_office(base, dest, n)
 
 
@@ -55,13 +62,30 @@ def command(a: argparse.Namespace, name: str) -> str:
 def run_minutes(a: argparse.Namespace, name: str) -> float:
     """Minutes the variant's runs trained (its shared pre-trainings included), from run.json."""
     runs = [a.out / "runs" / name]
-    if name.startswith("resplit"):
+    if name.startswith(("resplit", "photos")):
         runs.append(a.out / "runs" / a.base.name)
     secs = 0.0
     for r in runs:
         for f in r.rglob("run.json"):
             secs += json.loads(f.read_text()).get("seconds") or 0.0
     return secs / 60
+
+
+def earlier_curve(folder: Path, name: str, profile: str) -> dict:
+    """The curve of ``name`` recorded in ``folder`` by an earlier run (``--merge``)."""
+    for f in (folder / f"{name}.json", folder / f"ssl_curve_{name}.json"):
+        if f.is_file():
+            doc = json.loads(f.read_text())
+            if doc.get("profile") != profile:
+                raise UserError(
+                    f"{f}: a curve of profile {doc.get('profile')!r}, this run is {profile!r}; "
+                    "merge curves of one profile"
+                )
+            return doc | {"file": str(f)}
+    raise UserError(
+        f"--merge {folder}: no {name}.json or ssl_curve_{name}.json there; give the --out or "
+        "--record folder of the earlier curve"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         "--about",
         default="",
         help="what the base data is, for the records, e.g. 'Tiny-ImageNet -> PACS cartoon'",
+    )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="add an earlier curve's points at budgets this run lacks (its --out or --record "
+        "folder); points both have must agree",
     )
     ap.add_argument(
         "--record",
@@ -93,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         root = variant_root(name, a.base.resolve(), a.out.resolve(), prof)
-        # a re-split changes only office/: pre-train (or reuse) on the base, under its runs
-        shared = name.startswith("resplit")
+        # these change only office/: pre-train (or reuse) on the base, under its runs
+        shared = name.startswith(("resplit", "photos"))
+        # read before training, so that a wrong folder is said at once
+        earlier = earlier_curve(a.merge, name, prof) if a.merge else None
         rows = budget_curve(
             root,
             a.out / "runs" / name,
@@ -106,13 +140,18 @@ def main(argv: list[str] | None = None) -> int:
             pretrain_runs=a.out / "runs" / a.base.name if shared else None,
         )
         doc = {"variant": name, "profile": prof, "rows": rows}
-        doc["summary"] = summarize(rows)
+        if earlier:
+            doc["rows"] = merge_rows(rows, earlier["rows"])
+            keep = ("file", "command", "commit", "date", "cpu", "minutes", "merged_from")
+            doc["merged_from"] = {k: earlier[k] for k in keep if k in earlier}
+        doc["summary"] = summarize(doc["rows"])
         (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
         if a.record:
             about = "generated corpora" if name == "generated" else a.about
             data = ssl_curve_data(get_profile(prof), root, about)
-            minutes = run_minutes(a, name)
-            record_curve(doc, data, command(a, name), minutes, a.record)
+            minutes = run_minutes(a, name) + (earlier or {}).get("minutes", 0.0)
+            how = command(a, name) + (f" --merge {a.merge}" if earlier else "")
+            record_curve(doc, data, how, minutes, a.record)
         for r in doc["summary"]:
             print(
                 f"{name:<18} {r['byol_steps']:>5} steps {r['byol_minutes']:6.2f} min  "

@@ -3,7 +3,9 @@ sets instead of the one it was tuned on.
 
 * :func:`cut_mini` -- the pre-training corpus cut to ``n`` images a class (the others as is);
 * :func:`resplit_office` -- the downstream images pooled and split again with another seed,
-  each class keeping its train/val counts.
+  each class keeping its train/val counts;
+* :func:`photos_office` -- the downstream drawn from ``mini``'s own photos: the domain BYOL
+  pre-trains on, to tell a domain gap from features that are not learned.
 
 Images are linked, not copied (a variant costs a few csv lines); ``mini``'s labels are used
 only to cut evenly and by the kNN monitor, never by BYOL.
@@ -86,18 +88,62 @@ def resplit_office(base: Path, out: Path, seed: int) -> Path:
         n_train = len(train_by.get(label, []))
         new["train"] += pool[:n_train]
         new["val"] += pool[n_train:]
+    # a file name may occur in both source folders: prefix with its origin
+    _write_office(
+        out,
+        {
+            split: [
+                (off / src / r.filename, Row(r.id, f"{src}_{r.filename}", r.label))
+                for src, r in items
+            ]
+            for split, items in new.items()
+        },
+    )
+    _link(base / "mini", out / "mini")
+    return out
+
+
+def _write_office(out: Path, splits: dict[str, list[tuple[Path, Row]]]) -> None:
+    """``out/office/<split>/`` of links to each (source image, row) and its ``<split>.csv``."""
     (out / "office").mkdir(parents=True, exist_ok=True)
-    for split, items in new.items():
+    for split, items in splits.items():
         d = out / "office" / split
         if d.exists():
             shutil.rmtree(d)
         d.mkdir()
-        rows = []
-        for src_split, r in items:
-            # a file name may occur in both source folders: prefix with its origin
-            name = f"{src_split}_{r.filename}"
-            os.symlink((off / src_split / r.filename).resolve(), d / name)
-            rows.append(Row(r.id, name, r.label))
-        _write_csv(out / "office" / f"{split}.csv", rows)
+        for src, r in items:
+            os.symlink(src.resolve(), d / r.filename)
+        _write_csv(out / "office" / f"{split}.csv", [r for _, r in items])
+
+
+def photos_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
+    """``out``: ``base`` with ``office`` replaced by ``n_classes`` of ``mini``'s classes (drawn
+    with ``seed``), as many train and val images a class as ``base``'s office has at the least;
+    ``mini`` linked unchanged, so BYOL saw these images, without labels (as the ImageNet linear
+    protocol trains its probe on pre-training images)."""
+    base, out = Path(base), Path(out)
+    off = base / "office"
+    counts = {}
+    for split in ("train", "val"):
+        by = _by_class(read_csv(off / f"{split}.csv", off / split, require_label=True), off)
+        counts[split] = min(len(v) for v in by.values())
+    mini_csv = base / "mini" / "train.csv"
+    by_mini = _by_class(read_csv(mini_csv, base / "mini" / "train", require_label=True), mini_csv)
+    need = counts["train"] + counts["val"]
+    pool = sorted(c for c, rs in by_mini.items() if len(rs) >= need)
+    if len(pool) < n_classes:
+        raise UserError(
+            f"{mini_csv}: {len(pool)} classes have the {need} images a class asked; "
+            f"ask for at most {len(pool)} classes"
+        )
+    rng = random.Random(seed)
+    classes = sorted(rng.sample(pool, n_classes))
+    split_rows: dict[str, list[Row]] = {"train": [], "val": []}
+    for c in classes:
+        rs = rng.sample(by_mini[c], need)
+        split_rows["train"] += rs[: counts["train"]]
+        split_rows["val"] += rs[counts["train"] :]
+    mini = base / "mini" / "train"
+    _write_office(out, {k: [(mini / r.filename, r) for r in rs] for k, rs in split_rows.items()})
     _link(base / "mini", out / "mini")
     return out

@@ -86,8 +86,12 @@ def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
             y = [r[key] for r in s]
             sd = [r[key + "_sd"] for r in s]
             ax.errorbar(x, y, yerr=sd, fmt=style, capsize=3, label=LABELS[key])
-        n = s[0]["seeds"]
-        head = f"{d['variant']} ({n} seeds)"
+        n = sorted({r["seeds"] for r in s})  # a merged curve may have fewer at some budgets
+        head = (
+            f"{d['variant']} ({n[0]} seeds)"
+            if len(n) == 1
+            else (f"{d['variant']} ({n[0]}–{n[-1]} seeds a budget)")
+        )
         if d.get("data"):  # a recorded curve says what it was measured on
             head += "\n" + textwrap.fill(d["data"], 48)
         ax.set_title(head, fontsize=9)

@@ -113,6 +113,29 @@ def budget_curve(
     return rows
 
 
+def merge_rows(rows: list[dict], earlier: list[dict]) -> list[dict]:
+    """``rows`` with ``earlier``'s rows at the (seed, budget) points they lack, sorted: two runs
+    of one curve (a snapshot at step N is the N-step run), so where both have a point, A, C and
+    E must be equal, else the runs differ and are not merged (:class:`UserError`)."""
+    have = {(r["seed"], r["byol_steps"]): r for r in rows}
+    out = list(rows)
+    for r in earlier:
+        key = (r["seed"], r["byol_steps"])
+        mine = have.get(key)
+        if mine is None:
+            out.append(r)
+        elif any(mine[x] != r[x] for x in CURVE_SETTINGS):
+            raise UserError(
+                f"seed {key[0]} at {key[1]} BYOL steps: the earlier curve has "
+                + ", ".join(f"{x} {r[x]:.4f}" for x in CURVE_SETTINGS)
+                + ", this one "
+                + ", ".join(f"{x} {mine[x]:.4f}" for x in CURVE_SETTINGS)
+                + "; they are not one curve (other settings or data, or another number of "
+                "threads: float sums differ with it), so they are not merged"
+            )
+    return sorted(out, key=lambda r: (r["seed"], r["byol_steps"]))
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean and sample sd over seeds at each budget, and in how many seeds C > A and E > A."""
     out = []

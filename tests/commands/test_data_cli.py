@@ -36,47 +36,13 @@ def _one_line_error(capsys) -> str:
 # ------------------------------------------------------------------ hw4 data scene
 def test_scene_command_and_refusal(tmp_path, capsys):
     out = tmp_path / "scene"
-    assert (
-        main(
-            [
-                "data",
-                "scene",
-                "--out",
-                str(out),
-                "--size",
-                "12",
-                "--train",
-                "2",
-                "--val",
-                "1",
-                "--test",
-                "1",
-            ]
-        )
-        == 0
-    )
+    scene = ["data", "scene", "--out", str(out), "--size", "12", "--train", "2"]
+    scene += ["--val", "1", "--test", "1"]
+    assert main(scene) == 0
     assert len(load_split(out, "test").cameras) == 1
     before = _tree(out)
     # a previous output may be replaced ...
-    assert (
-        main(
-            [
-                "data",
-                "scene",
-                "--out",
-                str(out),
-                "--size",
-                "12",
-                "--train",
-                "2",
-                "--val",
-                "1",
-                "--test",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(scene) == 0
     assert _tree(out) == before  # deterministic
     # ... a foreign non-empty folder may not, and is left as it was
     foreign = tmp_path / "foreign"

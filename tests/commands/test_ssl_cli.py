@@ -283,23 +283,9 @@ def test_table(run, capsys, tmp_path):
 
 def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
-    assert (
-        main(
-            [
-                "ssl",
-                "study",
-                "--data",
-                str(data),
-                "--runs",
-                str(runs),
-                "--profile",
-                "smoke",
-                "--jobs",
-                "2",
-            ]
-        )
-        == 0
-    )
+    study_args = ["ssl", "study", "--data", str(data), "--runs", str(runs)]
+    study_args += ["--profile", "smoke", "--jobs", "2"]
+    assert main(study_args) == 0
     out, log = capsys.readouterr()
     assert [line.split()[0] for line in out.strip().splitlines()[1:]] == list("ABCDE")
     events = [line.split("s  ", 1)[1] for line in log.splitlines() if "[hw4 ssl study]" in line]
@@ -315,23 +301,7 @@ def test_study_runs_its_jobs_side_by_side(data, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         study, "run_tasks", lambda ts, w, **kw: calls.append(w.count) or real(ts, w, **kw)
     )
-    assert (
-        main(
-            [
-                "ssl",
-                "study",
-                "--data",
-                str(data),
-                "--runs",
-                str(runs),
-                "--profile",
-                "smoke",
-                "--jobs",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert main(study_args) == 0
     assert calls == [1] and capsys.readouterr().out == out
     assert main(["ssl", "study", "--data", str(data), "--runs", str(runs), "--jobs", "0"]) == 2
 

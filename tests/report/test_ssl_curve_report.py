@@ -45,6 +45,16 @@ def test_table_and_figure_name_each_data_set():
     assert labels == ["A: from scratch", "C: BYOL, full fine-tuning", "E: BYOL, frozen + linear"]
 
 
+def test_a_merged_curve_says_its_seeds_a_budget():
+    doc = _doc("p2_dev")
+    doc["rows"] = [r for r in doc["rows"] if (r["seed"], r["byol_steps"]) != (1, 450)]
+    doc["summary"] = summarize(doc["rows"])
+    assert [r["seeds"] for r in doc["summary"]] == [2, 1]
+    (ax,) = budget_curve_figure([doc], "merged").get_axes()
+    assert ax.get_title() == "p2_dev (1–2 seeds a budget)"
+    assert list(curve_table([doc])["C > A"]) == ["2/2", "1/1"]
+
+
 def test_a_recorded_curve_reads_back_with_its_provenance_and_findings(tmp_path):
     from hw4lib.report import recorded
     from hw4lib.report.ssl_curve import budget_findings, record_curve, recorded_curves

@@ -13,9 +13,9 @@ import torch
 from hw4lib.config import CorpusGen, get_profile
 from hw4lib.data.corpus import generate_corpora
 from hw4lib.data.csvimages import read_csv
-from hw4lib.data.variants import cut_mini, resplit_office
+from hw4lib.data.variants import cut_mini, photos_office, resplit_office
 from hw4lib.errors import UserError
-from hw4lib.ssl.curve import summarize
+from hw4lib.ssl.curve import merge_rows, summarize
 from hw4lib.ssl.pretrain import snapshot_path
 from hw4lib.ssl.pretrain_run import pretrain_run
 from hw4lib.ssl.request import PretrainRequest
@@ -45,6 +45,31 @@ def test_cut_mini_keeps_n_a_class_and_links_office(data, tmp_path):
     assert names(cut_mini(data, tmp_path / "other", 2, seed=1)) != names(out)
     with pytest.raises(UserError, match="fewer than the 4 asked"):
         cut_mini(data, tmp_path / "big", per_class=4)
+
+
+def test_photos_downstream_is_drawn_from_mini_with_office_counts(data, tmp_path):
+    with pytest.raises(UserError, match="0 classes have the 4 images a class asked"):
+        photos_office(data, tmp_path / "few", 2)  # office: 2 + 2 a class, mini: 3
+    base = generate_corpora(
+        tmp_path / "base",
+        CorpusGen(mini_per_class=5, office_train_per_class=3, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+    out = photos_office(base, tmp_path / "photos", 2, seed=0)
+    train, val = (_labels(out / "office" / f"{s}.csv") for s in ("train", "val"))
+    assert len(train) == 2 and set(train) == set(val) <= set(_labels(base / "mini" / "train.csv"))
+    assert set(train.values()) == {3} and set(val.values()) == {1}
+    mini = {r.filename for r in read_csv(base / "mini" / "train.csv")}
+    for split in ("train", "val"):
+        rows = read_csv(out / "office" / f"{split}.csv", out / "office" / split)
+        assert {r.filename for r in rows} <= mini  # mini's own photos, none twice
+    names = {
+        r.filename
+        for s in ("train", "val")
+        for r in read_csv(out / "office" / f"{s}.csv", out / "office" / s)
+    }
+    assert len(names) == 8
+    assert (out / "mini").resolve() == (base / "mini").resolve()
 
 
 def test_resplit_keeps_counts_and_images_but_moves_them(data, tmp_path):
@@ -110,3 +135,15 @@ def test_summary_by_hand():
     assert s["byol_minutes"] == 1.1 and s["seeds"] == 2
     assert s["C"] == pytest.approx(0.5) and s["C_sd"] == pytest.approx(0.1414, abs=1e-4)
     assert s["C>A"] == 1 and s["E>A"] == 1 and s["A_sd"] == 0
+
+
+def test_merge_adds_the_missing_points_and_refuses_two_curves():
+    def row(seed, steps, c):
+        return {"seed": seed, "byol_steps": steps, "byol_minutes": 0.1, "A": 0.5, "C": c, "E": 0.4}
+
+    longer = [row(0, 1000, 0.6), row(0, 4500, 0.7)]
+    earlier = [row(0, 150, 0.55), row(0, 1000, 0.6)]
+    merged = merge_rows(longer, earlier)
+    assert [(r["byol_steps"], r["C"]) for r in merged] == [(150, 0.55), (1000, 0.6), (4500, 0.7)]
+    with pytest.raises(UserError, match="seed 0 at 1000 BYOL steps: .* not one curve"):
+        merge_rows(longer, [row(0, 1000, 0.61)])

@@ -56,6 +56,15 @@ def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys
     assert not (out / "runs" / "resplit3" / "seed0" / "pretrain_byol").exists()
     assert (out / "runs" / "base" / "seed0" / "pretrain_byol" / "backbone_step1.pt").is_file()
 
+    # a longer run extends the recorded curve: its 2-step snapshot must equal the 2-step run
+    longer = ["--base", str(base), "--out", str(tmp_path / "long"), "--budgets", "2,3"]
+    more = ["--seeds", "0", "--variants", "base", "--profile", "smoke", "--merge", str(rec)]
+    assert _tool().main(longer + more + ["--record", str(rec), "--about", "tiny corpora"]) == 0
+    table, prov = load("ssl_curve_base", rec)
+    assert list(table["byol steps"]) == [1, 2, 3]
+    assert prov["merged_from"]["file"] == str(rec / "ssl_curve_base.json")
+    assert prov["command"].endswith(f"--merge {rec}")
+
 
 def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
     import subprocess
@@ -78,7 +87,30 @@ def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
     )
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == [
-        f"error: --variants 'miniabc': unknown variant; use {tmp_path.name}, miniN, resplitK or "
-        "generated"
+        f"error: --variants 'miniabc': unknown variant; use {tmp_path.name}, miniN, resplitK, "
+        "photosK or generated"
     ]
     assert not (out / "data").exists()
+
+
+def test_a_missing_earlier_curve_is_said_before_anything_trains(tmp_path):
+    import subprocess
+    import sys
+
+    base = generate_corpora(
+        tmp_path / "base",
+        CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+    out, nowhere = tmp_path / "out", tmp_path / "nowhere"
+    tool = str(PROJECT_ROOT / "tools" / "ssl_variants.py")
+    args = ["--base", str(base), "--out", str(out), "--variants", "base", "--profile", "smoke"]
+    r = subprocess.run(
+        [sys.executable, tool, *args, "--merge", str(nowhere)], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        f"error: --merge {nowhere}: no base.json or ssl_curve_base.json there; give the --out "
+        "or --record folder of the earlier curve"
+    ]
+    assert not (out / "runs").exists()
