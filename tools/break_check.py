@@ -280,8 +280,8 @@ BREAKS = (
         "entropy_rewarded",
         "DVGO's entropy regulariser enters the loss with its sign flipped",
         "hw4lib/nerf/train.py",
-        "loss = mse + st.weight_entropy * entropy",
-        "loss = mse - st.weight_entropy * entropy",
+        "return mse + st.weight_entropy * entropy",
+        "return mse - st.weight_entropy * entropy",
         ("tests/nerf/test_nerf_mechanisms.py", "-k", "entropy"),
     ),
     Break(

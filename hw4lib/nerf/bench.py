@@ -26,7 +26,7 @@ from . import grid as G
 from . import render as R
 from .dvgo import VoxelModel, free_space_mask, view_encoding
 from .rays import Bounds, orbit_poses, pixel_dirs, rays_of_pose, sample_along
-from .train import make_optimizer
+from .train import make_optimizer, stage_loss
 
 
 def _sync(dev: str) -> None:
@@ -190,7 +190,7 @@ def _bench_masked(
     steps = {}
     for key, masked in (("masked", True), ("dense", False)):
         s = dataclasses.replace(st, lr_grid=0.0, lr_mlp=0.0, masked_adam=masked)
-        steps[key] = _training_step(m, make_optimizer(m, s), b, rays)
+        steps[key] = _training_step(m, make_optimizer(m, s), s, b, rays)
     t = _rounds(steps, repeats, rays[0].device.type)
     line, med = _ratio_line("fine   masked Adam vs dense Adam: ", t["dense"], t["masked"])
     print(line)
@@ -200,12 +200,14 @@ def _bench_masked(
 def _training_step(
     m: VoxelModel,
     opt: torch.optim.Optimizer,
+    st: DVGOStage,
     b: Bounds,
     rays: tuple[torch.Tensor, ...],
     seen: dict | None = None,
 ) -> Callable[[], None]:
     """One training step of ``m`` on ``rays`` with ``opt`` (from :func:`make_optimizer`, whose
-    sparse or dense grid gradients it keeps); ``seen['n']``: the samples it rendered."""
+    sparse or dense grid gradients it keeps) on the stage's loss; ``seen['n']``: the samples it
+    rendered."""
     ro, rd, tgt = rays
     sparse = m.sparse_grad
 
@@ -215,12 +217,7 @@ def _training_step(
         out = m.render(ro, rd, 1.0, b.near, b.far, target=tgt)
         if seen is not None:
             seen["n"] = out["n_points"]
-        loss = (
-            R.photometric_loss(out["rgb"], tgt)
-            + 0.01 * R.entropy_loss(out["T_last"])
-            + 0.1 * out["rgbper"]
-        )
-        loss.backward()
+        stage_loss(out, tgt, st)[0].backward()
         opt.step()
 
     return step
@@ -239,7 +236,7 @@ def _bench_step(
     opt_ours = make_optimizer(m, st)
     opt_ref = torch.optim.Adam(m.parameters(), lr=0.0, betas=(0.9, 0.99))
 
-    ours = _training_step(m, opt_ours, b, rays, npts)
+    ours = _training_step(m, opt_ours, st, b, rays, npts)
 
     def ref():
         m.zero_grad(set_to_none=True)

@@ -58,20 +58,27 @@ class MaskedAdam(torch.optim.Optimizer):
                     self._dense_step(p, state, group)
 
     @staticmethod
-    def _dense_step(p: torch.Tensor, state: dict, group: dict) -> None:
-        args = (group["lr"], group["betas"], group["eps"])
-        m, v = adam_moments(state["exp_avg"], state["exp_avg_sq"], p.grad, group["betas"])
-        upd = adam_update(m, v, state["step"], *args)
+    def _masked(
+        m0: torch.Tensor, v0: torch.Tensor, g: torch.Tensor, step: int, group: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Adam's new moments and update from moments ``m0``, ``v0`` and gradient ``g``; with
+        the group's ``skip_zero_grad``, zero-gradient entries keep their moments and stay."""
+        m, v = adam_moments(m0, v0, g, group["betas"])
+        upd = adam_update(m, v, step, group["lr"], group["betas"], group["eps"])
         if group["skip_zero_grad"]:
-            keep = p.grad == 0
-            m, v = m.where(~keep, state["exp_avg"]), v.where(~keep, state["exp_avg_sq"])
-            upd = upd.masked_fill(keep, 0)
+            keep = g == 0
+            m, v, upd = m.where(~keep, m0), v.where(~keep, v0), upd.masked_fill(keep, 0)
+        return m, v, upd
+
+    @classmethod
+    def _dense_step(cls, p: torch.Tensor, state: dict, group: dict) -> None:
+        m, v, upd = cls._masked(state["exp_avg"], state["exp_avg_sq"], p.grad, state["step"], group)
         state["exp_avg"].copy_(m)
         state["exp_avg_sq"].copy_(v)
         p.add_(upd)
 
-    @staticmethod
-    def _sparse_step(p: torch.Tensor, state: dict, group: dict) -> None:
+    @classmethod
+    def _sparse_step(cls, p: torch.Tensor, state: dict, group: dict) -> None:
         if not group["skip_zero_grad"]:  # the rows a sparse gradient leaves out would move
             raise ValueError("MaskedAdam: a sparse gradient needs skip_zero_grad=True")
         grad = p.grad
@@ -88,10 +95,7 @@ class MaskedAdam(torch.optim.Optimizer):
             return
         pf, mf, vf = (t.view(-1, C) for t in (p, state["exp_avg"], state["exp_avg_sq"]))
         m0, v0 = mf.index_select(0, idx), vf.index_select(0, idx)
-        m, v = adam_moments(m0, v0, g, group["betas"])
-        upd = adam_update(m, v, state["step"], group["lr"], group["betas"], group["eps"])
-        keep = g == 0
-        m, v, upd = m.where(~keep, m0), v.where(~keep, v0), upd.masked_fill(keep, 0)
+        m, v, upd = cls._masked(m0, v0, g, state["step"], group)
         mf.index_copy_(0, idx, m)
         vf.index_copy_(0, idx, v)
         pf.index_add_(0, idx, upd)

@@ -89,6 +89,14 @@ def make_optimizer(m: VoxelModel, st: DVGOStage) -> torch.optim.Optimizer:
         return torch.optim.Adam(groups, betas=(0.9, 0.99))
 
 
+def stage_loss(out: dict, tgt: torch.Tensor, st: DVGOStage) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, mse)`` of a render ``out`` against ``tgt``: eq 3 plus DVGO's entropy and
+    per-point rgb losses, weighted as the stage says."""
+    mse = R.photometric_loss(out["rgb"], tgt)
+    entropy = R.entropy_loss(out["T_last"])
+    return mse + st.weight_entropy * entropy + st.weight_rgbper * out["rgbper"], mse
+
+
 def optimise_step(
     m: VoxelModel,
     opt: torch.optim.Optimizer,
@@ -102,9 +110,7 @@ def optimise_step(
     with ``pervoxel_lr`` each voxel's update is scaled by its view count n_j / n_max."""
     ro, rd, tgt = setup.data.rays_o[sel], setup.data.rays_d[sel], setup.data.target[sel]
     out = m.render(ro, rd, setup.bg, setup.cfg.near, setup.cfg.far, target=tgt)
-    mse = R.photometric_loss(out["rgb"], tgt)
-    entropy = R.entropy_loss(out["T_last"])
-    loss = mse + st.weight_entropy * entropy + st.weight_rgbper * out["rgbper"]
+    loss, mse = stage_loss(out, tgt, st)
     check_finite(float(loss.detach()), setup.run, "DVGO training", where, setup.ck_path)
     opt.zero_grad(set_to_none=True)
     loss.backward()
