@@ -6,11 +6,13 @@
 
 Each break is a temporary source patch: one exact snippet of one file replaced. The script
 applies it, runs the tests that guard that behaviour (``pytest -x``, smoke profile) and
-expects them to FAIL; then puts the file back byte for byte, with its modification time (so
-no stale bytecode survives), even on Ctrl-C or SIGTERM. A copy of every file is kept under
-``.break_check_backup/`` while it is patched; after a hard kill, the next start restores it
-first (one break check at a time: a second refuses to start). Not part of ``make test``: run it
-on a tree whose tests pass. Exit code 0 when every break made its tests fail, 1 otherwise.
+expects them to FAIL; then puts the file back byte for byte with a fresh modification time,
+even on Ctrl-C or SIGTERM: anything built from the patched file meanwhile (the C++ kernels'
+objects, bytecode) is then older than the source and is rebuilt, never reused. A copy of every
+file is kept under ``.break_check_backup/`` while it is patched; after a hard kill, the next
+start restores it first (one break check at a time: a second refuses to start). Not part of
+``make test``: run it on a tree whose tests pass. Exit code 0 when every break made its tests
+fail, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -401,6 +403,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def put_back(backup: Path, dest: Path) -> None:
+    """``dest`` gets ``backup``'s bytes and the time now as its modification time: older build
+    outputs (ninja compares times) are then out of date, whatever the patch built."""
+    shutil.copyfile(backup, dest)
+    os.utime(dest)
+
+
 def claim_and_restore_leftovers() -> list[str]:
     """Become the only running break check (a pid file beside the backups), first putting
     back any file a killed earlier run left patched; returns their names."""
@@ -418,7 +427,7 @@ def claim_and_restore_leftovers() -> list[str]:
     if BACKUP.is_dir():
         for b in sorted(p for p in BACKUP.rglob("*") if p.is_file() and p != LOCK):
             rel = b.relative_to(BACKUP)
-            shutil.copy2(b, ROOT / rel)  # bytes and modification time
+            put_back(b, ROOT / rel)
             b.unlink()
             done.append(str(rel))
         shutil.rmtree(BACKUP, ignore_errors=True)
@@ -453,7 +462,7 @@ class Patched:
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.copy2(self.backup, self.path)
+        put_back(self.backup, self.path)
         self.backup.unlink()
 
 
