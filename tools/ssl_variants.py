@@ -33,6 +33,11 @@ from hw4lib.report.ssl_curve import record_curve
 from hw4lib.ssl.curve import budget_curve, merge_rows, summarize
 
 
+def on_base_pretraining(name: str) -> bool:
+    """Whether variant ``name`` changes only ``office/``, so its BYOL runs are the base's."""
+    return name.startswith(("resplit", "photos"))
+
+
 def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
     """The data root of variant ``name`` of ``base`` (made under ``out/data`` when needed)."""
     if name == base.name:
@@ -62,7 +67,7 @@ def command(a: argparse.Namespace, name: str) -> str:
 def run_minutes(a: argparse.Namespace, name: str) -> float:
     """Minutes the variant's runs trained (its shared pre-trainings included), from run.json."""
     runs = [a.out / "runs" / name]
-    if name.startswith(("resplit", "photos")):
+    if on_base_pretraining(name):
         runs.append(a.out / "runs" / a.base.name)
     secs = 0.0
     for r in runs:
@@ -125,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         root = variant_root(name, a.base.resolve(), a.out.resolve(), prof)
-        # these change only office/: pre-train (or reuse) on the base, under its runs
-        shared = name.startswith(("resplit", "photos"))
+        # pre-train (or reuse) on the base, under its runs
+        shared = on_base_pretraining(name)
         # read before training, so that a wrong folder is said at once
         earlier = earlier_curve(a.merge, name, prof) if a.merge else None
         rows = budget_curve(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from hw4lib import PROJECT_ROOT
 from hw4lib.config import CorpusGen
@@ -20,12 +23,22 @@ def _tool():
     return mod
 
 
-def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys):
-    base = generate_corpora(
-        tmp_path / "base",
+def _tiny_base(root: Path) -> Path:
+    return generate_corpora(
+        root / "base",
         CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1, mini_size=16),
         progress=False,
     )
+
+
+def _run_tool(*args: str) -> subprocess.CompletedProcess:
+    """The tool as a user runs it: its exit code and its one-line errors."""
+    tool = str(PROJECT_ROOT / "tools" / "ssl_variants.py")
+    return subprocess.run([sys.executable, tool, *args], capture_output=True, text=True)
+
+
+def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys):
+    base = _tiny_base(tmp_path)
     out, rec = tmp_path / "out", tmp_path / "recorded"
     args = ["--base", str(base), "--out", str(out), "--budgets", "1,2", "--seeds", "0"]
     assert (
@@ -67,24 +80,8 @@ def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys
 
 
 def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "out"
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "tools" / "ssl_variants.py"),
-            "--base",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--variants",
-            "miniabc",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = _run_tool("--base", str(tmp_path), "--out", str(out), "--variants", "miniabc")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == [
         f"error: --variants 'miniabc': unknown variant; use {tmp_path.name}, miniN, resplitK, "
@@ -94,20 +91,10 @@ def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
 
 
 def test_a_missing_earlier_curve_is_said_before_anything_trains(tmp_path):
-    import subprocess
-    import sys
-
-    base = generate_corpora(
-        tmp_path / "base",
-        CorpusGen(mini_per_class=2, office_train_per_class=2, office_val_per_class=1, mini_size=16),
-        progress=False,
-    )
+    base = _tiny_base(tmp_path)
     out, nowhere = tmp_path / "out", tmp_path / "nowhere"
-    tool = str(PROJECT_ROOT / "tools" / "ssl_variants.py")
     args = ["--base", str(base), "--out", str(out), "--variants", "base", "--profile", "smoke"]
-    r = subprocess.run(
-        [sys.executable, tool, *args, "--merge", str(nowhere)], capture_output=True, text=True
-    )
+    r = _run_tool(*args, "--merge", str(nowhere))
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == [
         f"error: --merge {nowhere}: no base.json or ssl_curve_base.json there; give the --out "
