@@ -226,6 +226,9 @@ def _quick_ssl(full: SSLConfig) -> SSLConfig:
     ssl = replace(full, backbone="resnet10", image_size=64, byol_hidden=1024)
     # budgets in optimizer steps: a larger corpus adds variety, not minutes
     ssl = replace(ssl, pretrain_steps=250, supervised_steps=200, finetune_steps=450)
+    # 450 fine-tuning steps, not the report's ~24,700: at its lr 3e-4 no setting fits its training
+    # images (C's loss ends near 1.0), at 3e-3 A and C do (< 0.06) on six real sets (2026-12-06)
+    ssl = replace(ssl, finetune_lr=3e-3)
     # the report's batches; D and E standardise the frozen features (MAE's linear probe)
     ssl = replace(ssl, pretrain_batch=64, finetune_batch=16, probe_head_norm=True)
     ssl = replace(ssl, knn_evals=4, knn_per_class=20, knn_k=10)

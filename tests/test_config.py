@@ -44,6 +44,12 @@ def test_full_profile_keeps_the_reports_settings():
     )
 
 
+def test_quick_fine_tunes_at_ten_times_the_reports_lr_for_its_short_budget():
+    q, full = get_profile("quick").ssl, get_profile("full").ssl
+    assert q.finetune_steps == 450 and q.finetune_lr == pytest.approx(10 * full.finetune_lr)
+    assert q.finetune_head_lr is None  # D and E at the same lr as A-C
+
+
 def test_cpu800_profile_is_the_reports_grids_at_800_px():
     p, full = get_profile("cpu800"), get_profile("full")
     assert p.nerf.max_train_size is None and p.scene.size == 800 and p.nerf.eval_views is None

@@ -9,8 +9,11 @@ Variants: the base as is; ``mini60``: its pre-training corpus cut to 60 images a
 size of a set that reversed the ordering); ``resplit<k>``: its downstream images split again
 with seed k (its BYOL runs are the base's: the same ``mini``, so they are reused); ``photos<k>``:
 the downstream drawn from k of ``mini``'s own classes (photos of the domain BYOL saw; the base's
-BYOL runs); ``generated``: the profile's generated corpora. Each variant's rows go to
-``<out>/<variant>.json`` as they finish; a rerun reuses finished runs and goes on.
+BYOL runs); ``heldout<k>``: photosK's downstream with its k classes taken out of ``mini`` (photos
+of classes BYOL never saw; its own BYOL runs); ``generated``: the profile's generated corpora.
+Each variant's rows go to ``<out>/<variant>.json`` as they finish; a rerun reuses finished runs
+and goes on. ``--finetune-lr LR`` fine-tunes at another lr than the profile's (BYOL's runs are
+shared) into the curve ``<variant>_lr<LR>``.
 ``--merge DIR`` adds an earlier curve's points at budgets this run lacks (``DIR/<variant>.json``
 or ``DIR/ssl_curve_<variant>.json``, e.g. the recorded one): a longer run extends the curve,
 and the points both runs have must agree.
@@ -22,15 +25,16 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from hw4lib.config import get_profile
 from hw4lib.data.generated import course_root
-from hw4lib.data.variants import cut_mini, photos_office, resplit_office
+from hw4lib.data.variants import cut_mini, heldout_office, photos_office, resplit_office
 from hw4lib.errors import UserError
 from hw4lib.report.datadesc import ssl_curve_data
 from hw4lib.report.ssl_curve import record_curve
-from hw4lib.ssl.curve import budget_curve, merge_rows, summarize
+from hw4lib.ssl.curve import budget_curve, lr_suffix, merge_rows, summarize, with_finetune_lr
 
 
 def on_base_pretraining(name: str) -> bool:
@@ -44,35 +48,46 @@ def variant_root(name: str, base: Path, out: Path, profile: str) -> Path:
         return base
     if name == "generated":
         return course_root(None, profile, ("mini", "office"))
-    m = re.fullmatch(r"(mini|resplit|photos)(\d+)", name)
+    m = re.fullmatch(r"(mini|resplit|photos|heldout)(\d+)", name)
     if m is None:
         raise UserError(
-            f"--variants {name!r}: unknown variant; use {base.name}, miniN, resplitK, photosK "
-            "or generated"
+            f"--variants {name!r}: unknown variant; use {base.name}, miniN, resplitK, photosK, "
+            "heldoutK or generated"
         )
     kind, n = m.group(1), int(m.group(2))
     dest = out / "data" / f"{base.name}-{name}"
-    if kind == "photos":
-        return photos_office(base, dest, n, seed=0)
+    if kind in ("photos", "heldout"):
+        return (photos_office if kind == "photos" else heldout_office)(base, dest, n, seed=0)
     return cut_mini(base, dest, n, seed=0) if kind == "mini" else resplit_office(base, dest, n)
 
 
 def command(a: argparse.Namespace, name: str) -> str:
     return (
         f"python tools/ssl_variants.py --base {a.base.name} --variants {name} "
-        f"--budgets {a.budgets} --seeds {a.seeds}" + (f" --about '{a.about}'" if a.about else "")
+        f"--budgets {a.budgets} --seeds {a.seeds}"
+        + (f" --finetune-lr {a.finetune_lr:g}" if a.finetune_lr is not None else "")
+        + (f" --about '{a.about}'" if a.about else "")
     )
 
 
+def suffix(a: argparse.Namespace) -> str:
+    """What this run's fine-tuning lr adds to folder and curve names ('' for the profile's)."""
+    return "" if a.finetune_lr is None else lr_suffix(a.finetune_lr)
+
+
 def run_minutes(a: argparse.Namespace, name: str) -> float:
-    """Minutes the variant's runs trained (its shared pre-trainings included), from run.json."""
+    """Minutes the variant's runs trained (its shared pre-trainings and this run's fine-tunings,
+    not those at another lr), from run.json."""
     runs = [a.out / "runs" / name]
     if on_base_pretraining(name):
         runs.append(a.out / "runs" / a.base.name)
     secs = 0.0
     for r in runs:
         for f in r.rglob("run.json"):
-            secs += json.loads(f.read_text()).get("seconds") or 0.0
+            run = f.parent.name
+            mine = run.endswith(suffix(a)) if suffix(a) else "_lr" not in run
+            if run.startswith("pretrain") or (run.startswith("finetune") and mine):
+                secs += json.loads(f.read_text()).get("seconds") or 0.0
     return secs / 60
 
 
@@ -122,8 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         help="also write each curve, with its provenance, to DIR/ssl_curve_<variant>.{csv,json} "
         "(the published ones: figures/recorded)",
     )
+    ap.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="fine-tune A, C and E at this lr instead of the profile's (BYOL's runs are shared; "
+        "the curve is <variant>_lr<LR>)",
+    )
     a = ap.parse_args(argv)
-    prof = get_profile(a.profile).name
+    profile = get_profile(a.profile)
+    prof = profile.name
+    if a.finetune_lr is not None:  # checked before any variant is made
+        profile = replace(profile, ssl=with_finetune_lr(profile.ssl, a.finetune_lr))
     names = (a.variants or f"{a.base.name},mini60,resplit1,generated").split(",")
     budgets = tuple(int(b) for b in a.budgets.split(","))
     seeds = tuple(int(s) for s in a.seeds.split(","))
@@ -132,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         root = variant_root(name, a.base.resolve(), a.out.resolve(), prof)
         # pre-train (or reuse) on the base, under its runs
         shared = on_base_pretraining(name)
+        curve = name + suffix(a)
         # read before training, so that a wrong folder is said at once
-        earlier = earlier_curve(a.merge, name, prof) if a.merge else None
+        earlier = earlier_curve(a.merge, curve, prof) if a.merge else None
         rows = budget_curve(
             root,
             a.out / "runs" / name,
@@ -143,23 +170,26 @@ def main(argv: list[str] | None = None) -> int:
             progress=False,
             pretrain_data=a.base.resolve() if shared else None,
             pretrain_runs=a.out / "runs" / a.base.name if shared else None,
+            finetune_lr=a.finetune_lr,
         )
-        doc = {"variant": name, "profile": prof, "rows": rows}
+        doc = {"variant": curve, "set": name, "profile": prof}
+        doc["finetune_lr"] = profile.ssl.finetune_lr
+        doc["rows"] = rows
         if earlier:
             doc["rows"] = merge_rows(rows, earlier["rows"])
             keep = ("file", "command", "commit", "date", "cpu", "minutes", "merged_from")
             doc["merged_from"] = {k: earlier[k] for k in keep if k in earlier}
         doc["summary"] = summarize(doc["rows"])
-        (a.out / f"{name}.json").write_text(json.dumps(doc, indent=1))
+        (a.out / f"{curve}.json").write_text(json.dumps(doc, indent=1))
         if a.record:
             about = "generated corpora" if name == "generated" else a.about
-            data = ssl_curve_data(get_profile(prof), root, about)
+            data = ssl_curve_data(profile, root, about)
             minutes = run_minutes(a, name) + (earlier or {}).get("minutes", 0.0)
             how = command(a, name) + (f" --merge {a.merge}" if earlier else "")
             record_curve(doc, data, how, minutes, a.record)
         for r in doc["summary"]:
             print(
-                f"{name:<18} {r['byol_steps']:>5} steps {r['byol_minutes']:6.2f} min  "
+                f"{curve:<18} {r['byol_steps']:>5} steps {r['byol_minutes']:6.2f} min  "
                 + "  ".join(f"{x} {r[x]:.3f}±{r[x + '_sd']:.3f}" for x in ("A", "C", "E"))
                 + f"  C>A {r['C>A']}/{r['seeds']}  E>A {r['E>A']}/{r['seeds']}",
                 flush=True,

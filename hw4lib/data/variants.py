@@ -5,7 +5,9 @@ sets instead of the one it was tuned on.
 * :func:`resplit_office` -- the downstream images pooled and split again with another seed,
   each class keeping its train/val counts;
 * :func:`photos_office` -- the downstream drawn from ``mini``'s own photos: the domain BYOL
-  pre-trains on, to tell a domain gap from features that are not learned.
+  pre-trains on, to tell a domain gap from features that are not learned;
+* :func:`heldout_office` -- the same downstream with its classes taken out of ``mini``: photos
+  of classes BYOL never saw.
 
 Images are linked, not copied (a variant costs a few csv lines); ``mini``'s labels are used
 only to cut evenly and by the kNN monitor, never by BYOL.
@@ -116,12 +118,9 @@ def _write_office(out: Path, splits: dict[str, list[tuple[Path, Row]]]) -> None:
         _write_csv(out / "office" / f"{split}.csv", [r for _, r in items])
 
 
-def photos_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
-    """``out``: ``base`` with ``office`` replaced by ``n_classes`` of ``mini``'s classes (drawn
-    with ``seed``), as many train and val images a class as ``base``'s office has at the least;
-    ``mini`` linked unchanged, so BYOL saw these images, without labels (as the ImageNet linear
-    protocol trains its probe on pre-training images)."""
-    base, out = Path(base), Path(out)
+def _photo_classes(base: Path, n_classes: int, seed: int) -> dict[str, list[Row]]:
+    """``n_classes`` of ``base``'s ``mini`` classes (drawn with ``seed``), each with as many train
+    and val rows as ``base``'s office has at the least: {"train": rows, "val": rows}."""
     off = base / "office"
     counts = {}
     for split in ("train", "val"):
@@ -143,7 +142,33 @@ def photos_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
         rs = rng.sample(by_mini[c], need)
         split_rows["train"] += rs[: counts["train"]]
         split_rows["val"] += rs[counts["train"] :]
+    return split_rows
+
+
+def photos_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
+    """``out``: ``base`` with ``office`` replaced by ``n_classes`` of ``mini``'s classes (drawn
+    with ``seed``), as many train and val images a class as ``base``'s office has at the least;
+    ``mini`` linked unchanged, so BYOL saw these images, without labels (as the ImageNet linear
+    protocol trains its probe on pre-training images)."""
+    base, out = Path(base), Path(out)
+    split_rows = _photo_classes(base, n_classes, seed)
     mini = base / "mini" / "train"
     _write_office(out, {k: [(mini / r.filename, r) for r in rs] for k, rs in split_rows.items()})
     _link(base / "mini", out / "mini")
+    return out
+
+
+def heldout_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
+    """``out``: :func:`photos_office`'s downstream (the same classes and images for a seed), and
+    ``mini`` without those classes: BYOL never sees the downstream's images nor its classes, as
+    with Mini-ImageNet and Office-Home. Needs its own BYOL runs."""
+    base, out = Path(base), Path(out)
+    split_rows = _photo_classes(base, n_classes, seed)
+    mini = base / "mini" / "train"
+    _write_office(out, {k: [(mini / r.filename, r) for r in rs] for k, rs in split_rows.items()})
+    held = {r.label for r in split_rows["train"]}
+    rows = read_csv(base / "mini" / "train.csv", mini, require_label=True)
+    (out / "mini").mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "mini" / "train.csv", [r for r in rows if r.label not in held])
+    _link(mini, out / "mini" / "train")
     return out

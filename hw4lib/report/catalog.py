@@ -173,8 +173,8 @@ ITEMS: tuple[Item, ...] = (
         "figure",
         "05_downstream_AE",
         "Recorded, not run by make report: best val accuracy of A, C and E against BYOL's "
-        "steps, mean ± sd over seeds (each panel's title says how many), one panel per real "
-        "data set (its title names it; "
+        "steps, mean ± sd over seeds (each panel's title says how many), one column per real "
+        "data set and one row per fine-tuning lr (each title names its set and lr; "
         "figures/recorded/ssl_curve_*.json says how, where and in how many minutes).",
         data=RECORDED_DATA,
     ),

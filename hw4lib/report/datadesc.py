@@ -107,11 +107,13 @@ def _office_counts(root: Path) -> str | None:
 
 def ssl_curve_data(cfg: Profile, root: str | Path, about: str = "") -> str:
     """A budget curve's data (``tools/ssl_variants.py``): what the set is (``about``), the
-    pre-training corpus and the fine-tuning images as counted, the backbone's scale."""
+    pre-training corpus and the fine-tuning images as counted, the backbone's scale and the
+    fine-tuning lr."""
     root = Path(root)
     mini = _csv_counts(root / "mini" / "train.csv")
     pre = f"BYOL on {mini[1]} images ({mini[0]} classes)" if mini else "BYOL on mini"
     scale = f"{_arch(cfg.ssl.backbone)} at {cfg.ssl.image_size} px"
+    scale += f", fine-tuning lr {cfg.ssl.finetune_lr:g}"
     office = ", ".join(x for x in (_office_counts(root), scale) if x)
     return f"{about + ': ' if about else ''}{pre} -> {office}"
 

@@ -63,6 +63,8 @@ def curve_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for d in docs:
         for r in d["summary"]:
             row = {"data": d["variant"], "byol steps": r["byol_steps"]}
+            if "finetune_lr" in d:
+                row["fine-tuning lr"] = f"{d['finetune_lr']:g}"
             row["byol min"] = r["byol_minutes"]
             for x in ("A", "C", "E"):
                 row[x] = f"{r[x]:.3f} ± {r[x + '_sd']:.3f}"
@@ -72,14 +74,33 @@ def curve_table(docs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _grid(docs: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any] | None]]:
+    """The curves in rows of one fine-tuning lr, the highest first (a curve without one: the last
+    row) and columns of one data set (``set``, else the curve's name), in the order they come."""
+    lrs = sorted({d.get("finetune_lr") for d in docs}, key=lambda lr: -(lr or 0.0))
+    sets = list(dict.fromkeys(d.get("set", d["variant"]) for d in docs))
+    grid: list[list[Mapping[str, Any] | None]] = [[None] * len(sets) for _ in lrs]
+    for d in docs:
+        grid[lrs.index(d.get("finetune_lr"))][sets.index(d.get("set", d["variant"]))] = d
+    return grid
+
+
 def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
-    """One panel per data set: best val accuracy (mean ± sd over seeds) of A, C and E against
+    """One panel per curve: best val accuracy (mean ± sd over seeds) of A, C and E against
     BYOL's optimizer steps (exact, where minutes depend on the machine and its load: the table
-    and the title say them); A does not pre-train, so it is one level across the panel."""
+    and the title say them); A does not pre-train, so it is one level across the panel. A row
+    per fine-tuning lr, a column per data set, one y scale for all."""
+    grid = _grid(docs)
+    rows, cols = len(grid), len(grid[0])
     fig, axes = plt.subplots(
-        1, len(docs), figsize=(4.2 * len(docs), 3.6), squeeze=False, sharey=True
+        rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, sharey=True
     )
-    for ax, d in zip(axes[0], docs):
+    drawn = []
+    for ax, d in zip(axes.flat, (d for row in grid for d in row)):
+        if d is None:
+            ax.set_axis_off()
+            continue
+        drawn.append(ax)
         s = d["summary"]
         x = [r["byol_steps"] for r in s]
         for key, style in (("A", "--"), ("C", "-o"), ("E", "-s")):
@@ -100,8 +121,9 @@ def budget_curve_figure(docs: Sequence[Mapping[str, Any]], title: str):
         ax.set_xticks(x, [str(v) for v in x])  # the budgets themselves, not powers of ten
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("best val accuracy (mean ± sd)")
-    axes[0][0].legend(fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("best val accuracy (mean ± sd)")
+    drawn[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

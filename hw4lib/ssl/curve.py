@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
-from ..config import get_profile
+from ..config import SSLConfig, get_profile
 from ..errors import UserError
 from .finetune_run import finetune_run
 from .pretrain import snapshot_path
@@ -31,9 +32,11 @@ def _curve_seed(
     tag: str,
     pretrain: tuple[Path, Path],
     progress: bool,
+    finetune: tuple[SSLConfig | None, str] = (None, ""),
 ) -> list[dict]:
     """One seed's rows: BYOL to the largest budget (on ``pretrain``'s data, in its runs folder),
-    A once, C and E from every budget's backbone; ``kw``: what every request shares."""
+    A once, C and E from every budget's backbone; ``kw``: what every request shares;
+    ``finetune``: the fine-tunings' settings (None: the profile's) and their folders' suffix."""
     top = budgets[-1]
     pretrain_data, pretrain_runs = pretrain
     byol_dir = pretrain_runs / f"seed{seed}" / "pretrain_byol"
@@ -51,17 +54,19 @@ def _curve_seed(
         progress=progress,
     )
 
+    cfg, suffix = finetune
+
     def run_setting(setting: str, out: Path, result: str, backbone: Path | None = None) -> dict:
         req = FinetuneRequest(
             setting,
             data=data_root,
-            out=out,
+            out=out.with_name(out.name + suffix),
             backbone=backbone,
             seed=seed,
-            result=f"ssl/curve/{tag}/{result}_s{seed}",
+            result=f"ssl/curve/{tag}/{result}{suffix}_s{seed}",
             **kw,
         )
-        return finetune_run(req, progress=progress)
+        return finetune_run(req, cfg=cfg, progress=progress)
 
     a = run_setting("A", d / "finetune_A", "A")
     rows = []
@@ -91,26 +96,44 @@ def budget_curve(
     progress: bool = True,
     pretrain_data: str | Path | None = None,
     pretrain_runs: str | Path | None = None,
+    finetune_lr: float | None = None,
 ) -> list[dict]:
     """One row per (seed, BYOL budget): best val accuracy of A, C and E. Finished runs with
     the same settings are reused, so an interrupted curve continues where it stopped.
 
     ``pretrain_data``/``pretrain_runs``: BYOL on another root's ``mini`` in another runs folder
     (default: ``data_root`` and ``runs_root``): variants that differ only downstream share one
-    pre-training (a finished one is reused)."""
+    pre-training (a finished one is reused). ``finetune_lr``: A, C and E fine-tune at this lr
+    instead of the profile's, in folders named ``..._lr<lr>`` beside the profile's (BYOL's runs
+    are shared)."""
     if not budgets or min(budgets) < 1:
         raise UserError(f"--budgets {budgets}: give positive step counts, e.g. 80,250,500")
     prof = get_profile(profile)
     kw = dict(profile=prof.name, device=device, replace_stale=True)
     tag = Path(data_root).resolve().name
     pretrain = (Path(pretrain_data or data_root), Path(pretrain_runs or runs_root))
+    finetune = (None, "")
+    if finetune_lr is not None:
+        finetune = (with_finetune_lr(prof.ssl, finetune_lr), lr_suffix(finetune_lr))
     rows = []
     for seed in seeds:
         d = Path(runs_root) / f"seed{seed}"
         rows += _curve_seed(
-            Path(data_root), d, sorted(set(budgets)), seed, kw, tag, pretrain, progress
+            Path(data_root), d, sorted(set(budgets)), seed, kw, tag, pretrain, progress, finetune
         )
     return rows
+
+
+def with_finetune_lr(cfg: SSLConfig, lr: float) -> SSLConfig:
+    """``cfg`` fine-tuning A-E at ``lr`` (checked)."""
+    if not lr > 0:
+        raise UserError(f"--finetune-lr {lr}: give a positive learning rate, e.g. 0.003")
+    return replace(cfg, finetune_lr=lr)
+
+
+def lr_suffix(lr: float) -> str:
+    """What a curve fine-tuned at ``lr`` adds to its folders' and files' names: ``_lr0.003``."""
+    return f"_lr{lr:g}"
 
 
 def merge_rows(rows: list[dict], earlier: list[dict]) -> list[dict]:

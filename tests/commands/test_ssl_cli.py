@@ -111,7 +111,10 @@ def _argmax_labels(run: Path, names: list[str], images: Path) -> list[str]:
     out = []
     with torch.no_grad():
         for n in names:
-            img = Image.open(images / n).convert("RGB").resize((size, size), Image.BILINEAR)
+            # the contract: transparency composited on white (the corpus has RGBA cut-outs)
+            rgba = Image.open(images / n).convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba)
+            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
             x = torch.tensor(list(img.getdata()), dtype=torch.float32).view(size, size, 3) / 255
             x = ((x - mean) / std).permute(2, 0, 1)[None]
             out.append(state["classes"][int(net(x).argmax())])

@@ -79,3 +79,19 @@ def test_a_recorded_curve_reads_back_with_its_provenance_and_findings(tmp_path):
     assert "150 steps (1.0 min): C>A 2/2, E>A 0/2" in line
     never = {**back, "summary": back["summary"][:1]}
     assert "do not both hold" in budget_findings([never])[0]
+
+
+def test_curves_at_two_lrs_are_rows_and_their_sets_columns():
+    docs = [_doc("p2_dev_lr0.0003"), _doc("photos7_lr0.0003"), _doc("p2_dev")]
+    docs[0] |= {"finetune_lr": 3e-4, "set": "p2_dev"}
+    docs[1] |= {"finetune_lr": 3e-4, "set": "photos7"}
+    docs[2]["finetune_lr"] = 3e-3
+    axes = budget_curve_figure(docs, "two lrs").get_axes()
+    assert [a.get_title() for a in axes] == [
+        "p2_dev (2 seeds)",  # the higher lr's row first
+        "",  # no photos7 curve at lr 0.003: an empty panel, not a shifted one
+        "p2_dev_lr0.0003 (2 seeds)",
+        "photos7_lr0.0003 (2 seeds)",
+    ]
+    assert not axes[1].axison and axes[2].get_position().x0 == axes[0].get_position().x0
+    assert list(curve_table(docs)["fine-tuning lr"]) == ["0.0003"] * 4 + ["0.003"] * 2

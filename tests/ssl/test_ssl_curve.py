@@ -13,7 +13,7 @@ import torch
 from hw4lib.config import CorpusGen, get_profile
 from hw4lib.data.corpus import generate_corpora
 from hw4lib.data.csvimages import read_csv
-from hw4lib.data.variants import cut_mini, photos_office, resplit_office
+from hw4lib.data.variants import cut_mini, heldout_office, photos_office, resplit_office
 from hw4lib.errors import UserError
 from hw4lib.ssl.curve import merge_rows, summarize
 from hw4lib.ssl.pretrain import snapshot_path
@@ -70,6 +70,28 @@ def test_photos_downstream_is_drawn_from_mini_with_office_counts(data, tmp_path)
     }
     assert len(names) == 8
     assert (out / "mini").resolve() == (base / "mini").resolve()
+
+
+def test_heldout_downstream_is_photos_downstream_without_its_classes_in_mini(tmp_path):
+    base = generate_corpora(
+        tmp_path / "base",
+        CorpusGen(mini_per_class=5, office_train_per_class=3, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+    held = heldout_office(base, tmp_path / "held", 2, seed=0)
+    photos = photos_office(base, tmp_path / "photos", 2, seed=0)
+    for split in ("train", "val"):
+        assert (held / "office" / f"{split}.csv").read_bytes() == (
+            photos / "office" / f"{split}.csv"
+        ).read_bytes()
+    classes = set(_labels(held / "office" / "train.csv"))
+    full, kept = _labels(base / "mini" / "train.csv"), _labels(held / "mini" / "train.csv")
+    assert len(classes) == 2 and kept == Counter(
+        {c: n for c, n in full.items() if c not in classes}
+    )
+    # the pre-training corpus's rows point at images that are there
+    for r in read_csv(held / "mini" / "train.csv", held / "mini" / "train"):
+        assert (held / "mini" / "train" / r.filename).is_file()
 
 
 def test_resplit_keeps_counts_and_images_but_moves_them(data, tmp_path):

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 from hw4lib import PROJECT_ROOT
-from hw4lib.config import CorpusGen
+from hw4lib.config import CorpusGen, get_profile
 from hw4lib.data.corpus import generate_corpora
 from hw4lib.report.recorded import load
+
+SMOKE_LR = get_profile("smoke").ssl.finetune_lr
 
 
 def _tool():
@@ -78,6 +80,21 @@ def test_curves_on_three_variants_share_the_resplit_pretraining(tmp_path, capsys
     assert prov["merged_from"]["file"] == str(rec / "ssl_curve_base.json")
     assert prov["command"].endswith(f"--merge {rec}")
 
+    # another fine-tuning lr: its own runs and curve beside the profile's, BYOL's run shared
+    byol = out / "runs" / "base" / "seed0" / "pretrain_byol" / "run.json"
+    before, curve = byol.stat().st_mtime_ns, (out / "base.json").read_bytes()
+    again = args + ["--variants", "base", "--profile", "smoke", "--finetune-lr", "0.01"]
+    assert _tool().main(again + ["--record", str(rec), "--about", "tiny corpora"]) == 0
+    assert byol.stat().st_mtime_ns == before and (out / "base.json").read_bytes() == curve
+    doc = json.loads((out / "base_lr0.01.json").read_text())
+    assert doc["finetune_lr"] == 0.01 and json.loads(curve)["finetune_lr"] == SMOKE_LR
+    assert doc["set"] == "base" and doc["variant"] == "base_lr0.01"
+    for run in ("finetune_A_lr0.01", "finetune_C_1_lr0.01", "finetune_E_2_lr0.01"):
+        settings = json.loads((out / "runs" / "base" / "seed0" / run / "settings.json").read_text())
+        assert settings["lr"] == 0.01
+    table, prov = load("ssl_curve_base_lr0.01", rec)
+    assert "fine-tuning lr 0.01" in prov["data"] and "--finetune-lr 0.01" in prov["command"]
+
 
 def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
     out = tmp_path / "out"
@@ -85,9 +102,35 @@ def test_an_unknown_variant_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == [
         f"error: --variants 'miniabc': unknown variant; use {tmp_path.name}, miniN, resplitK, "
-        "photosK or generated"
+        "photosK, heldoutK or generated"
     ]
     assert not (out / "data").exists()
+
+
+def test_heldout_variant_takes_its_classes_out_of_the_pretraining_corpus(tmp_path):
+    base = generate_corpora(
+        tmp_path / "base",
+        CorpusGen(mini_per_class=3, office_train_per_class=2, office_val_per_class=1, mini_size=16),
+        progress=False,
+    )
+    tool = _tool()
+    root = tool.variant_root("heldout2", base, tmp_path / "out", "smoke")
+    assert root == tmp_path / "out" / "data" / "base-heldout2"
+    assert not tool.on_base_pretraining("heldout2")  # its own corpus, so its own BYOL runs
+    lines = (root / "mini" / "train.csv").read_text().splitlines()
+    assert len(lines) - 1 == 3 * 62  # 64 classes of 3 images, less the 2 held out
+
+
+def test_a_learning_rate_that_is_not_positive_is_said_before_anything_is_made(tmp_path):
+    base = _tiny_base(tmp_path)
+    out = tmp_path / "out"
+    args = ["--base", str(base), "--out", str(out), "--variants", "mini1", "--profile", "smoke"]
+    r = _run_tool(*args, "--finetune-lr", "0")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "error: --finetune-lr 0.0: give a positive learning rate, e.g. 0.003"
+    ]
+    assert not out.exists()
 
 
 def test_a_missing_earlier_curve_is_said_before_anything_trains(tmp_path):
