@@ -118,16 +118,18 @@ def _write_office(out: Path, splits: dict[str, list[tuple[Path, Row]]]) -> None:
         _write_csv(out / "office" / f"{split}.csv", [r for _, r in items])
 
 
-def _photo_classes(base: Path, n_classes: int, seed: int) -> dict[str, list[Row]]:
-    """``n_classes`` of ``base``'s ``mini`` classes (drawn with ``seed``), each with as many train
-    and val rows as ``base``'s office has at the least: {"train": rows, "val": rows}."""
+def _photos_downstream(base: Path, out: Path, n_classes: int, seed: int) -> tuple[set, list[Row]]:
+    """``out/office``: ``n_classes`` of ``base``'s ``mini`` classes (drawn with ``seed``), each
+    with as many train and val images as ``base``'s office has at the least. Returns those
+    classes and ``mini``'s rows (read once, for a variant that cuts them)."""
     off = base / "office"
     counts = {}
     for split in ("train", "val"):
         by = _by_class(read_csv(off / f"{split}.csv", off / split, require_label=True), off)
         counts[split] = min(len(v) for v in by.values())
-    mini_csv = base / "mini" / "train.csv"
-    by_mini = _by_class(read_csv(mini_csv, base / "mini" / "train", require_label=True), mini_csv)
+    mini_csv, mini = base / "mini" / "train.csv", base / "mini" / "train"
+    mini_rows = read_csv(mini_csv, mini, require_label=True)
+    by_mini = _by_class(mini_rows, mini_csv)
     need = counts["train"] + counts["val"]
     pool = sorted(c for c, rs in by_mini.items() if len(rs) >= need)
     if len(pool) < n_classes:
@@ -142,7 +144,8 @@ def _photo_classes(base: Path, n_classes: int, seed: int) -> dict[str, list[Row]
         rs = rng.sample(by_mini[c], need)
         split_rows["train"] += rs[: counts["train"]]
         split_rows["val"] += rs[counts["train"] :]
-    return split_rows
+    _write_office(out, {k: [(mini / r.filename, r) for r in rs] for k, rs in split_rows.items()})
+    return set(classes), mini_rows
 
 
 def photos_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
@@ -151,9 +154,7 @@ def photos_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path:
     ``mini`` linked unchanged, so BYOL saw these images, without labels (as the ImageNet linear
     protocol trains its probe on pre-training images)."""
     base, out = Path(base), Path(out)
-    split_rows = _photo_classes(base, n_classes, seed)
-    mini = base / "mini" / "train"
-    _write_office(out, {k: [(mini / r.filename, r) for r in rs] for k, rs in split_rows.items()})
+    _photos_downstream(base, out, n_classes, seed)
     _link(base / "mini", out / "mini")
     return out
 
@@ -163,12 +164,8 @@ def heldout_office(base: Path, out: Path, n_classes: int, seed: int = 0) -> Path
     ``mini`` without those classes: BYOL never sees the downstream's images nor its classes, as
     with Mini-ImageNet and Office-Home. Needs its own BYOL runs."""
     base, out = Path(base), Path(out)
-    split_rows = _photo_classes(base, n_classes, seed)
-    mini = base / "mini" / "train"
-    _write_office(out, {k: [(mini / r.filename, r) for r in rs] for k, rs in split_rows.items()})
-    held = {r.label for r in split_rows["train"]}
-    rows = read_csv(base / "mini" / "train.csv", mini, require_label=True)
+    held, rows = _photos_downstream(base, out, n_classes, seed)
     (out / "mini").mkdir(parents=True, exist_ok=True)
     _write_csv(out / "mini" / "train.csv", [r for r in rows if r.label not in held])
-    _link(mini, out / "mini" / "train")
+    _link(base / "mini" / "train", out / "mini" / "train")
     return out
