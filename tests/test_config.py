@@ -1,4 +1,4 @@
-"""The profiles (smoke, quick, cpu800, full) and their settings; the device choice."""
+"""The profiles (smoke, quick, cpu800, byol2000, full) and their settings; the device choice."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def test_profiles_and_env(monkeypatch):
     assert profile_name("smoke") == "smoke"  # the flag wins over the variable
     for name in PROFILES:
         assert get_profile(name).name == name
-    with pytest.raises(UserError, match="unknown profile 'fast'.*smoke, quick, cpu800, full"):
+    choices = "smoke, quick, cpu800, byol2000, full"
+    with pytest.raises(UserError, match=f"unknown profile 'fast'.*{choices}"):
         get_profile("fast")
 
 
@@ -57,6 +58,16 @@ def test_cpu800_profile_is_the_reports_grids_at_800_px():
     assert p.nerf.fine.lr_decay_steps == p.nerf.fine.iters  # lr x0.1 over the run, as DVGO's
     assert p.nerf.sweep == full.nerf.sweep and p.nerf.fine.mask_refresh
     assert get_profile("quick").nerf.fine.mask_refresh is False  # quick's numbers unchanged
+
+
+def test_byol2000_is_quick_with_2000_steps_of_each_pre_training():
+    from dataclasses import replace
+
+    p, q = get_profile("byol2000"), get_profile("quick")
+    assert (p.ssl.pretrain_steps, p.ssl.supervised_steps) == (2000, 2000)
+    # every other setting is quick's: its A, C and E are the budget curve's points at 2000 steps
+    assert replace(p.ssl, pretrain_steps=250, supervised_steps=200) == q.ssl
+    assert (p.nerf, p.scene, p.corpus) == (q.nerf, q.scene, q.corpus)
 
 
 def test_device_resolution(monkeypatch):

@@ -45,7 +45,7 @@ def test_cli_help_imports_no_heavy_library():
     [
         (
             ["report", "--profile", "fast"],
-            r"unknown profile 'fast': choose one of smoke, quick, cpu800, full",
+            r"unknown profile 'fast': choose one of smoke, quick, cpu800, byol2000, full",
         ),
         (["report", "--only", "99"], r"unknown notebook id\(s\) 99: choose from"),
         (
