@@ -98,11 +98,11 @@ def findings(table: pd.DataFrame, runs: Mapping[str, Mapping[str, Any]] | None =
             f"the report: {a} {AE_ACC[a]:.3f} vs {b} {AE_ACC[b]:.3f})"
         )
 
-    best = max(acc, key=acc.get)
+    top = max(acc.values())
+    best = " = ".join(s for s in acc if not _beats(top, acc[s]))  # ties share first place
     rbest = max(AE_ACC, key=AE_ACC.get)
     lines = [
-        f"best setting: {best} ({acc[best]:.3f}); the report's best is {rbest} "
-        f"({AE_ACC[rbest]:.3f})",
+        f"best setting: {best} ({top:.3f}); the report's best is {rbest} ({AE_ACC[rbest]:.3f})",
         claim("SSL pre-training beats training from scratch, full model (C > A)", "C", "A"),
         claim("SSL pre-training beats training from scratch, frozen backbone (E > A)", "E", "A"),
         claim("SSL beats supervised pre-training, full model (C > B)", "C", "B"),

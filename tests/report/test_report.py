@@ -112,6 +112,7 @@ def test_findings_check_each_claim_against_the_numbers(monkeypatch):
     # a tie is no win, though two means of the same counts differ in their last bit
     tie = ssl_report.findings(_ae({"A": 0.2, "B": 0.6095238095238095, "C": 0.6095238095238096}))
     assert "(C > B): does NOT hold (C 0.610 vs B 0.610" in tie[3]
+    assert tie[0].startswith("best setting: B = C (0.610);")
     # the report's numbers are read from hw4lib.reference, never typed into the findings
     monkeypatch.setitem(ssl_report.AE_ACC, "B", 0.9)
     lines = ssl_report.findings(_ae({"A": 0.2, "B": 0.3, "C": 0.5}))
