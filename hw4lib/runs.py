@@ -323,21 +323,27 @@ def finish_run(run_dir: str | Path, kind: RunKind, record: dict) -> dict:
 class CheckpointClock:
     """When a training loop writes its checkpoint: every ``every_iters`` iterations (0: not by
     count) or once ``every_s`` seconds have passed since the last write (0: whenever asked),
-    whichever comes first, and at the run's end. The cadence is I/O, not method, so no run's
-    settings hold it (another cadence must not make a finished run stale)."""
+    whichever comes first, and at the run's end. With ``max_share``, the seconds between writes
+    grow so that writing takes at most that share of the run (a 256^3 DVGO checkpoint is 2.6 GB:
+    seconds a write). The cadence is I/O, not method, so no run's settings hold it (another
+    cadence must not make a finished run stale)."""
 
-    def __init__(self, every_s: float, every_iters: int = 0):
-        self.every_s, self.every_iters = every_s, every_iters
+    def __init__(self, every_s: float, every_iters: int = 0, max_share: float = 0.0):
+        self.every_s, self.every_iters, self.max_share = every_s, every_iters, max_share
+        self.wait = every_s
         self.restart()
 
-    def restart(self) -> float:
-        """Count from now, as after a write (a loop's start counts as one); returns now."""
+    def restart(self, write_s: float = 0.0) -> float:
+        """Count from now, as after a write that took ``write_s`` seconds (a loop's start
+        counts as one); returns now."""
         self.last = time.perf_counter()
+        if self.max_share > 0:
+            self.wait = max(self.every_s, write_s / self.max_share)
         return self.last
 
     def due(self, it: int | None = None, final: bool = False) -> bool:
         """Whether the checkpoint is to be written now: ``final`` (the run's end), ``it``
-        (iterations done) a multiple of ``every_iters``, or ``every_s`` seconds since the last
-        write."""
+        (iterations done) a multiple of ``every_iters``, or the seconds since the last write
+        (``every_s``, or more under ``max_share``)."""
         by_count = self.every_iters > 0 and it is not None and it % self.every_iters == 0
-        return final or by_count or time.perf_counter() - self.last >= self.every_s
+        return final or by_count or time.perf_counter() - self.last >= self.wait

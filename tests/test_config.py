@@ -51,10 +51,15 @@ def test_quick_fine_tunes_at_ten_times_the_reports_lr_for_its_short_budget():
     assert q.finetune_head_lr is None  # D and E at the same lr as A-C
 
 
-def test_cpu800_profile_is_the_reports_grids_at_800_px():
+def test_cpu800_profile_is_800_px_on_a_finer_grid_at_the_reports_sample_spacing():
     p, full = get_profile("cpu800"), get_profile("full")
     assert p.nerf.max_train_size is None and p.scene.size == 800 and p.nerf.eval_views is None
-    assert p.nerf.fine.num_voxels == 160**3 and p.nerf.coarse.num_voxels == 1024000
+    assert p.nerf.fine.num_voxels == 256**3 and p.nerf.coarse.num_voxels == 1024000
+    # the samples along a ray are as far apart as the report's step 0.5 at 160^3 (a voxel's
+    # side scales with num_voxels^(-1/3))
+    spacing = p.nerf.fine.stepsize / round(p.nerf.fine.num_voxels ** (1 / 3))
+    assert spacing == pytest.approx(full.nerf.fine.stepsize / 160)
+    assert p.nerf.fine.masked_adam and full.nerf.fine.num_voxels == 160**3
     assert p.nerf.fine.lr_decay_steps == p.nerf.fine.iters  # lr x0.1 over the run, as DVGO's
     assert p.nerf.sweep == full.nerf.sweep and p.nerf.fine.mask_refresh
     assert get_profile("quick").nerf.fine.mask_refresh is False  # quick's numbers unchanged

@@ -224,6 +224,15 @@ def test_checkpoint_clock_writes_every_n_iterations_or_seconds_and_at_the_end(mo
     assert clock.restart() == 160.0 and not clock.due(7)
     every_time = runs.CheckpointClock(every_s=0.0)  # SSLConfig.checkpoint_every_s = 0
     assert every_time.due() and every_time.due(3)
+    capped = runs.CheckpointClock(every_s=60.0, max_share=0.02)
+    capped.restart(write_s=3.0)  # a 3 s write: the next one no sooner than 150 s on
+    now[0] += 149.0
+    assert not capped.due()
+    now[0] += 1.0
+    assert capped.due()
+    capped.restart(write_s=0.1)  # a quick write: back to every minute
+    now[0] += 60.0
+    assert capped.due()
 
 
 def test_settings_diff_names_nested_keys_and_shortens_values():

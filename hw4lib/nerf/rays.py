@@ -129,6 +129,10 @@ def nearest_occupied(
     return occupied.reshape(-1)[flat] & inside
 
 
+#: the marcher's empty-space jumps: blocks of MARCH_BLOCK^3 mask voxels
+MARCH_BLOCK = 16
+
+
 def march(
     rays_o: torch.Tensor,
     rays_d: torch.Tensor,
@@ -148,11 +152,8 @@ def march(
     ext = extension() if rays_o.device.type == "cpu" and rays_o.dtype == torch.float32 else None
     if ext is not None:
         t_enter, t_exit = ray_box(rays_o, rays_d, b)
-        occ = (
-            mask.occupied.to(torch.uint8).contiguous()
-            if mask is not None
-            else torch.empty(0, 0, 0, dtype=torch.uint8)
-        )
+        e = torch.empty(0, dtype=torch.uint8)
+        occ, shape, blocks = mask.kernel_grids(MARCH_BLOCK) if mask is not None else (e, [], e)
         z = torch.zeros(3)
         mlo = mask.lo.float().cpu() if mask is not None else z
         mhi = mask.hi.float().cpu() if mask is not None else z
@@ -163,6 +164,9 @@ def march(
             t_exit.contiguous(),
             float(step),
             occ,
+            shape,
+            blocks,
+            MARCH_BLOCK,
             mlo,
             mhi,
             count_only,

@@ -36,7 +36,8 @@ from .saved import build_voxel_model, load_model, model_args, save_model
 # NerfConfig, whose every field is part of a run's settings
 # by time alone: a 160^3 checkpoint is 640 MB (2 s to write); a one-minute run is cheap to redo
 CKPT_EVERY = 0  # iterations between checkpoints (0: by time only)
-CKPT_SECONDS = 120.0  # seconds between checkpoints
+CKPT_SECONDS = 120.0  # seconds between checkpoints, at least
+CKPT_SHARE = 0.02  # ... and no more of the run's time than this spent writing them
 
 
 #: checkpoint.pt's stage once fine.pt is written: a resume only makes the report and done.json
@@ -150,7 +151,7 @@ def train_stage(
         if state.get("errors") is not None:
             errors.load_state_dict(state["errors"])
     t_start = time.perf_counter() - (state["history"]["seconds"] or [0.0])[-1]
-    clock = CheckpointClock(CKPT_SECONDS, CKPT_EVERY)
+    clock = CheckpointClock(CKPT_SECONDS, CKPT_EVERY, CKPT_SHARE)
     bar = tqdm(
         range(state["iter"], st.iters),
         desc=f"dvgo {name}",
@@ -187,8 +188,9 @@ def train_stage(
             # every generator's state too, so that a resume repeats the uninterrupted run
             state.update(optim=opt.state_dict(), gen=gen.get_state(), rng=torch.get_rng_state())
             state["errors"] = errors.state_dict() if errors is not None else None
+            t_write = time.perf_counter()
             setup.save(m, state)
-            clock.restart()
+            clock.restart(time.perf_counter() - t_write)
     bar.close()
     state.update(optim=None, gen=None, errors=None)
 

@@ -168,68 +168,107 @@ torch::Tensor backward(torch::Tensor grad_out, torch::Tensor pts, torch::Tensor 
 // increasing, rows (K, C)). What a sparse scene's step needs: its points touch a few
 // hundred thousand of the grid's millions of voxels, and a dense gradient would zero-fill and
 // then Adam-walk them all. `slot` (V,) int32 is the caller's scratch map, all -1, and is left so.
+// Threads own disjoint ranges of voxels (cut at quantiles of the points' base voxels), each
+// visits every point in input order and keeps the corners in its range: a voxel's row sums
+// its points in the same order whatever the number of threads, so the result is bit for bit
+// the serial one.
 std::vector<torch::Tensor> backward_rows(torch::Tensor grad_out, torch::Tensor pts,
                                          torch::Tensor lo_t, torch::Tensor hi_t,
                                          std::vector<int64_t> shape, torch::Tensor slot) {
   TORCH_CHECK(grad_out.is_contiguous() && pts.is_contiguous());
   TORCH_CHECK(slot.is_contiguous() && slot.scalar_type() == torch::kInt);
   const int64_t n[3] = {shape[0], shape[1], shape[2]};
-  const int64_t C = shape[3], N = pts.size(0);
-  TORCH_CHECK(slot.numel() == n[0] * n[1] * n[2]);
+  const int64_t C = shape[3], N = pts.size(0), V = n[0] * n[1] * n[2];
+  TORCH_CHECK(slot.numel() == V);
   float lo[3], scale[3];
   setup(lo_t, hi_t, n, lo, scale);
   const int64_t sz = n[2], sy = n[1] * n[2];
   const int64_t off[8] = {0, 1, sz, sz + 1, sy, sy + 1, sy + sz, sy + sz + 1};
-  auto idx = torch::empty({8 * N}, pts.options().dtype(torch::kLong));
-  auto rows = torch::empty({8 * N, C}, grad_out.options());
-  int64_t* I = idx.data_ptr<int64_t>();
-  float* RW = rows.data_ptr<float>();
-  int32_t* S = slot.data_ptr<int32_t>();
   const float* P = pts.data_ptr<float>();
   const float* GO = grad_out.data_ptr<float>();
-  int64_t K = 0;
-  for (int64_t j = 0; j < N; ++j) {
-    Corner c = locate(P + 3 * j, lo, scale, n);
-    float gx = 1.f - c.fx, gy = 1.f - c.fy, gz = 1.f - c.fz;
-    float w[8] = {gx * gy * gz, gx * gy * c.fz, gx * c.fy * gz, gx * c.fy * c.fz,
-                  c.fx * gy * gz, c.fx * gy * c.fz, c.fx * c.fy * gz, c.fx * c.fy * c.fz};
-    const float* go = GO + j * C;
-    for (int k = 0; k < 8; ++k) {
-      const int64_t v = c.base + off[k];
-      int32_t s = S[v];
-      if (s < 0) {
-        s = S[v] = int32_t(K);
-        I[K] = v;
-        std::fill(RW + K * C, RW + (K + 1) * C, 0.f);
-        ++K;
-      }
-      float* r = RW + int64_t(s) * C;
-      for (int64_t ch = 0; ch < C; ++ch) r[ch] += w[k] * go[ch];
+  int32_t* S = slot.data_ptr<int32_t>();
+  std::vector<Corner> cs(N);
+  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) cs[j] = locate(P + 3 * j, lo, scale, n);
+  });
+  const int64_t T = N > 8192 ? std::max<int64_t>(1, at::get_num_threads()) : 1;
+  std::vector<int64_t> cut(T + 1, 0);
+  cut[T] = V;
+  if (T > 1) {  // quantiles of the base voxels: each range gets about N / T points
+    std::vector<int64_t> bases(N);
+    for (int64_t j = 0; j < N; ++j) bases[j] = cs[j].base;
+    for (int64_t t = 1; t < T; ++t) {
+      std::nth_element(bases.begin(), bases.begin() + N * t / T, bases.end());
+      cut[t] = std::max(cut[t - 1], bases[N * t / T]);
     }
   }
-  for (int64_t q = 0; q < K; ++q) S[I[q]] = -1;
-  // in voxel order (a sparse tensor's "coalesced" form; and Adam then walks the grid in order):
-  // an LSD radix sort, 11 bits a pass, O(K) where a comparison sort would cost a step's time
-  // (voxel, row) pairs move together, so every pass reads in order
-  std::vector<std::pair<int64_t, int64_t>> a(K), b(K);
-  for (int64_t q = 0; q < K; ++q) a[q] = {I[q], q};
   int bits = 1;
-  while ((int64_t(1) << bits) < slot.numel()) ++bits;
-  for (int shift = 0; shift < bits; shift += 11) {
-    std::vector<int64_t> start(2049, 0);
-    for (int64_t q = 0; q < K; ++q) ++start[((a[q].first >> shift) & 2047) + 1];
-    for (int r = 0; r < 2048; ++r) start[r + 1] += start[r];
-    for (int64_t q = 0; q < K; ++q) b[start[(a[q].first >> shift) & 2047]++] = a[q];
-    std::swap(a, b);
-  }
-  auto sidx = torch::empty({K}, idx.options());
-  auto srows = torch::empty({K, C}, rows.options());
+  while ((int64_t(1) << bits) < V) ++bits;
+  // per thread: its rows (in first-touch order) and their (voxel, row) pairs sorted by voxel
+  std::vector<torch::Tensor> rows_t(T);
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> sorted_t(T);
+  at::parallel_for(0, T, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      const int64_t a = cut[t], z = cut[t + 1];
+      std::vector<int64_t> I;
+      I.reserve(size_t(8 * N / T + 1024));
+      auto rows = torch::empty({8 * N, C}, grad_out.options());
+      float* RW = rows.data_ptr<float>();
+      for (int64_t j = 0; j < N; ++j) {
+        const Corner& c = cs[j];
+        if (c.base + off[7] < a || c.base >= z) continue;
+        float gx = 1.f - c.fx, gy = 1.f - c.fy, gz = 1.f - c.fz;
+        float w[8] = {gx * gy * gz, gx * gy * c.fz, gx * c.fy * gz, gx * c.fy * c.fz,
+                      c.fx * gy * gz, c.fx * gy * c.fz, c.fx * c.fy * gz, c.fx * c.fy * c.fz};
+        const float* go = GO + j * C;
+        for (int k = 0; k < 8; ++k) {
+          const int64_t v = c.base + off[k];
+          if (v < a || v >= z) continue;
+          int32_t s = S[v];
+          if (s < 0) {
+            s = S[v] = int32_t(I.size());
+            std::fill(RW + int64_t(s) * C, RW + (int64_t(s) + 1) * C, 0.f);
+            I.push_back(v);
+          }
+          float* r = RW + int64_t(s) * C;
+          for (int64_t ch = 0; ch < C; ++ch) r[ch] += w[k] * go[ch];
+        }
+      }
+      const int64_t K = int64_t(I.size());
+      for (int64_t q = 0; q < K; ++q) S[I[q]] = -1;
+      // in voxel order (a sparse tensor's "coalesced" form; and Adam then walks the grid in
+      // order): an LSD radix sort, 11 bits a pass, O(K) where a comparison sort would cost a
+      // step's time; (voxel, row) pairs move together, so every pass reads in order
+      std::vector<std::pair<int64_t, int64_t>> pa(K), pb(K);
+      for (int64_t q = 0; q < K; ++q) pa[q] = {I[q], q};
+      for (int shift = 0; shift < bits; shift += 11) {
+        std::vector<int64_t> start(2049, 0);
+        for (int64_t q = 0; q < K; ++q) ++start[((pa[q].first >> shift) & 2047) + 1];
+        for (int r = 0; r < 2048; ++r) start[r + 1] += start[r];
+        for (int64_t q = 0; q < K; ++q) pb[start[(pa[q].first >> shift) & 2047]++] = pa[q];
+        std::swap(pa, pb);
+      }
+      rows_t[t] = rows;
+      sorted_t[t] = std::move(pa);
+    }
+  });
+  // the ranges are in voxel order: each thread's rows go to its place in one output
+  std::vector<int64_t> at_(T + 1, 0);
+  for (int64_t t = 0; t < T; ++t) at_[t + 1] = at_[t] + int64_t(sorted_t[t].size());
+  auto sidx = torch::empty({at_[T]}, pts.options().dtype(torch::kLong));
+  auto srows = torch::empty({at_[T], C}, grad_out.options());
   int64_t* SI = sidx.data_ptr<int64_t>();
   float* SR = srows.data_ptr<float>();
-  for (int64_t q = 0; q < K; ++q) {
-    SI[q] = a[q].first;
-    std::copy(RW + a[q].second * C, RW + (a[q].second + 1) * C, SR + q * C);
-  }
+  at::parallel_for(0, T, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      const float* RW = rows_t[t].data_ptr<float>();
+      const auto& pa = sorted_t[t];
+      for (size_t q = 0; q < pa.size(); ++q) {
+        SI[at_[t] + q] = pa[q].first;
+        std::copy(RW + pa[q].second * C, RW + (pa[q].second + 1) * C, SR + (at_[t] + q) * C);
+      }
+    }
+  });
   return {sidx, srows};
 }
 

@@ -85,6 +85,31 @@ def test_sparse_lookup_gradient_is_the_dense_one_on_the_touched_voxels():
 
 
 @needs_ext
+def test_sparse_lookup_gradient_is_the_same_bits_on_one_thread_or_two():
+    """Above 8192 points the threads split the voxels; each voxel still sums its points in
+    input order, so the gradient is the serial one bit for bit (and the dense one)."""
+    torch.manual_seed(3)
+    g = torch.randn(40, 30, 50, 4, requires_grad=True)
+    pts, w = torch.rand(20000, 3) * (HI - LO) + LO, torch.randn(20000, 4)
+    grads = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            g.grad = None
+            (G.trilinear(g, pts, LO, HI, sparse=True) * w).sum().backward()
+            grads.append(G.flat_rows(g.grad))
+    finally:
+        torch.set_num_threads(threads)
+    (one_i, one_r), (two_i, two_r) = grads
+    assert torch.equal(one_i, two_i) and torch.equal(one_r, two_r)
+    assert (two_i[1:] > two_i[:-1]).all()
+    g.grad = None
+    (G.trilinear(g, pts, LO, HI) * w).sum().backward()
+    assert torch.equal(G.sparse_rows(two_i, two_r, g.shape).to_dense(), g.grad)
+
+
+@needs_ext
 @pytest.mark.parametrize("kernel", [True, False])
 def test_sparse_steps_equal_dense_masked_steps(kernel, monkeypatch):
     """Masked Adam on sparse rows (C++ kernel, or the torch path) = on the dense gradient."""
