@@ -23,16 +23,16 @@ static inline float round_even(float x) {
 // The samples t = t_enter + (k + 1/2) step, t < t_exit, of every ray, kept where the nearest
 // voxel of the mask (`shape` X, Y, Z over [mlo, mhi]; empty = keep all) is set. The mask comes
 // as bytes in 4^3 bricks, (X/4, Y/4, Z/4, 4, 4, 4) rounded up: a brick is one cache line, and
-// a ray's next sample is mostly in the same one (row-major, each step along x is a new line). Returns (pts (M, 3), t (M), ray (M), count (R)) (with count_only: the count
-// alone), packed ray by ray in order along each ray: the same samples, bit for bit, as
+// a ray's next sample is mostly in the same one (row-major, each step along x is a new line).
+// Returns (pts (M, 3), t (M), ray (M), count (R)) (with count_only: the count alone), packed ray by ray in order along each ray: the same samples, bit for bit, as
 // rays.sample_along + FreeSpaceMask.unknown (built without FMA contraction), without the dense
 // (R, S) intermediate. `blocks` (empty: none) says which blocks of `block`^3 mask voxels hold an
 // occupied one: a sample in an empty block jumps to the block's far side (a sparse scene's rays
 // cross hundreds of free voxels for each kept sample), never past a sample that would be kept.
 std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, torch::Tensor t_enter,
                                  torch::Tensor t_exit, double step, torch::Tensor occupied,
-                                 std::vector<int64_t> shape, torch::Tensor blocks, int64_t block, torch::Tensor mlo_t,
-                                 torch::Tensor mhi_t, bool count_only) {
+                                 std::vector<int64_t> shape, torch::Tensor blocks, int64_t block,
+                                 torch::Tensor mlo_t, torch::Tensor mhi_t, bool count_only) {
   TORCH_CHECK(rays_o.is_contiguous() && rays_d.is_contiguous() && t_enter.is_contiguous() &&
               t_exit.is_contiguous() && rays_o.scalar_type() == torch::kFloat);
   const int64_t R = rays_o.size(0);
@@ -84,17 +84,17 @@ std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, tor
     // the small block grid first: most samples of a sparse scene end there
     if (BK[(bi[0] * nb[1] + bi[1]) * nb[2] + bi[2]] != 0) return unknown;
     // the block holds mask indices [b B, b B + B - 1] on each axis: the ray leaves it where an
-    // index coordinate crosses b B - 1/2 or b B + B - 1/2
+    // index coordinate crosses b B - 1/2 or b B + B - 1/2; samples short of that by a thousandth
+    // of a voxel (far above a float's error here) are in the empty block and skipped
     double t_out = 1e30;
     for (int a = 0; a < 3; ++a) {
       const double d = double(D[3 * r + a]) * mscale[a];
       if (d == 0.0) continue;
-      const double u_out = d > 0 ? double(bi[a] * block + block) - 0.5 : double(bi[a] * block) - 0.5;
+      const double u_out = d > 0 ? double(bi[a] * block + block) - 0.501 : double(bi[a] * block) - 0.499;
       const double u0 = (double(O[3 * r + a]) - mlo[a]) * mscale[a];
       t_out = std::min(t_out, (u_out - u0) / d);
     }
-    // samples up to 1% of a step short of the exit lie inside the empty block
-    const double last = std::floor((t_out - 0.01 * st - double(TE[r])) / st - 0.5);
+    const double last = std::floor((t_out - double(TE[r])) / st - 0.5);
     skip_to = std::max<int64_t>(k + 1, int64_t(last) + 1);
     return -1;
   };

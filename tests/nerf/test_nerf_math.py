@@ -314,6 +314,36 @@ def test_post_activation_fits_a_sharp_edge_better():
     assert err["post"] < err["pre"]
 
 
+def test_march_jumps_empty_blocks_without_losing_a_sample():
+    """A sparse mask (70x61x66, most 16^3 blocks empty): the marcher's jumps over empty blocks
+    keep exactly the samples of the dense sampling, at two steps."""
+    from hw4lib.nerf.rays import MARCH_BLOCK, march, march_torch
+
+    g = torch.Generator().manual_seed(5)
+    o = torch.randn(3000, 3, generator=g)
+    o = o / o.norm(dim=-1, keepdim=True) * 4
+    d = torch.nn.functional.normalize(-o / 4 + 0.3 * torch.randn(3000, 3, generator=g), dim=-1)
+    # a third of the blocks hold voxels, most of them on the block's faces: a jump that went
+    # a voxel too far, or stopped a voxel short of a face, would drop or add samples
+    B = MARCH_BLOCK
+    occ = torch.zeros(70, 61, 66, dtype=torch.bool)
+    idx = [torch.arange(n) % B for n in occ.shape]
+    face = (idx[0][:, None, None] % (B - 1) == 0) | (idx[1][None, :, None] % (B - 1) == 0)
+    face = face | (idx[2][None, None, :] % (B - 1) == 0)
+    held = torch.rand(5, 4, 5, generator=g) < 0.35
+    in_held = held.repeat_interleave(B, 0).repeat_interleave(B, 1).repeat_interleave(B, 2)
+    occ = in_held[:70, :61, :66] & face & (torch.rand(occ.shape, generator=g) < 0.3)
+    mask = FreeSpaceMask(occ, torch.tensor([-1.1, -0.9, -1.0]), torch.tensor([0.8, 1.2, 0.9]))
+    blocks = mask.kernel_grids(MARCH_BLOCK)[2]
+    assert 0.1 < blocks.float().mean() < 0.9  # some blocks to jump, some to search
+    b = Bounds(-torch.ones(3), torch.ones(3), 2.0, 6.0)
+    for step in (0.013, 0.05):
+        got, want = march(o, d, b, step, mask), march_torch(o, d, b, step, mask)
+        assert want[0].shape[0] > 300
+        for x, y in zip(got, want):
+            assert torch.equal(x, y)
+
+
 def test_march_equals_dense_sampling_with_the_mask():
     """The compiled ray marcher keeps exactly the samples of sample_along that the free-space
     mask calls unknown, packed ray by ray (and the torch path agrees)."""
