@@ -24,9 +24,9 @@ static inline float round_even(float x) {
 // voxel of the mask (`shape` X, Y, Z over [mlo, mhi]; empty = keep all) is set. The mask comes
 // as bytes in 4^3 bricks, (X/4, Y/4, Z/4, 4, 4, 4) rounded up: a brick is one cache line, and
 // a ray's next sample is mostly in the same one (row-major, each step along x is a new line).
-// Returns (pts (M, 3), t (M), ray (M), count (R)) (with count_only: the count alone), packed ray by ray in order along each ray: the same samples, bit for bit, as
-// rays.sample_along + FreeSpaceMask.unknown (built without FMA contraction), without the dense
-// (R, S) intermediate. `blocks` (empty: none) says which blocks of `block`^3 mask voxels hold an
+// Returns (pts (M, 3), t (M), ray (M), count (R)) (with count_only: the count alone), packed
+// ray by ray in order along each ray: the same samples, bit for bit, as rays.sample_along +
+// FreeSpaceMask.unknown (built without FMA contraction), without the dense (R, S) intermediate. `blocks` (empty: none) says which blocks of `block`^3 mask voxels hold an
 // occupied one: a sample in an empty block jumps to the block's far side (a sparse scene's rays
 // cross hundreds of free voxels for each kept sample), never past a sample that would be kept.
 std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, torch::Tensor t_enter,
@@ -101,19 +101,23 @@ std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, tor
   auto lopt = rays_o.options().dtype(torch::kLong);
   auto count = torch::zeros({R}, lopt);
   int64_t* CNT = count.data_ptr<int64_t>();
+  // ray r's kept samples in order along it, each given to keep(p, t)
+  auto walk = [&](int64_t r, auto&& keep) {
+    float p[3];
+    for (int64_t k = 0;;) {
+      const float t = TE[r] + (float(k) + 0.5f) * st;
+      if (!(t < TX[r])) break;
+      for (int a = 0; a < 3; ++a) p[a] = O[3 * r + a] + D[3 * r + a] * t;
+      int64_t next = k + 1;
+      if (visit(r, p, k, next) == 1) keep(p, t);
+      k = next;
+    }
+  };
   // pass 1: how many samples each ray keeps
   at::parallel_for(0, R, 64, [&](int64_t b, int64_t e) {
-    float p[3];
     for (int64_t r = b; r < e; ++r) {
       int64_t c = 0;
-      for (int64_t k = 0;;) {
-        float t = TE[r] + (float(k) + 0.5f) * st;
-        if (!(t < TX[r])) break;
-        for (int a = 0; a < 3; ++a) p[a] = O[3 * r + a] + D[3 * r + a] * t;
-        int64_t next = k + 1;
-        c += visit(r, p, k, next) == 1;
-        k = next;
-      }
+      walk(r, [&](const float*, float) { ++c; });
       CNT[r] = c;
     }
   });
@@ -132,22 +136,14 @@ std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, tor
   int64_t* RY = ray.data_ptr<int64_t>();
   // pass 2: write them
   at::parallel_for(0, R, 64, [&](int64_t b, int64_t e) {
-    float p[3];
     for (int64_t r = b; r < e; ++r) {
       int64_t j = start[r];
-      for (int64_t k = 0;;) {
-        float t = TE[r] + (float(k) + 0.5f) * st;
-        if (!(t < TX[r])) break;
-        for (int a = 0; a < 3; ++a) p[a] = O[3 * r + a] + D[3 * r + a] * t;
-        int64_t next = k + 1;
-        const int v = visit(r, p, k, next);
-        k = next;
-        if (v != 1) continue;
+      walk(r, [&](const float* p, float t) {
         P[3 * j] = p[0]; P[3 * j + 1] = p[1]; P[3 * j + 2] = p[2];
         T[j] = t;
         RY[j] = r;
         ++j;
-      }
+      });
     }
   });
   return {pts, ts, ray, count};

@@ -48,6 +48,13 @@ inline Corner locate(const float* p, const float* lo, const float* scale, const 
   return c;
 }
 
+// the 8 trilinear weights of a located point, corner order (x, y, z) = 000, 001, 010, ... 111
+inline void corner_weights(const Corner& c, float* w) {
+  const float gx = 1.f - c.fx, gy = 1.f - c.fy, gz = 1.f - c.fz;
+  w[0] = gx * gy * gz; w[1] = gx * gy * c.fz; w[2] = gx * c.fy * gz; w[3] = gx * c.fy * c.fz;
+  w[4] = c.fx * gy * gz; w[5] = c.fx * gy * c.fz; w[6] = c.fx * c.fy * gz; w[7] = c.fx * c.fy * c.fz;
+}
+
 void setup(const torch::Tensor& lo_t, const torch::Tensor& hi_t, const int64_t* n, float* lo,
            float* scale) {
   auto l = lo_t.accessor<float, 1>();
@@ -79,9 +86,8 @@ torch::Tensor forward(torch::Tensor grid, torch::Tensor pts, torch::Tensor lo_t,
       const int64_t i = PI ? PI[j] : j;  // points are read in order j, written back to row i
       Corner c = locate(P + 3 * j, lo, scale, n);
       const float* g = G + c.base * C;
-      float gx = 1.f - c.fx, gy = 1.f - c.fy, gz = 1.f - c.fz;
-      float w[8] = {gx * gy * gz, gx * gy * c.fz, gx * c.fy * gz, gx * c.fy * c.fz,
-                    c.fx * gy * gz, c.fx * gy * c.fz, c.fx * c.fy * gz, c.fx * c.fy * c.fz};
+      float w[8];
+      corner_weights(c, w);
       const float* r[8] = {g, g + C, g + sz, g + sz + C, g + sy, g + sy + C, g + sy + sz, g + sy + sz + C};
       float* o = O + i * C;
       for (int64_t ch = 0; ch < C; ++ch) {
@@ -102,9 +108,8 @@ static void scatter_range(float* GG, const float* P, const float* GO, const int6
     const int64_t i = PI ? PI[j] : j;  // point j (in sorted order) has gradient row i
     Corner c = locate(P + 3 * j, lo, scale, n);
     float* g = GG + c.base * C;
-    float gx = 1.f - c.fx, gy = 1.f - c.fy, gz = 1.f - c.fz;
-    float w[8] = {gx * gy * gz, gx * gy * c.fz, gx * c.fy * gz, gx * c.fy * c.fz,
-                  c.fx * gy * gz, c.fx * gy * c.fz, c.fx * c.fy * gz, c.fx * c.fy * c.fz};
+    float w[8];
+    corner_weights(c, w);
     float* r[8] = {g, g + C, g + sz, g + sz + C, g + sy, g + sy + C, g + sy + sz, g + sy + sz + C};
     const float* go = GO + i * C;
     for (int k = 0; k < 8; ++k)
@@ -217,9 +222,8 @@ std::vector<torch::Tensor> backward_rows(torch::Tensor grad_out, torch::Tensor p
       for (int64_t j = 0; j < N; ++j) {
         const Corner& c = cs[j];
         if (c.base + off[7] < a || c.base >= z) continue;
-        float gx = 1.f - c.fx, gy = 1.f - c.fy, gz = 1.f - c.fz;
-        float w[8] = {gx * gy * gz, gx * gy * c.fz, gx * c.fy * gz, gx * c.fy * c.fz,
-                      c.fx * gy * gz, c.fx * gy * c.fz, c.fx * c.fy * gz, c.fx * c.fy * c.fz};
+        float w[8];
+        corner_weights(c, w);
         const float* go = GO + j * C;
         for (int k = 0; k < 8; ++k) {
           const int64_t v = c.base + off[k];
