@@ -81,3 +81,53 @@ def test_an_unfinished_study_is_one_line_and_writes_nothing(study, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no finished fine-tuning run of setting E" in err
     assert not (study / "recorded").exists()
+
+
+def _made_elsewhere(tmp_path, lr_of_d: float = 3e-3):
+    """A budget curve's A, C and E (seeds 0 and 1) and a control's B and D, in their own
+    layouts, each run.json saying its setting, seed and training settings."""
+    for seed in (0, 1):
+        for s, accs in ACC.items():
+            sub = "curve/seed{}/finetune_{}" if s in "ACE" else "control/seed{}/finetune_{}"
+            folder = tmp_path / sub.format(seed, s + ("_2000" if s in "CE" else ""))
+            _run(folder, s, accs[seed], 30.0)
+            doc = json.loads((folder / "run.json").read_text())
+            lr = lr_of_d if s == "D" else 3e-3
+            doc["settings"] = {"seed": seed, "profile": "quick", "steps": 450, "lr": lr}
+            (folder / "run.json").write_text(json.dumps(doc))
+        (tmp_path / f"curve/seed{seed}/finetune_C_1000").mkdir()  # another budget: not taken
+
+
+def _takes(tmp_path):
+    c, k = tmp_path / "curve", tmp_path / "control"
+    return [
+        *("--seeds", "0,1", "--take", f"A={c}/seed{{seed}}/finetune_A"),
+        *("--take", f"C={c}/seed{{seed}}/finetune_C_2*", "--take", f"E={c}/seed{{seed}}/*E_2000"),
+        *("--take", f"B={k}/seed{{seed}}/finetune_B", "--take", f"D={k}/seed{{seed}}/finetune_D"),
+    ]
+
+
+def test_a_study_assembled_from_runs_elsewhere_is_recorded_as_one(tmp_path):
+    _made_elsewhere(tmp_path)
+    assert tool.main(_args(tmp_path, "assembled") + _takes(tmp_path)) == 0
+    table, prov = recorded.load("ssl_ae_real", tmp_path / "recorded")
+    acc = dict(zip(table["setting"], table[ssl_report.OURS]))
+    assert acc == pytest.approx({"A": 0.52, "B": 0.52, "C": 0.62, "D": 0.45, "E": 0.50})
+    assert set(table["seeds"]) == {2}
+    assert prov["minutes"] == 5.0  # the ten fine-tunings copied, 30 s each
+
+
+@pytest.mark.parametrize(
+    "spoil, says",
+    [
+        (lambda t: _made_elsewhere(t, lr_of_d=3e-4), "lr = 0.0003, but setting A's run"),
+        (lambda t: (_made_elsewhere(t), (t / "curve/seed1/finetune_C_2001").mkdir()), "2 folders"),
+        (lambda t: None, "0 folders for seed 0"),
+    ],
+)
+def test_a_bad_assembly_is_one_line_and_writes_nothing(tmp_path, capsys, spoil, says):
+    spoil(tmp_path)
+    assert tool.main(_args(tmp_path, "assembled") + _takes(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and says in err, err
+    assert not (tmp_path / "assembled").exists() and not (tmp_path / "recorded").exists()
