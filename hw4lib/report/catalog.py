@@ -149,7 +149,8 @@ ITEMS: tuple[Item, ...] = (
         "ssl_ae_table",
         "table",
         "05_downstream_AE",
-        "Validation accuracy of settings A-E, ours beside the report's (Office-Home).",
+        "Validation accuracy of settings A-E: ours, on the data named here, beside the report's "
+        "on Office-Home.",
         ("csv", "md", "tex"),
         "ssl",
     ),
