@@ -67,7 +67,10 @@ def assemble_study(takes: dict[str, str], seeds: tuple[int, ...], dest: Path) ->
                     f"({', '.join(hits[:3]) or 'none'}); give a pattern naming exactly one run"
                 )
             f = Path(hits[0]) / "run.json"
-            doc = json.loads(f.read_text()) if f.is_file() else {}
+            try:
+                doc = json.loads(f.read_text())
+            except (OSError, ValueError):  # missing or half-written: said below
+                doc = {}
             got = (doc.get("kind"), doc.get("setting"), doc.get("settings", {}).get("seed"))
             if got != ("finetune", setting, seed):
                 raise UserError(
