@@ -26,9 +26,10 @@ static inline float round_even(float x) {
 // a ray's next sample is mostly in the same one (row-major, each step along x is a new line).
 // Returns (pts (M, 3), t (M), ray (M), count (R)) (with count_only: the count alone), packed
 // ray by ray in order along each ray: the same samples, bit for bit, as rays.sample_along +
-// FreeSpaceMask.unknown (built without FMA contraction), without the dense (R, S) intermediate. `blocks` (empty: none) says which blocks of `block`^3 mask voxels hold an
-// occupied one: a sample in an empty block jumps to the block's far side (a sparse scene's rays
-// cross hundreds of free voxels for each kept sample), never past a sample that would be kept.
+// FreeSpaceMask.unknown (built without FMA contraction), without the dense (R, S) intermediate.
+// `blocks` (empty: none) says which blocks of `block`^3 mask voxels hold an occupied one: a
+// sample in an empty block jumps to the block's far side (a sparse scene's rays cross hundreds
+// of free voxels for each kept sample), never past a sample that would be kept.
 std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, torch::Tensor t_enter,
                                  torch::Tensor t_exit, double step, torch::Tensor occupied,
                                  std::vector<int64_t> shape, torch::Tensor blocks, int64_t block,

@@ -44,7 +44,17 @@ def record_study(
 
 
 #: what every fine-tuning of one seed of an assembled study must share (its run.json settings)
-SHARED_SETTINGS = ("profile", "arch", "image_size", "steps", "epochs", "batch", "lr", "gamma")
+SHARED_SETTINGS = (
+    "profile",
+    "arch",
+    "image_size",
+    "steps",
+    "epochs",
+    "batch",
+    "lr",
+    "gamma",
+    "momentum",
+)
 
 
 def assemble_study(takes: dict[str, str], seeds: tuple[int, ...], dest: Path) -> Path:
