@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <vector>
 
 namespace torch { using namespace at; }  // torch::Tensor, torch::empty, ... as in torch/extension.h
@@ -102,25 +103,49 @@ std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, tor
   auto lopt = rays_o.options().dtype(torch::kLong);
   auto count = torch::zeros({R}, lopt);
   int64_t* CNT = count.data_ptr<int64_t>();
-  // ray r's kept samples in order along it, each given to keep(p, t)
+  // sample k of ray r: its t and point (one expression, so both passes get the same bits)
+  auto at_k = [&](int64_t r, int64_t k, float* p) -> float {
+    const float t = TE[r] + (float(k) + 0.5f) * st;
+    for (int a = 0; a < 3; ++a) p[a] = O[3 * r + a] + D[3 * r + a] * t;
+    return t;
+  };
+  // ray r's kept samples in order along it, each k given to keep(k)
   auto walk = [&](int64_t r, auto&& keep) {
     float p[3];
     for (int64_t k = 0;;) {
-      const float t = TE[r] + (float(k) + 0.5f) * st;
+      const float t = at_k(r, k, p);
       if (!(t < TX[r])) break;
-      for (int a = 0; a < 3; ++a) p[a] = O[3 * r + a] + D[3 * r + a] * t;
       int64_t next = k + 1;
-      if (visit(r, p, k, next) == 1) keep(p, t);
+      if (visit(r, p, k, next) == 1) keep(k);
       k = next;
     }
   };
-  // pass 1: how many samples each ray keeps
+  // pass 1: walk each ray once (the marcher's cost), counting its kept samples and keeping
+  // their indices k (each range of rays in a piece of its own), so that pass 2 writes them
+  // without a mask lookup; count_only keeps nothing (it counts all of a scene's rays)
+  const int64_t keep_n = count_only ? 0 : R;
+  std::vector<int64_t> first(keep_n), piece_of(keep_n);
+  std::vector<std::vector<int32_t>> pieces;
+  std::mutex pieces_mutex;
   at::parallel_for(0, R, 64, [&](int64_t b, int64_t e) {
+    std::vector<int32_t> ks;
     for (int64_t r = b; r < e; ++r) {
       int64_t c = 0;
-      walk(r, [&](const float*, float) { ++c; });
+      if (!count_only) first[r] = int64_t(ks.size());
+      walk(r, [&](int64_t k) {
+        ++c;
+        if (!count_only) ks.push_back(int32_t(k));
+      });
       CNT[r] = c;
     }
+    if (count_only) return;
+    int64_t id;
+    {
+      std::lock_guard<std::mutex> lock(pieces_mutex);
+      id = int64_t(pieces.size());
+      pieces.push_back(std::move(ks));
+    }
+    for (int64_t r = b; r < e; ++r) piece_of[r] = id;
   });
   if (count_only) {
     auto none = torch::empty({0}, rays_o.options());
@@ -137,14 +162,14 @@ std::vector<torch::Tensor> march(torch::Tensor rays_o, torch::Tensor rays_d, tor
   int64_t* RY = ray.data_ptr<int64_t>();
   // pass 2: write them
   at::parallel_for(0, R, 64, [&](int64_t b, int64_t e) {
+    float p[3];
     for (int64_t r = b; r < e; ++r) {
-      int64_t j = start[r];
-      walk(r, [&](const float* p, float t) {
+      const int32_t* ks = pieces[piece_of[r]].data() + first[r];
+      for (int64_t i = 0, j = start[r]; i < CNT[r]; ++i, ++j) {
+        T[j] = at_k(r, ks[i], p);
         P[3 * j] = p[0]; P[3 * j + 1] = p[1]; P[3 * j + 2] = p[2];
-        T[j] = t;
         RY[j] = r;
-        ++j;
-      });
+      }
     }
   });
   return {pts, ts, ray, count};
